@@ -1,0 +1,283 @@
+/* tkd_app.c - the device side of the tinykd serial protocol (see tkd_protocol.h).
+ *
+ * Receives COBS frames byte by byte, checks their CRC, runs the model on INFER and answers
+ * with RESULT (output and the port's instruction/cycle count). Invalid frames are answered
+ * with ERROR(BAD_FRAME) so the host can resend at once instead of waiting for a timeout.
+ */
+#include <string.h>
+
+#include "model.h"
+#include "tkd_app.h"
+#include "tkd_port.h"
+#include "tkd_protocol.h"
+
+#define TKD_RUNTIME_NAME "tinykd"
+
+#if (TKD_MODEL_OUTPUT_BYTES + 4) > TKD_MAX_PAYLOAD
+#error "model output does not fit one RESULT frame: raise TKD_MAX_PAYLOAD on both sides"
+#endif
+
+static uint8_t rx_buf[TKD_MAX_ENCODED];
+static uint32_t rx_len;
+static uint8_t rx_overflow;
+
+/* body being built for sending: type, seq, payload, room for the CRC */
+static uint8_t tx_body[TKD_MAX_BODY];
+
+static int8_t input_buf[TKD_MODEL_INPUT_BYTES];
+static int8_t output_buf[TKD_MODEL_OUTPUT_BYTES];
+
+static void put_u16(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)((v >> 24) & 0xFFu);
+}
+
+static void put_f32(uint8_t *p, float f)
+{
+    uint32_t v;
+    memcpy(&v, &f, sizeof v);
+    put_u32(p, v);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+/* COBS-encode tx_body[0..len) straight to the UART, framed by zero bytes. */
+static void send_encoded(uint32_t len)
+{
+    static const uint8_t zero = 0u;
+    uint32_t pos = 0;
+    tkd_port_uart_write(&zero, 1);
+    for (;;) {
+        uint32_t run = 0;
+        uint8_t code;
+        while (pos + run < len && run < 254u && tx_body[pos + run] != 0u) {
+            run++;
+        }
+        code = (uint8_t)(run + 1u);
+        tkd_port_uart_write(&code, 1);
+        if (run) {
+            tkd_port_uart_write(&tx_body[pos], run);
+        }
+        pos += run;
+        if (run == 254u) {
+            /* a full block carries no implied zero */
+            if (pos >= len) {
+                break;
+            }
+            continue;
+        }
+        if (pos >= len) {
+            break;
+        }
+        pos++; /* skip the zero the block stands for */
+        if (pos == len) {
+            /* the body ends with a zero: one more empty block encodes it */
+            code = 1u;
+            tkd_port_uart_write(&code, 1);
+            break;
+        }
+    }
+    tkd_port_uart_write(&zero, 1);
+}
+
+static void send(uint8_t type, uint16_t seq, uint32_t payload_len)
+{
+    uint16_t crc;
+    tx_body[0] = type;
+    put_u16(&tx_body[1], seq);
+    crc = tkd_crc16(tx_body, TKD_HEADER_BYTES + payload_len, 0xFFFFu);
+    put_u16(&tx_body[TKD_HEADER_BYTES + payload_len], crc);
+    send_encoded(TKD_HEADER_BYTES + payload_len + TKD_CRC_BYTES);
+}
+
+static void send_error(uint16_t seq, uint8_t code, uint8_t req_type, int32_t detail)
+{
+    uint8_t *p = &tx_body[TKD_HEADER_BYTES];
+    p[0] = code;
+    p[1] = req_type;
+    put_u32(&p[2], (uint32_t)detail);
+    send(TKD_MSG_ERROR, seq, 6u);
+}
+
+static uint32_t put_str(uint8_t *p, const char *s)
+{
+    uint32_t n = (uint32_t)strlen(s);
+    if (n > 255u) {
+        n = 255u;
+    }
+    p[0] = (uint8_t)n;
+    memcpy(&p[1], s, n);
+    return n + 1u;
+}
+
+static void send_info(uint16_t seq)
+{
+    uint8_t *p = &tx_body[TKD_HEADER_BYTES];
+    uint32_t n = 0;
+    p[n++] = (uint8_t)TKD_PROTOCOL_VERSION;
+    p[n++] = tkd_port_counter_kind();
+    put_u16(&p[n], TKD_MAX_PAYLOAD);                      n += 2;
+    put_u32(&p[n], tkd_port_clock_hz());                  n += 4;
+    put_u32(&p[n], (uint32_t)TKD_MODEL_ARENA_BYTES);      n += 4;
+    put_u32(&p[n], (uint32_t)TKD_MODEL_INPUT_BYTES);      n += 4;
+    put_u32(&p[n], (uint32_t)TKD_MODEL_OUTPUT_BYTES);     n += 4;
+    put_f32(&p[n], TKD_MODEL_INPUT_SCALE);                n += 4;
+    put_u32(&p[n], (uint32_t)(int32_t)(TKD_MODEL_INPUT_ZERO_POINT));  n += 4;
+    put_f32(&p[n], TKD_MODEL_OUTPUT_SCALE);               n += 4;
+    put_u32(&p[n], (uint32_t)(int32_t)(TKD_MODEL_OUTPUT_ZERO_POINT)); n += 4;
+    memcpy(&p[n], tkd_model_hash, 8);                     n += 8;
+    /* three short strings; each is cut to 255 bytes, so they always fit TKD_MAX_PAYLOAD */
+    n += put_str(&p[n], tkd_port_board_name());
+    n += put_str(&p[n], TKD_RUNTIME_NAME);
+    n += put_str(&p[n], TKD_MODEL_NAME);
+    send(TKD_MSG_INFO, seq, n);
+}
+
+static void do_infer(uint16_t seq, const uint8_t *payload, uint32_t len)
+{
+    uint32_t count;
+    int rc;
+    uint8_t *p;
+    if (len == (uint32_t)TKD_MODEL_INPUT_BYTES) {
+        memcpy(input_buf, payload, len);
+    } else if (len != 0u) {
+        send_error(seq, TKD_ERR_BAD_LENGTH, TKD_MSG_INFER, (int32_t)TKD_MODEL_INPUT_BYTES);
+        return;
+    }
+    tkd_port_counter_start();
+    rc = tkd_model_invoke(input_buf, output_buf);
+    count = tkd_port_counter_read();
+    if (rc != 0) {
+        send_error(seq, TKD_ERR_MODEL_FAILED, TKD_MSG_INFER, (int32_t)rc);
+        return;
+    }
+    p = &tx_body[TKD_HEADER_BYTES];
+    put_u32(p, count);
+    memcpy(&p[4], output_buf, TKD_MODEL_OUTPUT_BYTES);
+    send(TKD_MSG_RESULT, seq, 4u + (uint32_t)TKD_MODEL_OUTPUT_BYTES);
+}
+
+static void do_load(uint16_t seq, const uint8_t *payload, uint32_t len)
+{
+    uint32_t offset, n;
+    uint8_t *p;
+    if (len < 4u) {
+        send_error(seq, TKD_ERR_BAD_LENGTH, TKD_MSG_LOAD, 4);
+        return;
+    }
+    offset = get_u32(payload);
+    n = len - 4u;
+    if (offset > (uint32_t)TKD_MODEL_INPUT_BYTES || n > (uint32_t)TKD_MODEL_INPUT_BYTES - offset) {
+        send_error(seq, TKD_ERR_BAD_OFFSET, TKD_MSG_LOAD, (int32_t)TKD_MODEL_INPUT_BYTES);
+        return;
+    }
+    memcpy((uint8_t *)input_buf + offset, payload + 4, n);
+    p = &tx_body[TKD_HEADER_BYTES];
+    put_u32(p, offset);
+    put_u16(&p[4], n);
+    send(TKD_MSG_LOADED, seq, 6u);
+}
+
+static void handle_frame(void)
+{
+    int32_t n = tkd_cobs_decode_inplace(rx_buf, rx_len);
+    uint32_t body_len, payload_len;
+    uint16_t crc, seq;
+    uint8_t type;
+    const uint8_t *payload;
+
+    if (n < (int32_t)(TKD_HEADER_BYTES + TKD_CRC_BYTES)) {
+        send_error(0, TKD_ERR_BAD_FRAME, 0, n);
+        return;
+    }
+    body_len = (uint32_t)n;
+    crc = (uint16_t)(rx_buf[body_len - 2u] | ((uint16_t)rx_buf[body_len - 1u] << 8));
+    if (tkd_crc16(rx_buf, body_len - TKD_CRC_BYTES, 0xFFFFu) != crc) {
+        send_error(0, TKD_ERR_BAD_FRAME, 0, -2);
+        return;
+    }
+    type = rx_buf[0];
+    seq = (uint16_t)(rx_buf[1] | ((uint16_t)rx_buf[2] << 8));
+    payload = &rx_buf[TKD_HEADER_BYTES];
+    payload_len = body_len - TKD_HEADER_BYTES - TKD_CRC_BYTES;
+
+    switch (type) {
+    case TKD_MSG_PING: {
+        uint8_t *p = &tx_body[TKD_HEADER_BYTES];
+        p[0] = (uint8_t)TKD_PROTOCOL_VERSION;
+        put_u16(&p[1], TKD_MAX_PAYLOAD);
+        send(TKD_MSG_PONG, seq, 3u);
+        break;
+    }
+    case TKD_MSG_HELLO:
+        send_info(seq);
+        break;
+    case TKD_MSG_INFER:
+        do_infer(seq, payload, payload_len);
+        break;
+    case TKD_MSG_LOAD:
+        do_load(seq, payload, payload_len);
+        break;
+    case TKD_MSG_INFER_AUDIO:
+        send_error(seq, TKD_ERR_UNSUPPORTED, type, 0);
+        break;
+    case TKD_MSG_EXIT:
+        if (tkd_port_exit(payload_len ? (int)payload[0] : 0) != 0) {
+            send_error(seq, TKD_ERR_UNSUPPORTED, type, 0);
+        }
+        break;
+    default:
+        send_error(seq, TKD_ERR_UNKNOWN_TYPE, type, 0);
+        break;
+    }
+}
+
+void tkd_app_init(void)
+{
+    rx_len = 0;
+    rx_overflow = 0;
+    tkd_port_init();
+}
+
+void tkd_app_feed_byte(uint8_t byte)
+{
+    if (byte == 0u) {
+        if (rx_overflow) {
+            send_error(0, TKD_ERR_TOO_LONG, 0, (int32_t)TKD_MAX_ENCODED);
+        } else if (rx_len != 0u) {
+            handle_frame();
+        }
+        rx_len = 0;
+        rx_overflow = 0;
+        return;
+    }
+    if (rx_len < sizeof rx_buf) {
+        rx_buf[rx_len++] = byte;
+    } else {
+        rx_overflow = 1;
+    }
+}
+
+void tkd_app_run(void)
+{
+    tkd_app_init();
+    for (;;) {
+        int c = tkd_port_uart_read_byte();
+        if (c >= 0) {
+            tkd_app_feed_byte((uint8_t)c);
+        }
+    }
+}

@@ -1,0 +1,60 @@
+/* tkd_protocol.h - wire format shared with the host (tinykd/device/protocol.py).
+ *
+ *   frame = COBS(body) 0x00
+ *   body  = type:u8 seq:u16le payload crc:u16le
+ *   crc   = CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) over type, seq and payload
+ *
+ * All integers little-endian, floats IEEE-754 binary32. See protocol.py for the payloads.
+ */
+#ifndef TKD_PROTOCOL_H
+#define TKD_PROTOCOL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TKD_PROTOCOL_VERSION 1u
+#define TKD_MAX_PAYLOAD      1024u
+#define TKD_HEADER_BYTES     3u
+#define TKD_CRC_BYTES        2u
+#define TKD_MAX_BODY         (TKD_HEADER_BYTES + TKD_MAX_PAYLOAD + TKD_CRC_BYTES)
+#define TKD_MAX_ENCODED      (TKD_MAX_BODY + (TKD_MAX_BODY + 253u) / 254u)
+
+/* host -> device */
+#define TKD_MSG_PING         0x01u
+#define TKD_MSG_HELLO        0x02u
+#define TKD_MSG_INFER        0x03u
+/* Reserved for the keyword-spotting issue: raw int16 audio in, the device runs its own
+ * feature extractor and then the model. Not implemented yet: answered with ERROR(UNSUPPORTED). */
+#define TKD_MSG_INFER_AUDIO  0x04u
+#define TKD_MSG_LOAD         0x05u
+#define TKD_MSG_EXIT         0x0Eu
+/* device -> host */
+#define TKD_MSG_PONG         0x81u
+#define TKD_MSG_INFO         0x82u
+#define TKD_MSG_RESULT       0x83u
+#define TKD_MSG_LOADED       0x85u
+#define TKD_MSG_ERROR        0x7Fu
+
+/* ERROR codes */
+#define TKD_ERR_BAD_FRAME     1u
+#define TKD_ERR_UNKNOWN_TYPE  2u
+#define TKD_ERR_BAD_LENGTH    3u
+#define TKD_ERR_MODEL_FAILED  4u
+#define TKD_ERR_UNSUPPORTED   5u
+#define TKD_ERR_TOO_LONG      6u
+#define TKD_ERR_BAD_OFFSET    7u
+
+uint16_t tkd_crc16(const uint8_t *data, uint32_t len, uint16_t crc);
+
+/* Decode a COBS block (without its 0x00 delimiter) in place. Returns the decoded length,
+ * or -1 if the block is malformed. */
+int32_t tkd_cobs_decode_inplace(uint8_t *buf, uint32_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TKD_PROTOCOL_H */

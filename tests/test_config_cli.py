@@ -1,0 +1,74 @@
+"""Bad input: each a clear one-paragraph message and exit status 2, never a traceback."""
+import pytest
+from click.testing import CliRunner
+
+from tinykd.cli import main
+from tinykd.config import resolve
+from tinykd.errors import TinykdError
+
+
+def run(*args):
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--temperature", "0"], "Temperature must be > 0"),
+    (["--temperature", "-3"], "Temperature must be > 0"),
+    (["--alpha", "1.5"], "alpha must be between 0 and 1"),
+    (["--alpha", "-0.1"], "alpha must be between 0 and 1"),
+    (["--student", "resnet-9000"], "Unknown model 'resnet-9000'"),
+    (["--teacher", "nope"], "Unknown model 'nope'"),
+    (["--board", "esp32"], "esp32"),
+    (["--task", "cifar"], "Unknown task 'cifar'"),
+])
+def test_bad_options_exit_2_with_a_message(args, message, tmp_path):
+    code, output = run("build", "--out", str(tmp_path / "b"), *args)
+    assert code == 2, output
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[distill]\ntemprature = 4\n')
+    code, output = run("build", "--config", str(cfg), "--out", str(tmp_path / "b"))
+    assert code == 2 and "unknown setting 'distill.temprature'" in output and "temperature" in output
+
+
+def test_config_file_wrong_type_and_bad_toml(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[student]\nepochs = "many"\n')
+    with pytest.raises(TinykdError, match="'student.epochs' must be a int"):
+        resolve(config_file=cfg)
+    cfg.write_text('[student\n')
+    with pytest.raises(TinykdError, match="not valid TOML"):
+        resolve(config_file=cfg)
+    with pytest.raises(TinykdError, match="does not exist"):
+        resolve(config_file=tmp_path / "missing.toml")
+
+
+def test_layers_apply_in_order(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('seed = 7\n[distill]\ntemperature = 4\nalpha = 0.5\n[student]\narch = "mlp-30-30"\n')
+    c = resolve(config_file=cfg, quick=True, overrides={"distill": {"alpha": 0.25}})
+    assert (c.seed, c.distill.temperature, c.distill.alpha, c.student.arch) == (7, 4.0, 0.25, "mlp-30-30")
+    assert c.data.train_limit == 3000  # from --quick
+    assert resolve().distill.temperature == 20.0 and resolve().student.arch == "mlp-300-300"
+
+
+def test_unwritable_out_is_a_clear_error(tmp_path, mnist_dir):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, output = run("build", "--quick", "--data-dir", str(mnist_dir), "--out", str(blocker / "sub"))
+    assert code == 2 and "Cannot write to the output folder" in output
+
+
+def test_missing_data_through_the_cli(tmp_path):
+    code, output = run("data", "--data-dir", str(tmp_path / "none"))
+    assert code == 2 and "MNIST files not found" in output and "Traceback" not in output
+
+
+def test_boards_lists_the_default_board():
+    code, output = run("boards")
+    assert code == 0 and "mps2-an386" in output and "nano33" in output

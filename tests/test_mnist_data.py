@@ -1,0 +1,95 @@
+"""MNIST loading: the real files, checksums, truncated files, the download path, the errors."""
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+
+from tinykd.data import mnist
+from tinykd.errors import TinykdError
+
+
+def test_loads_real_mnist_with_a_seeded_validation_split(mnist_dir):
+    d = mnist.load(mnist_dir, val_size=5000, seed=3)
+    assert d.x_train.shape == (55000, 28, 28, 1) and d.x_test.shape == (10000, 28, 28, 1)
+    assert d.x_train.dtype == np.float32 and 0.0 <= d.x_train.min() and d.x_train.max() == 1.0
+    # Train + validation are exactly the 60 000 training labels (counts from SOURCE.md).
+    counts = np.bincount(np.concatenate([d.y_train, d.y_val]), minlength=10)
+    assert counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    again = mnist.load(mnist_dir, val_size=5000, seed=3)
+    other = mnist.load(mnist_dir, val_size=5000, seed=4)
+    assert np.array_equal(d.y_val, again.y_val) and not np.array_equal(d.y_val, other.y_val)
+
+
+def test_limits_take_a_subset(mnist_dir):
+    d = mnist.load(mnist_dir, val_size=100, train_limit=300, test_limit=50)
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (300, 100, 50)
+
+
+def _copy(mnist_dir, tmp_path):
+    folder = tmp_path / "mnist"
+    shutil.copytree(mnist_dir, folder)
+    for f in folder.iterdir():
+        f.chmod(0o644)
+    return folder
+
+
+def test_wrong_checksum_is_a_clear_error(mnist_dir, tmp_path):
+    folder = _copy(mnist_dir, tmp_path)
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(labels.read_bytes())
+    data[-20] ^= 0xFF
+    labels.write_bytes(bytes(data))
+    with pytest.raises(TinykdError, match=r"t10k-labels-idx1-ubyte.gz is corrupt.*md5"):
+        mnist.load(folder)
+
+
+def test_truncated_gzip_is_a_clear_error(mnist_dir, tmp_path):
+    folder = _copy(mnist_dir, tmp_path)
+    path = folder / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:2000])
+    # The md5 check catches it first...
+    with pytest.raises(TinykdError, match="corrupt"):
+        mnist.load(folder)
+    # ...and the decoder on its own says the file is truncated rather than crashing.
+    with pytest.raises(TinykdError, match="truncated or not gzip"):
+        mnist.read_idx(path, mnist.FILES["test_labels"])
+
+
+def test_wrong_header_is_a_clear_error(tmp_path):
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"\x00\x00\x08\x03" + b"\x00" * 100)
+    with pytest.raises(TinykdError, match="unexpected idx header"):
+        mnist.read_idx(path, mnist.FILES["test_labels"])
+
+
+def test_missing_data_dir_says_what_to_do(tmp_path):
+    with pytest.raises(TinykdError, match="not found in --data-dir.*four original"):
+        mnist.load(tmp_path / "nowhere")
+
+
+def test_download_fills_the_cache_and_verifies(mnist_dir, tmp_path, monkeypatch):
+    """The real download code, pointed at file:// mirrors: a bad mirror first, then a good one."""
+    bad = tmp_path / "bad-mirror"
+    bad.mkdir()
+    for spec in mnist.FILES.values():
+        (bad / spec.name).write_bytes(b"not mnist")
+    monkeypatch.setattr(mnist, "MIRRORS", (bad.as_uri() + "/", mnist_dir.as_uri() + "/"))
+    monkeypatch.setenv("TINYKD_CACHE", str(tmp_path / "cache"))
+    folder = mnist.locate(None)
+    assert folder == tmp_path / "cache" / "mnist"
+    assert mnist.md5sum(folder / "train-labels-idx1-ubyte.gz") == mnist.FILES["train_labels"].md5
+    assert not list(folder.glob(".*.tmp")), "no partial downloads are left behind"
+
+
+def test_offline_and_absent_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(mnist, "MIRRORS", ((tmp_path / "empty").as_uri() + "/",))
+    monkeypatch.setenv("TINYKD_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(TinykdError, match="could not be downloaded.*--data-dir"):
+        mnist.locate(None)
+
+
+def test_tinykd_data_env_is_used(mnist_dir, monkeypatch):
+    monkeypatch.setenv("TINYKD_DATA", str(mnist_dir.parent))  # a folder holding mnist/ works too
+    assert mnist.locate(None) == mnist_dir

@@ -1,0 +1,134 @@
+"""The Arduino Nano 33 BLE project: sketch generated, the portable part compiles for the
+core's Cortex-M4F softfp ABI and fits the board's budget minus the Mbed OS allowance, and
+the Arduino port itself compiles against a minimal stand-in for Arduino.h."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import tinykd.device.flash as flash_mod
+import tinykd.firmware.project as project_mod
+from tinykd.boards import load_board
+from tinykd.errors import TinykdError
+from tinykd.firmware.project import Project, build_project, generate_project
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "fixture_model"
+
+# What the port uses from the core, nothing more: Serial with begin/bool/available/read/write.
+FAKE_ARDUINO_H = """#pragma once
+#include <stddef.h>
+#include <stdint.h>
+class FakeSerial {
+public:
+    void begin(unsigned long) {}
+    explicit operator bool() const { return true; }
+    int available() { return 0; }
+    int read() { return -1; }
+    size_t write(const uint8_t *, size_t n) { return n; }
+};
+extern FakeSerial Serial;
+"""
+
+
+def _no_arduino_cli(monkeypatch):
+    real = shutil.which
+    monkeypatch.setattr(project_mod.shutil, "which",
+                        lambda name, *a, **k: None if name == "arduino-cli" else real(name, *a, **k))
+
+
+def _require(tool):
+    assert shutil.which(tool), f"{tool} is required for this test and is not on PATH"
+
+
+def test_nano33_sketch_is_generated(tmp_path):
+    proj = generate_project("nano33ble", FIXTURE, tmp_path / "fw")
+    assert proj.kind == "arduino" and proj.board.name == "nano33"
+    sketch = proj.sketch_dir
+    assert sketch.name == "tinykd_nano33"
+    names = {p.name for p in sketch.iterdir()}
+    assert {"tinykd_nano33.ino", "tkd_port_arduino.cpp", "tkd_app.c", "tkd_protocol.c",
+            "tkd_port.h", "model.c", "model.h", "tkd_board.h"} <= names
+    # Mbed OS brings its own start-up and main(): none of ours may end up in the sketch
+    assert not names & {"tkd_startup.c", "tkd_port_qemu.c", "tkd_port_standin.c"}
+    board_h = (sketch / "tkd_board.h").read_text()
+    assert '"nano33"' in board_h and "64000000u" in board_h and "TKD_UART_BASE" not in board_h
+    again = Project.from_dir(tmp_path / "fw")
+    assert again.sketch_dir == sketch and again.kind == "arduino"
+
+
+def test_nano33_portable_part_compiles_softfp_and_fits(tmp_path, monkeypatch):
+    _require("arm-none-eabi-gcc")
+    _no_arduino_cli(monkeypatch)
+    board = load_board("nano33")
+    res = build_project(generate_project(board, FIXTURE, tmp_path / "fw"))
+    assert res.method == "fitcheck" and res.fits
+    assert res.flash_budget == 983_040 - board.mbed_flash_allowance == 884_736
+    assert res.ram_budget == 262_144 - board.mbed_ram_allowance == 212_992
+    assert 1000 < res.flash_used < 16_384 and 0 < res.ram_used < 16_384
+    assert any("Mbed" in n for n in res.notes)
+    attrs = subprocess.run(["arm-none-eabi-readelf", "-A", str(res.elf)], capture_output=True,
+                           text=True, check=True).stdout
+    assert "Tag_CPU_arch: v7E-M" in attrs and "Tag_FP_arch: VFPv4-D16" in attrs
+    assert "Tag_ABI_VFP_args: VFP registers" not in attrs      # softfp, not hard-float
+    print(f"\nnano33 fit check: flash {res.flash_used}/{res.flash_budget} B, "
+          f"RAM {res.ram_used}/{res.ram_budget} B")
+
+
+def test_nano33_arduino_port_compiles_against_stand_in_core(tmp_path):
+    _require("arm-none-eabi-g++")
+    proj = generate_project("nano33", FIXTURE, tmp_path / "fw")
+    inc = tmp_path / "core"
+    inc.mkdir()
+    (inc / "Arduino.h").write_text(FAKE_ARDUINO_H)
+    flags = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=softfp",
+             "-Wall", "-Wextra", "-Werror", "-I", str(inc), "-I", str(proj.sketch_dir)]
+    for src, lang in ((proj.sketch_dir / "tkd_port_arduino.cpp", "c++"),
+                      (proj.sketch_dir / "tinykd_nano33.ino", "c++")):
+        subprocess.run(["arm-none-eabi-g++", *flags, "-x", lang, "-c", str(src), "-o",
+                        str(tmp_path / (src.name + ".o"))], check=True)
+
+
+def test_nano33_model_too_big(tmp_path, monkeypatch):
+    _require("arm-none-eabi-gcc")
+    _no_arduino_cli(monkeypatch)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.h").write_bytes((FIXTURE / "model.h").read_bytes())
+    src = (FIXTURE / "model.c").read_text()
+    src = src.replace("static int32_t arena", "extern const volatile int8_t tkd_big[];\n"
+                      "static int32_t arena")
+    src = src.replace("    if (input[0] == -128", "    if (tkd_big[(uint8_t)input[2]] == 5) {\n"
+                      "        return 9;\n    }\n    if (input[0] == -128")
+    (model / "model.c").write_text(src)
+    (model / "weights.c").write_text(
+        "#include <stdint.h>\nconst volatile int8_t tkd_big[900000] = {1};\n")
+    with pytest.raises(TinykdError) as e:
+        build_project(generate_project("nano33", model, tmp_path / "fw"))
+    msg = str(e.value)
+    assert "nano33" in msg and "884736" in msg and "212992" in msg
+    assert "smaller student" in msg and "over flash by" in msg
+
+
+def test_nano33_flash_without_arduino_cli_says_how_to_install(tmp_path, monkeypatch):
+    proj = generate_project("nano33", FIXTURE, tmp_path / "fw")
+    real = shutil.which
+    monkeypatch.setattr(flash_mod.shutil, "which",
+                        lambda name, *a, **k: None if name == "arduino-cli" else real(name, *a, **k))
+    with pytest.raises(TinykdError, match="arduino-cli.*install"):
+        flash_mod.flash("nano33", proj)
+
+
+def test_missing_toolchain_says_how_to_install(tmp_path, monkeypatch):
+    proj = generate_project("mps2-an386", FIXTURE, tmp_path / "fw")
+    real = shutil.which
+    monkeypatch.setattr(project_mod.shutil, "which",
+                        lambda n, *a, **k: None if n == "arm-none-eabi-gcc" else real(n, *a, **k))
+    with pytest.raises(TinykdError, match="arm-none-eabi-gcc.*gcc-arm-none-eabi"):
+        build_project(proj)
+
+
+def test_not_a_model_folder(tmp_path):
+    with pytest.raises(TinykdError, match="model.c and model.h"):
+        generate_project("nano33", tmp_path, tmp_path / "fw")

@@ -1,0 +1,115 @@
+"""End to end on a data subset: every artifact, C arrays, determinism, resume."""
+import json
+
+import numpy as np
+import pytest
+import tinykd  # noqa: F401
+import tf_keras as keras
+
+from tinykd.config import resolve
+from tinykd.distill import Distiller, train
+from tinykd.export.c_array import read_c_array
+from tinykd.models import build_model
+from tinykd.pipeline import Build
+
+
+def test_quick_build_makes_every_artifact(quick_build):
+    out = quick_build.out
+    for name in ["config.toml", "teacher.keras", "baseline.keras", "student.keras", "student_qat.h5",
+                 "model_int8.tflite", "model_data.cc", "model_data.h", "evaluation.json",
+                 "report.json", "report.md", "plots/training_curves.png", "plots/confusion_int8.png",
+                 "plots/errors.png"]:
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    results = report["results"]
+    assert set(results) == {"teacher", "baseline", "student", "student_qat", "int8_litert", "int8_tflm"}
+    # A 3000-example, 2-epoch student still learns: far better than chance (450 errors of 500).
+    assert results["int8_tflm"]["total"] == 500 and results["int8_tflm"]["errors"] < 150
+    assert sum(map(sum, results["int8_tflm"]["confusion"])) == 500
+    assert "Hinton" in (out / "report.md").read_text() or report["dataset"]["test"] != 10000
+
+
+def test_int8_model_is_fully_integer(quick_build):
+    from tinykd.export import tflite_io_quantization
+
+    q = tflite_io_quantization(quick_build.out / "model_int8.tflite")
+    assert q.input.shape == (1, 28, 28, 1) and q.output.shape == (1, 10)
+    # Pixels in [0, 1] map onto the whole int8 range: scale 1/255, zero point -128.
+    assert q.input.zero_point == -128 and abs(q.input.scale - 1 / 255) < 1e-6
+
+
+def test_c_array_round_trips_the_tflite_bytes(quick_build):
+    out = quick_build.out
+    data = (out / "model_int8.tflite").read_bytes()
+    assert read_c_array(out / "model_data.cc") == data
+    header = (out / "model_data.h").read_text()
+    cc = (out / "model_data.cc").read_text()
+    assert "extern const unsigned char g_model[];" in header and "extern const unsigned int g_model_len;" in header
+    assert f"{len(data)} bytes" in header and "zero point -128" in header
+    assert "alignas(16) const unsigned char g_model[]" in cc and f"g_model_len = {len(data)};" in cc
+
+
+def test_rerun_skips_finished_stages_and_redoes_changed_ones(quick_build):
+    logs = []
+    build = Build(quick_build.config, quick_build.out, log=logs.append)
+    build.run_all()
+    assert all("up to date" in line for line in logs), logs
+    # Losing an artifact (an interrupted stage) redoes that stage and nothing upstream.
+    (quick_build.out / "model_data.cc").unlink()
+    logs.clear()
+    Build(quick_build.config, quick_build.out, log=logs.append).run("export")
+    assert "[export] running" in logs and not any("[qat] running" in line for line in logs)
+    assert (quick_build.out / "model_data.cc").is_file()
+
+
+def test_same_seed_same_bytes(quick_build, tmp_path):
+    """A second build from scratch with the same config gives a byte-identical int8 model."""
+    again = Build(quick_build.config, tmp_path / "again", log=lambda m: None)
+    again.run("export")
+    assert (again.out / "model_int8.tflite").read_bytes() == (quick_build.out / "model_int8.tflite").read_bytes()
+    assert (again.out / "model_data.cc").read_bytes() == (quick_build.out / "model_data.cc").read_bytes()
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+
+def test_training_resumes_from_the_epoch_checkpoint(mnist_dir, tmp_path):
+    """Cut a 2-epoch run after epoch 1; the resumed run ends with the uninterrupted run's weights."""
+    import tensorflow as tf
+
+    from tinykd.data import mnist
+
+    d = mnist.load(mnist_dir, val_size=200, train_limit=1000, test_limit=10)
+    tf.config.experimental.enable_op_determinism()
+
+    def fresh():
+        keras.utils.set_random_seed(5)
+        return build_model("mlp-30-30", d.input_shape, 10)
+
+    kwargs = dict(epochs=2, batch_size=100, learning_rate=1e-3, seed=5, max_shift=2)
+    straight = fresh()
+    full = train(Distiller(straight), d.x_train, d.y_train, None, checkpoint_dir=tmp_path / "a", **kwargs)
+
+    cut = fresh()
+    with pytest.raises(KeyboardInterrupt):
+        train(Distiller(cut), d.x_train, d.y_train, None, checkpoint_dir=tmp_path / "b",
+              callbacks=[_Interrupt()], **kwargs)
+    resumed = fresh()  # a new process would start from fresh weights, then restore
+    result = train(Distiller(resumed), d.x_train, d.y_train, None, checkpoint_dir=tmp_path / "b", **kwargs)
+    assert len(result.history["loss"]) == 2
+    np.testing.assert_allclose(result.history["loss"], full.history["loss"], rtol=1e-6)
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_build_from_python_with_overrides(mnist_dir, tmp_path):
+    config = resolve(quick=True, overrides={"data": {"dir": str(mnist_dir), "train_limit": 500, "test_limit": 50},
+                                            "teacher": {"epochs": 1}, "student": {"epochs": 1, "arch": "mlp-30-30"},
+                                            "qat": {"epochs": 1}})
+    build = Build(config, tmp_path / "py", log=lambda m: None)
+    record = build.run("convert")
+    assert record.info["bytes"] == (tmp_path / "py" / "model_int8.tflite").stat().st_size
+    assert "model_int8.tflite" in record.artifacts

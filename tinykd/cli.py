@@ -1,0 +1,246 @@
+"""`tinykd` command line: parses options and calls the library; nothing else lives here."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import TinykdError
+
+
+def _common_options(func):
+    options = [
+        click.option("--task", type=str, default=None, help="mnist (default) or kws."),
+        click.option("--board", type=str, default=None, help="Target board (see `tinykd boards`); default mps2-an386."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                     help="TOML file with settings (see README)."),
+        click.option("--out", type=click.Path(file_okay=False), default=None,
+                     help="Build directory (default build/<task>-<board>)."),
+        click.option("--seed", type=int, default=None, help="Random seed: same seed, same bytes."),
+        click.option("--data-dir", type=click.Path(), default=None, help="Folder with the dataset files."),
+        click.option("--epochs", type=int, default=None, help="Epochs for the student (KD and baseline)."),
+        click.option("--teacher-epochs", type=int, default=None, help="Epochs for the teacher."),
+        click.option("--qat-epochs", type=int, default=None, help="Epochs of quantisation-aware fine-tuning."),
+        click.option("--temperature", "-T", type=float, default=None, help="Distillation temperature T (> 0)."),
+        click.option("--alpha", type=float, default=None, help="Weight of the soft (teacher) loss, in [0, 1]."),
+        click.option("--teacher", type=str, default=None, help="Teacher architecture (e.g. cnn, hinton-1200)."),
+        click.option("--student", type=str, default=None, help="Student architecture (e.g. mlp-300-300)."),
+        click.option("--quick", is_flag=True, help="Tiny data and few epochs: a smoke run in about a minute."),
+        click.option("--force", is_flag=True, help="Redo stages even if their results are up to date."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _overrides(opts: dict) -> dict:
+    """Map CLI options onto the nested configuration; None means 'not given'."""
+    mapping = {
+        "board": ("board",), "seed": ("seed",), "data_dir": ("data", "dir"),
+        "epochs": ("student", "epochs"), "teacher_epochs": ("teacher", "epochs"),
+        "qat_epochs": ("qat", "epochs"), "temperature": ("distill", "temperature"),
+        "alpha": ("distill", "alpha"), "teacher": ("teacher", "arch"), "student": ("student", "arch"),
+    }
+    result: dict = {}
+    for key, path in mapping.items():
+        value = opts.get(key)
+        if value is None:
+            continue
+        target = result
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = str(value) if key == "data_dir" else value
+    return result
+
+
+def _open_build(opts: dict, device: dict | None = None):
+    from .config import resolve
+    from .pipeline import Build, default_out_dir
+
+    overrides = _overrides(opts)
+    if device:
+        overrides["device"] = device
+    config = resolve(task=opts["task"], config_file=opts["config_file"], quick=opts["quick"],
+                     overrides=overrides)
+    out = Path(opts["out"]) if opts["out"] else default_out_dir(config)
+    return Build(config, out, force=opts["force"], log=lambda msg: click.echo(msg, err=True))
+
+
+def _friendly_errors(func):
+    """Turn TinykdError into its message and exit status 2; never show a traceback for those."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except TinykdError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished stages and the last epoch checkpoint are kept; "
+                       "run the same command again to resume.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="tinykd")
+def main():
+    """tinykd: distil a model into a tiny int8 student and prove it on a Cortex-M board."""
+
+
+@main.command()
+@_common_options
+@_friendly_errors
+def build(**opts):
+    """Run every stage: data, teacher, distillation, QAT, int8, C arrays, evaluation, report."""
+    b = _open_build(opts)
+    b.run_all()
+    click.echo(f"Report: {b.out / 'report.md'}")
+    device = b.out / "device.json"
+    if device.exists() and b.is_done("device"):
+        import json
+
+        d = json.loads(device.read_text())
+        click.echo(f"On {d['board']}: {d['device']['errors']} errors in {d['examples']} test examples "
+                   f"({100 * d['device']['accuracy']:.2f} %), {d['host_vs_device']['mismatches']} outputs "
+                   "differing from the host's int8 model.")
+
+
+def _stage_command(stage: str, doc: str):
+    @_common_options
+    @_friendly_errors
+    def command(**opts):
+        b = _open_build(opts)
+        record = b.run(stage)
+        click.echo(f"{stage}: {', '.join(str(b.out / a) for a in record.artifacts)}")
+
+    command.__doc__ = doc
+    return main.command(name=stage)(command)
+
+
+_stage_command("train-teacher", "Train the teacher (teacher.keras).")
+_stage_command("distill", "Distil the student from the teacher, and train its no-KD baseline.")
+_stage_command("qat", "Quantisation-aware fine-tuning of the student, still distilling.")
+_stage_command("convert", "Convert the QAT student to a fully int8 .tflite.")
+_stage_command("export", "Write the TFLite Micro C array (model_data.cc/.h).")
+_stage_command("report", "Write report.json, report.md and plots/.")
+
+
+@main.command()
+@_common_options
+@click.option("--host", is_flag=True, help="Only evaluate on the host (LiteRT and TFLite Micro).")
+@click.option("--port", type=str, default=None, help="Serial port of a hardware board (default: found by USB id).")
+@click.option("--limit", type=int, default=None, help="Stream only the first N test examples to the device.")
+@click.option("--model", "model_file", type=click.Path(dir_okay=False), default=None,
+              help="Any int8 .tflite: build firmware for it and check it on the device against TFLite Micro.")
+@click.option("--random", "random_n", type=int, default=None, help="With --model: number of random inputs.")
+@_friendly_errors
+def evaluate(host, port, limit, model_file, random_n, **opts):
+    """Measure accuracy on the device (QEMU boards are started for you) beside the host's."""
+    if model_file:
+        from .device.check import check_model_on_device
+
+        board = opts["board"] or "mps2-an386"
+        out = Path(opts["out"] or Path("build") / f"{Path(model_file).stem}-{board}")
+        result = check_model_on_device(model_file, board, out, n=random_n or 100, port=port,
+                                       seed=opts["seed"] or 0)
+        click.echo(f"{result['examples']} random inputs on {result['board']}: "
+                   f"{result['host_vs_device']['mismatches']} outputs differ from TFLite Micro on the host "
+                   f"({out / 'device_check.json'}).")
+        if result["host_vs_device"]["mismatches"]:
+            sys.exit(1)
+        return
+    overrides = {}
+    if port:
+        overrides["port"] = port
+    if limit is not None:
+        overrides["limit"] = limit
+    b = _open_build(opts, device=overrides)
+    b.run("evaluate" if host else "device")
+    if not host:
+        b.run("report")
+    click.echo(f"evaluation: {b.out / ('evaluation.json' if host else 'device.json')}, report: {b.out / 'report.md'}")
+
+
+@main.command()
+@_common_options
+@click.option("--model", "model_file", type=click.Path(dir_okay=False), default=None,
+              help="Build firmware for this int8 .tflite instead of the build's model.")
+@_friendly_errors
+def firmware(model_file, **opts):
+    """Generate model.c/.h and the board's firmware project, compile it, check it fits."""
+    if model_file:
+        from .firmware.build import build_firmware
+
+        board = opts["board"] or "mps2-an386"
+        out = Path(opts["out"] or Path("build") / f"{Path(model_file).stem}-{board}") / "firmware"
+        fw = build_firmware(model_file, board, out)
+        summary = fw.summary()
+    else:
+        b = _open_build(opts)
+        summary = b.run("firmware").info
+        out = b.out / "firmware"
+    click.echo(f"{summary['board']}: flash {summary['flash_used']:,} / {summary['flash_budget']:,} B, "
+               f"RAM {summary['ram_used']:,} / {summary['ram_budget']:,} B (arena {summary['arena_bytes']:,} B)")
+    click.echo(f"project: {out}")
+
+
+@main.command()
+@_common_options
+@click.option("--port", type=str, default=None, help="Serial port of the board (default: found by USB id).")
+@click.option("--seconds", type=float, default=3600.0, help="QEMU boards: stop the emulator after this long.")
+@_friendly_errors
+def flash(port, seconds, **opts):
+    """Put the built firmware on the board. QEMU boards: start it and print its serial address."""
+    from .device.flash import flash as flash_board
+
+    b = _open_build(opts)
+    b.run("firmware")
+    flashed = flash_board(b.board, b.out / "firmware", port=port, time_limit=seconds)
+    click.echo(f"{b.board.name} is running the firmware; serial: {flashed.url}")
+    if flashed.qemu is not None:
+        click.echo("QEMU runs until Ctrl-C (or --seconds). Connect with pyserial's serial_for_url.")
+        try:
+            flashed.qemu.wait(seconds)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            flashed.close()
+
+
+@main.command()
+@_common_options
+@_friendly_errors
+def data(**opts):
+    """Find (or download) the task's data, verify it, and print what it holds."""
+    from .config import resolve
+
+    config = resolve(task=opts["task"], config_file=opts["config_file"], quick=opts["quick"],
+                     overrides=_overrides(opts))
+    from .data import get_task
+
+    task = get_task(config.task)
+    c = config.data
+    dataset = task.load(c.dir or None, val_size=c.val_size, seed=config.seed,
+                        train_limit=c.train_limit, test_limit=c.test_limit)
+    for key, value in dataset.summary().items():
+        click.echo(f"{key:>12}: {value}")
+
+
+@main.command()
+@_friendly_errors
+def boards():
+    """List the boards tinykd can build for."""
+    from .boards import list_boards
+
+    for b in list_boards():
+        click.echo(f"{b.name:<12} {b.cpu:<14} flash {b.flash_bytes // 1024:>5} KB  RAM {b.ram_bytes // 1024:>4} KB  "
+                   f"{b.description}")
+
+
+if __name__ == "__main__":
+    main()

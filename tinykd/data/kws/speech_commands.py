@@ -1,0 +1,528 @@
+"""Google Speech Commands (v0.01 / v0.02 layout) for 12-class keyword spotting.
+
+Layout (the archive's and `synth.synthesize_kws`'s):
+
+    root/<word>/<speaker>_nohash_<n>.wav     1 s or shorter, 16 kHz mono int16
+    root/validation_list.txt  root/testing_list.txt   "word/file.wav" per line
+    root/_background_noise_/*.wav             long noise recordings
+
+Classes (Hello Edge / MLPerf Tiny): the ten keywords, `_silence_` and `_unknown_`. Training
+files are all the word files listed in neither list. Per split, as in TensorFlow's
+speech_commands example that Hello Edge used: `_unknown_` clips are sampled from the
+non-keyword words, `unknown_percentage` % of the keyword clip count, and `_silence_` clips
+are 1 s cuts of the noise files at a random volume in [0, 1], `silence_percentage` % of
+it. Training clips can be augmented by a random time shift and background noise mixed in.
+Only the training split depends on `seed`; validation and testing are fixed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import TinykdError
+from ...fileio import atomic_path
+
+SAMPLE_RATE = 16000
+CLIP_SAMPLES = 16000
+KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SILENCE = "_silence_"
+UNKNOWN = "_unknown_"
+CLASS_NAMES = list(KEYWORDS) + [SILENCE, UNKNOWN]
+NOISE_DIR = "_background_noise_"
+SPLITS = ("train", "validation", "test")
+_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "validation",
+                  "valid": "validation", "validation": "validation", "test": "test",
+                  "testing": "test"}
+EVAL_SEED = 0x5EED  # validation/test sampling does not move with the training seed
+
+
+@dataclass(frozen=True)
+class Archive:
+    urls: tuple[str, ...]  # official locations, tried in order
+    sha256: str
+    size: int  # bytes, 0 if not recorded
+    folder: str  # name of the extracted folder in the cache
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+
+def _official(name: str) -> tuple[str, ...]:
+    return (f"https://storage.googleapis.com/download.tensorflow.org/data/{name}",
+            f"http://download.tensorflow.org/data/{name}")
+
+
+ARCHIVES = {
+    "v0.02": Archive(_official("speech_commands_v0.02.tar.gz"),
+                     "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58", 2428923189,
+                     "speech_commands_v0.02"),
+    "v0.01": Archive(_official("speech_commands_v0.01.tar.gz"),
+                     "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d", 0,
+                     "speech_commands_v0.01"),
+}
+
+
+# ------------------------------------------------------------------------------ locating
+
+def cache_dir() -> Path:
+    """$TINYKD_CACHE, else ~/.cache/tinykd."""
+    return Path(os.environ.get("TINYKD_CACHE") or Path.home() / ".cache" / "tinykd")
+
+
+def is_dataset_dir(path: Path) -> bool:
+    return (path / "validation_list.txt").is_file() and (path / "testing_list.txt").is_file() \
+        and any((path / k).is_dir() for k in KEYWORDS)
+
+
+def check_layout(root: Path) -> None:
+    """Raise TinykdError unless root has the Speech Commands layout with all ten keywords."""
+    if not root.is_dir():
+        raise TinykdError(
+            f"The Speech Commands folder {root} does not exist. Pass the folder that holds the "
+            "word folders (yes/, no/, ...), validation_list.txt and testing_list.txt, or "
+            "generate a synthetic one with tinykd.data.kws.synth.synthesize_kws."
+        )
+    missing = [n for n in ("validation_list.txt", "testing_list.txt") if not (root / n).is_file()]
+    missing += [k + "/" for k in KEYWORDS if not (root / k).is_dir()]
+    if missing:
+        raise TinykdError(
+            f"{root} is not in the Speech Commands layout: missing {', '.join(missing)}. Expected "
+            "<word>/<speaker>_nohash_<n>.wav for the ten keywords (yes, no, up, down, left, right, "
+            "on, off, stop, go) and other words, validation_list.txt, testing_list.txt and "
+            f"{NOISE_DIR}/ with long noise recordings. Unpack the official archive there (all of it)."
+        )
+    noise_dir = root / NOISE_DIR
+    if not noise_dir.is_dir() or not any(noise_dir.glob("*.wav")):
+        raise TinykdError(
+            f"{root / NOISE_DIR} has no .wav files; tinykd cuts the _silence_ class and the "
+            "background-noise augmentation from them. Restore that folder from the archive."
+        )
+
+
+def locate(data_dir=None, version: str = "v0.02", download: bool = True) -> Path:
+    """The dataset root: data_dir, else $TINYKD_DATA (or a speech_commands* folder in it),
+    else the cache, else a verified download into the cache."""
+    if version not in ARCHIVES:
+        raise TinykdError(f"Unknown Speech Commands version '{version}'; use one of {', '.join(ARCHIVES)}.")
+    arch = ARCHIVES[version]
+    if data_dir is not None:
+        root = Path(data_dir)
+        for cand in (root, root / arch.folder, root / "speech_commands"):
+            if is_dataset_dir(cand):
+                check_layout(cand)
+                return cand
+        check_layout(root)  # raises with the precise problem
+        return root
+    searched = []
+    if os.environ.get("TINYKD_DATA"):
+        base = Path(os.environ["TINYKD_DATA"])
+        searched += [base / arch.folder, base / "speech_commands", base]
+    searched.append(cache_dir() / arch.folder)
+    for cand in searched:
+        if is_dataset_dir(cand):
+            check_layout(cand)
+            return cand
+    target = cache_dir() / arch.folder
+    archive = cache_dir() / arch.url.rsplit("/", 1)[-1]
+    if archive.is_file():  # brought by hand: verify and unpack, no network needed
+        return fetch_archive(arch.url, arch.sha256, target, size=arch.size, offline=True)
+    if not download:
+        raise TinykdError(_absent_message(arch, searched))
+    errors = []
+    for url in arch.urls:
+        try:
+            return fetch_archive(url, arch.sha256, target, size=arch.size)
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            errors.append(f"{url}: {e}")
+    raise TinykdError(_absent_message(arch, searched) + f" (The download failed: {'; '.join(errors)}.)")
+
+
+def _absent_message(arch: Archive, searched: list[Path]) -> str:
+    where = ", ".join(str(p) for p in dict.fromkeys(searched))
+    return (
+        f"Speech Commands was not found (looked in: {where}) and this machine could not download "
+        f"it. On a connected machine fetch {arch.url} (sha256 {arch.sha256}); then either put "
+        f"the .tar.gz in {cache_dir()} (it is verified and unpacked on the next run), unpack it "
+        f"into {cache_dir() / arch.folder} (so that folder holds yes/, no/, ..., "
+        "validation_list.txt), or unpack it anywhere and pass --data-dir / $TINYKD_DATA. Offline, "
+        "a synthetic set in the same layout comes from tinykd.data.kws.synth.synthesize_kws."
+    )
+
+
+def sha256sum(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_archive(url: str, sha256: str | None, target: Path, *, md5: str | None = None,
+                  size: int = 0, progress: bool = True, timeout: float = 60.0,
+                  keep_archive: bool = False, offline: bool = False) -> Path:
+    """Download a .tar.gz beside `target`, verify its sha256 (and/or md5), unpack it into
+    `target` and (unless keep_archive) delete it. An archive already there that verifies is
+    used without downloading (e.g. one copied by hand from a connected machine)."""
+    target = Path(target)
+    if not sha256 and not md5:
+        raise TinykdError("fetch_archive needs a sha256 or md5 to verify the download against.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive = target.parent / (url.rsplit("/", 1)[-1] or (target.name + ".tar.gz"))
+
+    def verified(path: Path) -> bool:
+        return (not sha256 or sha256sum(path) == sha256.lower()) and (not md5 or md5sum(path) == md5.lower())
+
+    if not (archive.is_file() and verified(archive)):
+        if offline:
+            raise TinykdError(
+                f"{archive} does not match its checksum ({'sha256 ' + sha256 if sha256 else 'md5 ' + str(md5)}): "
+                f"it is incomplete or not the official file. Delete it and fetch {url} again."
+            )
+        with atomic_path(archive) as tmp:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as f:
+                total = int(resp.headers.get("Content-Length") or size or 0)
+                bar = None
+                if progress:
+                    from tqdm.auto import tqdm
+                    bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=archive.name, leave=False)
+                try:
+                    for chunk in iter(lambda: resp.read(1 << 20), b""):
+                        f.write(chunk)
+                        if bar is not None:
+                            bar.update(len(chunk))
+                finally:
+                    if bar is not None:
+                        bar.close()
+            if not verified(tmp):
+                got = sha256sum(tmp) if sha256 else md5sum(tmp)
+                raise TinykdError(
+                    f"The download of {url} is corrupt: its {'sha256' if sha256 else 'md5'} is {got}, "
+                    f"expected {sha256 or md5}. The partial file was deleted; run again, or download "
+                    f"it by hand and put it at {archive}."
+                )
+    staging = target.parent / (target.name + ".unpacking")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for m in tar.getmembers():
+                p = Path(m.name)
+                if p.is_absolute() or ".." in p.parts or m.issym() or m.islnk():
+                    raise TinykdError(f"{archive} holds an unsafe member '{m.name}'; refusing to unpack it.")
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(staging, **safe)
+        # Archives either hold the files at the top or inside one folder.
+        inner = staging
+        entries = list(staging.iterdir())
+        if len(entries) == 1 and entries[0].is_dir() and not is_dataset_dir(staging):
+            inner = entries[0]
+        if target.exists():
+            shutil.rmtree(target)
+        inner.rename(target)
+        if not keep_archive:
+            archive.unlink()
+    except tarfile.TarError as e:
+        raise TinykdError(f"{archive} is not a readable .tar.gz ({e}); delete it and download again.") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target
+
+
+# ------------------------------------------------------------------------------ audio
+
+def read_wav(path: Path) -> np.ndarray:
+    """int16 samples of a 16 kHz mono 16-bit PCM WAV file."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != SAMPLE_RATE:
+                raise TinykdError(
+                    f"{path} is {w.getnchannels()} channel(s), {8 * w.getsampwidth()}-bit, "
+                    f"{w.getframerate()} Hz; keyword spotting needs 16 kHz mono 16-bit PCM. Convert "
+                    "it, e.g. sox in.wav -r 16000 -c 1 -b 16 out.wav."
+                )
+            data = w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as e:
+        raise TinykdError(f"{path} is not a readable PCM WAV file ({e}); replace or delete it.") from None
+    return np.frombuffer(data, dtype="<i2").astype(np.int16)
+
+
+def fit_length(x: np.ndarray, n: int = CLIP_SAMPLES) -> np.ndarray:
+    """Zero-pad at the end or keep the first n samples."""
+    x = np.asarray(x, dtype=np.int16)
+    if len(x) >= n:
+        return x[:n].copy()
+    return np.concatenate([x, np.zeros(n - len(x), dtype=np.int16)])
+
+
+# ------------------------------------------------------------------------------ splits
+
+def canonical_split(split: str) -> str:
+    try:
+        return _SPLIT_ALIASES[split]
+    except KeyError:
+        raise TinykdError(f"Unknown split '{split}'; use train, validation or test.") from None
+
+
+def _read_list(path: Path) -> set[str]:
+    return {line.strip().replace("\\", "/") for line in path.read_text().splitlines() if line.strip()}
+
+
+def split_files(root: Path, split: str) -> list[str]:
+    """Relative paths "word/file.wav" of one split (sorted), noise folder excluded."""
+    split = canonical_split(split)
+    val = _read_list(root / "validation_list.txt")
+    test = _read_list(root / "testing_list.txt")
+    if split == "validation":
+        chosen = val
+    elif split == "test":
+        chosen = test
+    else:
+        chosen = None
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name != NOISE_DIR and not p.name.startswith(".")):
+        for f in sorted(d.glob("*.wav")):
+            rel = f"{d.name}/{f.name}"
+            if chosen is None:
+                if rel not in val and rel not in test:
+                    out.append(rel)
+            elif rel in chosen:
+                out.append(rel)
+    if chosen is not None:
+        listed_missing = sorted(r for r in chosen if not (root / r).is_file())
+        if listed_missing:
+            raise TinykdError(
+                f"{len(listed_missing)} file(s) named in the {split} list are missing under {root} "
+                f"(e.g. {listed_missing[0]}). The dataset is incomplete: unpack the archive again."
+            )
+    return out
+
+
+def label_of(word: str) -> int:
+    return CLASS_NAMES.index(word) if word in KEYWORDS else CLASS_NAMES.index(UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One example: a word file, or a silence cut of a noise file (start, gain)."""
+    label: int
+    path: str = ""          # "word/file.wav" for words
+    noise: str = ""         # noise file name for silence
+    start: int = 0
+    gain: float = 0.0
+
+
+def _rng(seed: int, split: str, purpose: str) -> np.random.Generator:
+    tag = int.from_bytes(hashlib.sha256(f"{split}/{purpose}".encode()).digest()[:4], "little")
+    return np.random.default_rng([seed & 0xFFFFFFFF, tag])
+
+
+def noise_files(root: Path) -> dict[str, np.ndarray]:
+    d = root / NOISE_DIR
+    out = {}
+    for f in sorted(d.glob("*.wav")) if d.is_dir() else []:
+        x = read_wav(f)
+        if len(x) >= CLIP_SAMPLES:
+            out[f.name] = x
+    if not out:
+        raise TinykdError(
+            f"No noise recording of at least 1 s in {d}; the _silence_ class and noise "
+            "augmentation are cut from them. Restore the folder from the dataset archive."
+        )
+    return out
+
+
+def build_index(root: Path, split: str, seed: int = 0, silence_percentage: float = 10.0,
+                unknown_percentage: float = 10.0, noise: dict[str, np.ndarray] | None = None) -> list[Item]:
+    """The examples of one split: all keyword clips, sampled unknowns, silence cuts."""
+    split = canonical_split(split)
+    seed = seed if split == "train" else EVAL_SEED
+    files = split_files(root, split)
+    known = [Item(label_of(f.split("/")[0]), path=f) for f in files if f.split("/")[0] in KEYWORDS]
+    pool = [f for f in files if f.split("/")[0] not in KEYWORDS]
+    n_unknown = min(len(pool), int(math.ceil(len(known) * unknown_percentage / 100.0)))
+    rng = _rng(seed, split, "unknown")
+    picked = sorted(rng.choice(len(pool), size=n_unknown, replace=False)) if n_unknown else []
+    unknown = [Item(CLASS_NAMES.index(UNKNOWN), path=pool[i]) for i in picked]
+    n_silence = int(math.ceil(len(known) * silence_percentage / 100.0))
+    silence = []
+    if n_silence:
+        noise = noise if noise is not None else noise_files(root)
+        names = sorted(noise)
+        rng = _rng(seed, split, "silence")
+        for _ in range(n_silence):
+            name = names[int(rng.integers(len(names)))]
+            start = int(rng.integers(len(noise[name]) - CLIP_SAMPLES + 1))
+            silence.append(Item(CLASS_NAMES.index(SILENCE), noise=name, start=start,
+                                gain=float(rng.uniform(0.0, 1.0))))
+    return known + unknown + silence
+
+
+def load_audio(data_dir, split: str, seed: int = 0, *, augment: bool = False,
+               time_shift_ms: float = 100.0, background_frequency: float = 0.8,
+               background_volume: float = 0.1, silence_percentage: float = 10.0,
+               unknown_percentage: float = 10.0, limit: int = 0, progress: bool = True,
+               version: str = "v0.02") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(audio int16 [N, 16000], labels int64 [N], class names) of one split.
+
+    augment (training only): each word clip is shifted by up to +-time_shift_ms (zero fill)
+    and, with probability background_frequency, gets a noise cut at volume U(0,
+    background_volume) added; seeded by `seed`. limit > 0 keeps a seeded random subset.
+    """
+    root = locate(data_dir, version=version)
+    check_layout(root)
+    split = canonical_split(split)
+    noise = noise_files(root)
+    items = build_index(root, split, seed, silence_percentage, unknown_percentage, noise)
+    if limit and limit < len(items):
+        keep = np.sort(_rng(seed if split == "train" else EVAL_SEED, split, "limit").choice(len(items), limit, replace=False))
+        items = [items[i] for i in keep]
+    audio = np.zeros((len(items), CLIP_SAMPLES), dtype=np.int16)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(items), desc=f"reading {split} audio", unit="clip", leave=False)
+    for i, it in enumerate(items):
+        if it.path:
+            audio[i] = fit_length(read_wav(root / it.path))
+        else:
+            seg = noise[it.noise][it.start:it.start + CLIP_SAMPLES].astype(np.float64) * it.gain
+            audio[i] = np.clip(np.round(seg), -32768, 32767).astype(np.int16)
+        if bar is not None and (i % 256 == 255 or i == len(items) - 1):
+            bar.update(i + 1 - bar.n)
+    if bar is not None:
+        bar.close()
+    if augment and split == "train":
+        audio = augment_audio(audio, items, noise, seed, time_shift_ms, background_frequency, background_volume)
+    labels = np.array([it.label for it in items], dtype=np.int64)
+    return audio, labels, list(CLASS_NAMES)
+
+
+def augment_audio(audio: np.ndarray, items: list[Item], noise: dict[str, np.ndarray], seed: int,
+                  time_shift_ms: float = 100.0, background_frequency: float = 0.8,
+                  background_volume: float = 0.1) -> np.ndarray:
+    """Time shift and background noise for word clips (silence clips are left alone)."""
+    rng = _rng(seed, "train", "augment")
+    names = sorted(noise)
+    max_shift = int(round(time_shift_ms * SAMPLE_RATE / 1000.0))
+    out = audio.copy()
+    for i, it in enumerate(items):
+        shift = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
+        mix = rng.uniform() < background_frequency
+        name = names[int(rng.integers(len(names)))]
+        start = int(rng.integers(len(noise[name]) - CLIP_SAMPLES + 1))
+        vol = rng.uniform(0.0, background_volume)
+        if not it.path:
+            continue
+        x = audio[i].astype(np.float64)
+        if shift > 0:
+            x = np.concatenate([np.zeros(shift), x[:-shift]])
+        elif shift < 0:
+            x = np.concatenate([x[-shift:], np.zeros(-shift)])
+        if mix:
+            x = x + noise[name][start:start + CLIP_SAMPLES].astype(np.float64) * vol
+        out[i] = np.clip(np.round(x), -32768, 32767).astype(np.int16)
+    return out
+
+
+# ------------------------------------------------------------------------------ features
+
+def _fingerprint(root: Path) -> str:
+    """Names, sizes and modification times of every WAV and list: changes when the data does."""
+    h = hashlib.sha256()
+    for name in ("validation_list.txt", "testing_list.txt"):
+        st = (root / name).stat()
+        h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        with os.scandir(d) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                if e.name.endswith(".wav"):
+                    st = e.stat()
+                    h.update(f"{d.name}/{e.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def load_kws_features(data_dir, split: str, seed: int = 0, *, augment: bool = False,
+                      limit: int = 0, cache: bool = True, progress: bool = True,
+                      version: str = "v0.02", threads: int | None = None,
+                      **audio_options) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(int8 features [N, 49, 10] from the C frontend, int64 labels [N], class names).
+
+    Features are cached as .npz under <cache>/kws_features, keyed by the data (names, sizes,
+    times), the split options and the frontend's source hash.
+    """
+    from . import frontend
+
+    root = locate(data_dir, version=version)
+    check_layout(root)
+    split = canonical_split(split)
+    key_obj = {
+        "root": str(root.resolve()), "data": _fingerprint(root), "split": split,
+        "seed": seed if split == "train" else EVAL_SEED, "augment": bool(augment and split == "train"),
+        "limit": int(limit), "frontend": frontend.source_hash(), "options": sorted(audio_options.items()),
+    }
+    key = hashlib.sha256(json.dumps(key_obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = cache_dir() / "kws_features" / f"{split}-{key}.npz"
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return z["features"], z["labels"], [str(c) for c in z["class_names"]]
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache: recompute
+    audio, labels, names = load_audio(root, split, seed, augment=augment, limit=limit,
+                                      progress=progress, version=version, **audio_options)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(audio), desc=f"{split} features", unit="clip", leave=False)
+    try:
+        feats = frontend.features(audio, threads=threads, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    if cache:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, features=feats, labels=labels, class_names=np.array(names))
+    return feats, labels, names
+
+
+def load(data_dir=None, val_size: int = 0, seed: int = 0, train_limit: int = 0, test_limit: int = 0,
+         augment: bool = False):
+    """The task interface: a Dataset of dequantised MFCC [N, 49, 10, 1] float32 (quantising
+    with the frontend's scale/zero point gives back the exact int8 bytes) and class ids.
+    val_size is ignored: Speech Commands has its own validation list."""
+    from ..base import Dataset
+    from . import frontend
+
+    out = {}
+    for split, limit in (("train", train_limit), ("validation", 0), ("test", test_limit)):
+        x, y, names = load_kws_features(data_dir, split, seed, augment=augment, limit=limit)
+        out[split] = (frontend.dequantize(x)[..., None], y)
+    return Dataset(
+        x_train=out["train"][0], y_train=out["train"][1],
+        x_val=out["validation"][0], y_val=out["validation"][1],
+        x_test=out["test"][0], y_test=out["test"][1],
+        class_names=list(CLASS_NAMES),
+    )

@@ -1,0 +1,148 @@
+"""Run many inferences on a device and collect int8 outputs and counts.
+
+`run_inference(link, x)` streams N inputs through one link. `run_inference_qemu(board, elf,
+x, instances=K)` shards them over K QEMU instances side by side (the modelled UART moves only
+~10-40 KB/s, so one instance is the bottleneck) and merges the results in input order.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from tinykd.boards import Board, load_board
+from tinykd.device.link import DeviceLink
+from tinykd.device.qemu import QemuInstance
+from tinykd.errors import TinykdError
+
+try:
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover - tqdm is a declared dependency
+    tqdm = None
+
+
+class _ShardStopped(TinykdError):
+    """A shard that stopped because another one failed (not the error to report)."""
+
+
+def check_model_hash(link: DeviceLink, expected_sha256_hex: str) -> None:
+    """Refuse to evaluate when the device runs another model than the host's .tflite.
+
+    The device reports the first 8 bytes of the SHA-256 of the .tflite it was built from.
+    """
+    try:
+        expected = bytes.fromhex(expected_sha256_hex.strip())
+    except ValueError as e:
+        raise TinykdError(f"{expected_sha256_hex!r} is not a hex SHA-256 digest. Pass the "
+                          "sha256 of the model_int8.tflite file (64 hex digits).") from e
+    if len(expected) < 8:
+        raise TinykdError(f"The expected model hash {expected_sha256_hex!r} is shorter than "
+                          "8 bytes. Pass the full SHA-256 of model_int8.tflite.")
+    info = link.info or link.hello()
+    if info.model_hash != expected[:8]:
+        raise TinykdError(
+            f"The device at {link.url} runs model {info.model_name!r} with hash "
+            f"{info.model_hash.hex()}, but the host model's hash starts with "
+            f"{expected[:8].hex()}: the firmware was built from a different .tflite. Rebuild "
+            "the firmware from this model (`tinykd firmware`) and flash it (`tinykd flash`).")
+
+
+def _as_inputs(x: np.ndarray, input_bytes: int | None) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype != np.int8:
+        raise TinykdError(f"Device inputs must be int8 (quantised with the model's input scale "
+                          f"and zero point); got dtype {x.dtype}. Quantise them first.")
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise TinykdError("No inputs to run: pass an array of shape [N, ...] with N >= 1.")
+    x = x.reshape(x.shape[0], -1)
+    if input_bytes is not None and x.shape[1] != input_bytes:
+        raise TinykdError(f"Each input has {x.shape[1]} values, but the model on the device "
+                          f"takes {input_bytes}. The device runs another model, or the inputs "
+                          "are shaped for another task.")
+    return x
+
+
+def run_inference(link: DeviceLink, x_int8: np.ndarray, *, progress: bool = True,
+                  desc: str = "device", _bar=None) -> tuple[np.ndarray, np.ndarray]:
+    """Run each of the N inputs on the device. Returns (outputs int8 [N, out], counts int64 [N]);
+    counts are instructions (QEMU) or cycles (hardware): see link.info.counter_name."""
+    if link.ser is None:
+        link.open()
+        link.connect()
+    info = link.info or link.hello()
+    x = _as_inputs(x_int8, info.input_bytes)
+    n = x.shape[0]
+    outputs = np.empty((n, info.output_bytes), dtype=np.int8)
+    counts = np.empty(n, dtype=np.int64)
+    bar = _bar
+    own_bar = bar is None and progress and tqdm is not None
+    if own_bar:
+        bar = tqdm(total=n, desc=desc, unit="inf", leave=False)
+    try:
+        for i in range(n):
+            res = link.infer(x[i].tobytes())
+            if len(res.output) != info.output_bytes:
+                raise TinykdError(f"The device returned {len(res.output)} output values, its "
+                                  f"INFO said {info.output_bytes}. Re-flash the firmware.")
+            outputs[i] = np.frombuffer(res.output, dtype=np.int8)
+            counts[i] = res.count
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if own_bar:
+            bar.close()
+    return outputs, counts
+
+
+def run_inference_qemu(board: str | Board, elf: str | os.PathLike, x_int8: np.ndarray, *,
+                       instances: int = 2, expected_sha256_hex: str | None = None,
+                       progress: bool = True, timeout: float = 5.0,
+                       time_limit: float = 3600.0) -> tuple[np.ndarray, np.ndarray]:
+    """Shard N inputs over `instances` QEMU instances running `elf`; merge in order."""
+    board = load_board(board)
+    elf = Path(elf)
+    x = _as_inputs(x_int8, None)
+    n = x.shape[0]
+    k = max(1, min(int(instances), n))
+    bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
+    bar = tqdm(total=n, desc=f"{board.name} x{k}", unit="inf") if progress and tqdm else None
+    lock = threading.Lock()
+    failed = threading.Event()   # one shard failed: the others stop at their next input
+
+    class _LockedBar:
+        def update(self, m):
+            if failed.is_set():
+                raise _ShardStopped("stopped because another QEMU shard failed")
+            if bar is not None:
+                with lock:
+                    bar.update(m)
+
+    def shard(lo_hi):
+        lo, hi = lo_hi
+        try:
+            with QemuInstance(board, elf, time_limit=time_limit) as q, \
+                    DeviceLink(q.url, timeout=timeout) as link:
+                link.connect()
+                link.hello()
+                if expected_sha256_hex:
+                    check_model_hash(link, expected_sha256_hex)
+                return run_inference(link, x[lo:hi], progress=False, _bar=_LockedBar())
+        except BaseException:
+            failed.set()
+            raise
+
+    try:
+        with ThreadPoolExecutor(max_workers=k) as pool:
+            futures = [pool.submit(shard, b) for b in bounds]
+            errors = [f.exception() for f in futures]
+        real = [e for e in errors if e is not None and not isinstance(e, _ShardStopped)]
+        if real or any(errors):
+            raise (real or [e for e in errors if e is not None])[0]
+        parts = [f.result() for f in futures]
+    finally:
+        if bar is not None:
+            bar.close()
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))

@@ -1,0 +1,89 @@
+"""Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network".
+
+loss = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, softmax(s))
+
+The T^2 factor keeps the soft term's gradients the same size as T changes (they scale as
+1/T^2), so alpha means the same thing at every temperature.
+"""
+from __future__ import annotations
+
+import tinykd  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+
+
+def distillation_loss(y_true, student_logits, teacher_logits, temperature: float, alpha: float):
+    """Per-batch mean of the weighted soft (KL at temperature T, times T^2) plus hard (CE) loss.
+
+    Returns (total, soft, hard) so that training can show both parts.
+    """
+    t = tf.constant(temperature, tf.float32)
+    student_logits = tf.cast(student_logits, tf.float32)
+    hard = tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(y_true, tf.int32), logits=student_logits)
+    )
+    if teacher_logits is None:
+        return hard, tf.zeros_like(hard), hard
+    log_p_teacher = tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / t)
+    log_p_student = tf.nn.log_softmax(student_logits / t)
+    kl = tf.reduce_sum(tf.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
+    soft = tf.reduce_mean(kl) * t * t
+    total = alpha * soft + (1.0 - alpha) * hard
+    return total, soft, hard
+
+
+class Distiller(keras.Model):
+    """Trains `student` on the distillation loss against a frozen `teacher`.
+
+    With `teacher=None` it trains the student on the labels alone: the no-KD baseline and the
+    teacher itself go through the very same loop, so comparisons differ only in the loss.
+    The student must be a functional model (QAT needs that); the wrapper is only for training.
+    """
+
+    def __init__(self, student: keras.Model, teacher: keras.Model | None = None,
+                 temperature: float = 20.0, alpha: float = 0.9):
+        super().__init__(name="distiller")
+        self.student = student
+        self.teacher = teacher
+        self.temperature = float(temperature)
+        self.alpha = float(alpha) if teacher is not None else 0.0
+        if teacher is not None:
+            teacher.trainable = False
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.soft_tracker = keras.metrics.Mean(name="soft")
+        self.hard_tracker = keras.metrics.Mean(name="hard")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.soft_tracker, self.hard_tracker, self.accuracy]
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def train_step(self, data):
+        x, y = data
+        teacher_logits = self.teacher(x, training=False) if self.teacher is not None else None
+        with tf.GradientTape() as tape:
+            student_logits = self.student(x, training=True)
+            total, soft, hard = distillation_loss(y, student_logits, teacher_logits, self.temperature, self.alpha)
+            # Regularisation losses of the student (none by default) still count.
+            if self.student.losses:
+                total += tf.add_n(self.student.losses)
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return self._update(total, soft, hard, y, student_logits)
+
+    def test_step(self, data):
+        x, y = data
+        student_logits = self.student(x, training=False)
+        # Validation measures the student on the labels: that is what we select and report on.
+        total, soft, hard = distillation_loss(y, student_logits, None, self.temperature, 0.0)
+        return self._update(total, soft, hard, y, student_logits)
+
+    def _update(self, total, soft, hard, y, logits):
+        self.loss_tracker.update_state(total)
+        self.soft_tracker.update_state(soft)
+        self.hard_tracker.update_state(hard)
+        self.accuracy.update_state(y, logits)
+        return {m.name: m.result() for m in self.metrics}

@@ -1,0 +1,161 @@
+"""The one training loop used by teacher, baseline, distillation and QAT.
+
+Deterministic (seeded shuffling and jitter per epoch), checkpointed after every epoch so
+an interrupted run resumes where it stopped, with a progress bar.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tinykd  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+from tqdm.auto import tqdm
+
+from ..fileio import write_json
+from .hinton import Distiller
+
+
+@dataclass
+class TrainResult:
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+    epochs: int = 0
+
+
+def jitter(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Shift each image by up to ±max_shift pixels in x and y, filling with zeros (Hinton's jitter)."""
+    if max_shift <= 0:
+        return images
+    n, h, w = images.shape[:3]
+    padded = np.pad(images, [(0, 0), (max_shift, max_shift), (max_shift, max_shift)] + [(0, 0)] * (images.ndim - 3))
+    dy = rng.integers(0, 2 * max_shift + 1, n)
+    dx = rng.integers(0, 2 * max_shift + 1, n)
+    out = np.empty_like(images)
+    for i in range(n):
+        out[i] = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    return out
+
+
+class EpochBatches(keras.utils.Sequence):
+    """Batches shuffled and jittered from (seed, epoch, batch): the same on every run and resume."""
+
+    def __init__(self, x, y, batch_size: int, seed: int, max_shift: int, epoch: int = 0):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.seed, self.max_shift, self.epoch = seed, max_shift, epoch
+        self._order = self._permutation()
+
+    def _permutation(self):
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
+
+    def __len__(self):
+        return int(np.ceil(len(self.y) / self.batch_size))
+
+    def __getitem__(self, index):
+        idx = np.sort(self._order[index * self.batch_size:(index + 1) * self.batch_size])
+        rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+        return jitter(self.x[idx], self.max_shift, rng), self.y[idx]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._permutation()
+
+
+class _Progress(keras.callbacks.Callback):
+    """One bar over all batches of the stage, with the latest metrics; quiet when not a TTY."""
+
+    def __init__(self, label: str, total_epochs: int, first_epoch: int, steps: int):
+        super().__init__()
+        self.bar = tqdm(total=total_epochs * steps, initial=first_epoch * steps, desc=label,
+                        unit="batch", dynamic_ncols=True, leave=True, mininterval=1.0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        shown = {k: f"{v:.4f}" for k, v in (logs or {}).items() if k in ("loss", "accuracy", "val_accuracy")}
+        self.bar.set_postfix(epoch=epoch + 1, **shown)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+class _Checkpoint(keras.callbacks.Callback):
+    """After each epoch: save weights + optimizer state and the history so far."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, history_path: Path,
+                 history: dict[str, list[float]], elapsed: float):
+        super().__init__()
+        self.manager, self.epoch_var, self.history_path = manager, epoch_var, history_path
+        self.history, self.elapsed, self.started = history, elapsed, time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.epoch_var.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+        write_json(self.history_path, {"history": self.history, "seconds": self.seconds()})
+
+    def seconds(self) -> float:
+        return self.elapsed + time.perf_counter() - self.started
+
+
+def train(
+    model: Distiller,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    max_shift: int,
+    checkpoint_dir: str | Path,
+    label: str = "train",
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> TrainResult:
+    """Train `model` (a Distiller) for `epochs`, resuming from `checkpoint_dir` if a run was cut short."""
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    batches = EpochBatches(x_train, y_train, batch_size, seed, max_shift)
+    steps = len(batches)
+    # Cosine decay to zero over the whole stage: the last epochs settle into a minimum.
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps))
+    optimizer = keras.optimizers.Adam(schedule)
+    model.compile(optimizer=optimizer)
+
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(student=model.student, optimizer=optimizer, epoch=epoch_var)
+    manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=1)
+    history_path = checkpoint_dir / "history.json"
+    history: dict[str, list[float]] = {}
+    elapsed = 0.0
+    if manager.latest_checkpoint:
+        # Build the optimizer's slots first so the restore fills them instead of deferring.
+        optimizer.build(model.student.trainable_variables)
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        if history_path.exists():
+            saved = json.loads(history_path.read_text())
+            history, elapsed = saved["history"], saved["seconds"]
+    first_epoch = int(epoch_var.numpy())
+    batches.epoch = first_epoch
+    batches._order = batches._permutation()
+
+    checkpointer = _Checkpoint(manager, epoch_var, history_path, history, elapsed)
+    if first_epoch < epochs:
+        model.fit(
+            batches,
+            validation_data=validation,
+            epochs=epochs,
+            initial_epoch=first_epoch,
+            verbose=0,
+            shuffle=False,
+            callbacks=[_Progress(label, epochs, first_epoch, steps), checkpointer, *(callbacks or [])],
+        )
+    return TrainResult(history=history, seconds=round(checkpointer.seconds(), 2), epochs=epochs)

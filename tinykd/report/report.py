@@ -1,0 +1,164 @@
+"""Assemble report.json and report.md from the build directory's records."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..fileio import write_json, write_text
+from . import plots
+
+# Hinton, Vinyals & Dean (2015), section 3: test errors out of 10 000 on MNIST.
+HINTON_MNIST_ERRORS = {
+    "teacher 1200-1200 (dropout, jitter)": 67,
+    "800-800 baseline (no regularisation)": 146,
+    "800-800 distilled (T=20)": 74,
+}
+
+MODEL_LABELS = {
+    "teacher": "teacher (float)",
+    "baseline": "student, no KD (float)",
+    "student": "student, KD (float)",
+    "student_qat": "student, KD + QAT (fake-quant float)",
+    "int8_litert": "student int8 (LiteRT)",
+    "int8_tflm": "student int8 (TFLite Micro)",
+}
+
+
+def write_report(build) -> list[Path]:
+    out = build.out
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    models = evaluation["models"]
+    histories = {}
+    for name in ("teacher", "baseline", "student", "student_qat"):
+        path = out / "history" / f"{name}.json"
+        if path.exists():
+            histories[name] = json.loads(path.read_text())["history"]
+
+    plot_dir = out / "plots"
+    total = evaluation["test_examples"]
+    written = [
+        plots.training_curves(histories, plot_dir / "training_curves.png"),
+        plots.confusion_matrix(models["int8_tflm"]["confusion"], evaluation["class_names"],
+                               f"int8 student (TFLite Micro), {models['int8_tflm']['errors']} errors / {total}",
+                               plot_dir / "confusion_int8.png"),
+        plots.error_bars({n: m["errors"] for n, m in models.items()}, total,
+                         HINTON_MNIST_ERRORS if build.config.task == "mnist" and total == 10000 else {},
+                         plot_dir / "errors.png"),
+    ]
+    device = _read_json(out / "device.json")
+    firmware = _read_json(out / "firmware" / "firmware.json")
+    if device:
+        written.append(plots.confusion_matrix(
+            device["device"]["confusion"], evaluation["class_names"],
+            f"on {device['board']}, {device['device']['errors']} errors / {device['examples']}",
+            plot_dir / "confusion_device.png"))
+    records = {k: vars(v) for k, v in build.records.items()}
+    tflite = out / "model_int8.tflite"
+    report = {
+        "tinykd_report": 1,
+        "config": build.config.to_dict(),
+        "dataset": build.dataset.summary(),
+        "results": models,
+        "int8_litert_vs_tflm_mismatches": evaluation["int8_litert_vs_tflm_mismatches"],
+        "int8_litert_vs_tflm_max_difference": evaluation["int8_litert_vs_tflm_max_difference"],
+        "int8_litert_vs_tflm_prediction_disagreements": evaluation["int8_litert_vs_tflm_prediction_disagreements"],
+        "kd_gain_errors": models["baseline"]["errors"] - models["student"]["errors"],
+        "model": {
+            "teacher_params": records.get("train-teacher", {}).get("info", {}).get("params"),
+            "student_params": records.get("distill", {}).get("info", {}).get("params"),
+            "tflite_bytes": tflite.stat().st_size if tflite.exists() else None,
+            "tflite_sha256": records.get("convert", {}).get("info", {}).get("sha256"),
+        },
+        "firmware": firmware,
+        "device": device,
+        "stage_seconds": {k: v["seconds"] for k, v in records.items()},
+        "reference": {"hinton_2015_mnist_errors": HINTON_MNIST_ERRORS} if build.config.task == "mnist" else {},
+        "plots": [str(p.relative_to(out)) for p in written],
+    }
+    written.append(write_json(out / "report.json", report))
+    written.append(write_text(out / "report.md", render_markdown(report)))
+    return written
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def render_markdown(report: dict) -> str:
+    c = report["config"]
+    results = report["results"]
+    total = report["dataset"]["test"]
+    lines = [
+        f"# tinykd report: {c['task']} for {c['board']}",
+        "",
+        f"Teacher `{c['teacher']['arch']}` ({report['model']['teacher_params']:,} parameters) distilled into "
+        f"student `{c['student']['arch']}` ({report['model']['student_params']:,} parameters) at "
+        f"T = {c['distill']['temperature']:g}, alpha = {c['distill']['alpha']:g}; "
+        f"QAT for {c['qat']['epochs']} epochs; int8 model {report['model']['tflite_bytes']:,} bytes. "
+        f"Seed {c['seed']}.",
+        "",
+        f"## Test errors (of {total})",
+        "",
+        "| model | errors | accuracy |",
+        "|---|---:|---:|",
+    ]
+    for name, r in results.items():
+        lines.append(f"| {MODEL_LABELS.get(name, name)} | {r['errors']} | {100 * r['accuracy']:.2f} % |")
+    lines += [
+        "",
+        f"Distillation bought **{report['kd_gain_errors']}** fewer errors than the same student trained on "
+        "labels alone (same epochs, same data).",
+        f"int8 outputs that differ between LiteRT and TFLite Micro: **{report['int8_litert_vs_tflm_mismatches']}** "
+        f"(largest difference {report['int8_litert_vs_tflm_max_difference']} quantisation step, "
+        f"{report['int8_litert_vs_tflm_prediction_disagreements']} different predictions). LiteRT's built-in "
+        "kernels round requantisation differently from TFLite Micro's reference kernels; the device is "
+        "compared with TFLite Micro.",
+        "",
+    ]
+    lines += _device_section(report.get("device"), report.get("firmware"))
+    ref = report["reference"].get("hinton_2015_mnist_errors")
+    if ref:
+        lines += ["Hinton et al. (2015), MNIST, errors of 10 000, for comparison:", ""]
+        lines += [f"- {k}: {v}" for k, v in ref.items()]
+        lines.append("")
+    lines += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in report["stage_seconds"].items()]
+    lines += ["", "## Plots", ""]
+    lines += [f"![{Path(p).stem}]({p})" for p in report["plots"]]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _device_section(device: dict | None, firmware: dict | None) -> list[str]:
+    lines: list[str] = []
+    if device:
+        n, dev, host = device["examples"], device["device"], device["host_int8"]
+        lat = device["latency"]
+        lines += [
+            f"## On the device: {device['board']} ({device['where']})",
+            "",
+            "| measured on | errors | accuracy |",
+            "|---|---:|---:|",
+            f"| **device** | **{dev['errors']}** / {n} | **{100 * dev['accuracy']:.2f} %** |",
+            f"| host int8 (TFLite Micro), same examples | {host['errors']} / {n} | {100 * host['accuracy']:.2f} % |",
+            "",
+            f"Examples whose int8 output differs between device and host: **{device['host_vs_device']['mismatches']}**. "
+            f"Streaming took {device['seconds']:.0f} s.",
+            "",
+            f"Latency: {lat['mean']:,.0f} {lat['unit']} per inference (min {lat['min']:,}, max {lat['max']:,})"
+            + (f", {lat['mean_ms']} ms at the board's clock." if "mean_ms" in lat else f". {lat.get('note', '')}"),
+            "",
+        ]
+    if firmware:
+        lines += [
+            "## Firmware",
+            "",
+            f"- Flash: {firmware['flash_used']:,} of {firmware['flash_budget']:,} B "
+            f"(weights {firmware['weight_bytes']:,} B)",
+            f"- RAM: {firmware['ram_used']:,} of {firmware['ram_budget']:,} B; tensor arena "
+            f"{firmware['arena_bytes']:,} B (all activation tensors together: {firmware['activations_total_bytes']:,} B)",
+            f"- {firmware['params']:,} parameters, {firmware['macs']:,} multiply-accumulates per inference; "
+            f"ops: {', '.join(dict.fromkeys(firmware['ops']))}",
+            "",
+        ]
+    return lines
