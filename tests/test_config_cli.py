@@ -72,3 +72,12 @@ def test_missing_data_through_the_cli(tmp_path):
 def test_boards_lists_the_default_board():
     code, output = run("boards")
     assert code == 0 and "mps2-an386" in output and "nano33" in output
+
+
+def test_doctor_reports_tools_and_data(mnist_dir):
+    code, output = run("doctor", "--data-dir", str(mnist_dir))
+    assert code == 0
+    # CI installs these; a machine without them shows "--" and what to install.
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "espeak-ng"):
+        assert f"ok  {tool}" in output, output
+    assert "MNIST data" in output and str(mnist_dir) in output

@@ -132,3 +132,15 @@ def test_missing_toolchain_says_how_to_install(tmp_path, monkeypatch):
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(TinykdError, match="model.c and model.h"):
         generate_project("nano33", tmp_path, tmp_path / "fw")
+
+
+def test_relative_out_dir_builds(tmp_path, monkeypatch):
+    """`--out build/x` is relative to where the user stands; the project must still build."""
+    from tinykd.firmware.project import build_project, generate_project
+
+    monkeypatch.chdir(tmp_path)
+    fixture = Path(__file__).parent / "fixtures" / "fixture_model"
+    project = generate_project("mps2-an386", fixture, Path("rel") / "firmware")
+    result = build_project(Path("rel") / "firmware")
+    assert result.elf is not None and result.elf.is_file() and result.flash_used > 0
+    assert project.root.is_absolute()

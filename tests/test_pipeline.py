@@ -113,3 +113,99 @@ def test_build_from_python_with_overrides(mnist_dir, tmp_path):
     record = build.run("convert")
     assert record.info["bytes"] == (tmp_path / "py" / "model_int8.tflite").stat().st_size
     assert "model_int8.tflite" in record.artifacts
+
+
+def test_quick_build_runs_on_the_qemu_board_with_no_mismatches(quick_build):
+    """The int8 model, compiled by our codegen + runtime, on QEMU mps2-an386 over serial."""
+    out = quick_build.out
+    firmware = json.loads((out / "firmware" / "firmware.json").read_text())
+    assert firmware["board"] == "mps2-an386" and firmware["flash_used"] <= firmware["flash_budget"]
+    assert firmware["arena_bytes"] <= firmware["activations_total_bytes"]
+    device = json.loads((out / "device.json").read_text())
+    assert device["examples"] == 500
+    assert device["host_vs_device"]["mismatches"] == 0
+    assert device["device"]["errors"] == device["host_int8"]["errors"]
+    assert device["latency"]["unit"] == "instructions" and device["latency"]["mean"] > 1000
+    report = json.loads((out / "report.json").read_text())
+    assert report["device"]["host_vs_device"]["mismatches"] == 0
+    md = (out / "report.md").read_text()
+    assert "On the device: mps2-an386" in md and "QEMU counts executed instructions" in md
+    assert (out / "plots" / "confusion_device.png").is_file()
+
+
+def test_any_tflite_checked_on_the_device_from_the_cli(quick_build, tmp_path):
+    from click.testing import CliRunner
+
+    from tinykd.cli import main
+
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(quick_build.out / "model_int8.tflite"),
+                                       "--board", "mps2-an505", "--random", "40", "--out", str(tmp_path / "chk")])
+    assert result.exit_code == 0, result.output
+    assert "40 random inputs on mps2-an505: 0 outputs differ" in result.output
+    check = json.loads((tmp_path / "chk" / "device_check.json").read_text())
+    assert check["host_vs_device"]["mismatches"] == 0 and check["examples"] == 40
+
+
+def test_student_too_big_for_the_board_is_a_clear_error(mnist_dir, tmp_path):
+    """The 300-300 student (~330 KB of weights) on a board with 64 KB of flash: both sizes shown."""
+    import dataclasses
+
+    from tinykd.boards import load_board
+    from tinykd.errors import TinykdError
+    from tinykd.firmware.build import build_firmware
+
+    small = dataclasses.replace(load_board("mps2-an386"), flash_bytes=64 * 1024)
+    config = resolve(quick=True, overrides={"data": {"dir": str(mnist_dir), "train_limit": 300, "test_limit": 20},
+                                            "teacher": {"epochs": 1}, "student": {"epochs": 1},
+                                            "qat": {"epochs": 1}})
+    build = Build(config, tmp_path / "big", log=lambda m: None)
+    build.run("convert")  # mlp-300-300: ~330 KB of weights
+    with pytest.raises(TinykdError) as info:
+        build_firmware(build.out / "model_int8.tflite", small, tmp_path / "fw")
+    message = str(info.value)
+    assert "does not fit board mps2-an386" in message and "(budget 65536 B)" in message
+    assert "Try a smaller student" in message
+
+
+def test_changed_settings_never_resume_from_old_checkpoints(quick_build, tmp_path):
+    """Checkpoints belong to one set of settings: a changed learning rate starts training afresh,
+    and the data folder's spelling (not part of the result) changes nothing."""
+    import dataclasses
+
+    base = quick_build.config
+    moved = dataclasses.replace(base, data=dataclasses.replace(base.data, dir=str(base.data.dir) + "/"))
+    assert Build(moved, quick_build.out, log=lambda m: None).fingerprint("train-teacher") == \
+        quick_build.fingerprint("train-teacher")
+    changed = dataclasses.replace(base, teacher=dataclasses.replace(base.teacher, learning_rate=1e-4))
+    build = Build(changed, quick_build.out, log=lambda m: None)
+    assert build.fingerprint("train-teacher") != quick_build.fingerprint("train-teacher")
+    folder = build._checkpoints("train-teacher")
+    assert not folder.exists() or not any(folder.iterdir())
+    # The old settings' checkpoints are gone, so nothing stale can be restored later either.
+    assert [p.name for p in (quick_build.out / "checkpoints").glob("teacher-*")] in ([], [folder.name])
+
+
+def test_method_option_reaches_the_build(mnist_dir, tmp_path):
+    """--method picks the loss of the distill stage; methods a build cannot run are refused."""
+    from click.testing import CliRunner
+
+    from tinykd.cli import main
+    from tinykd.errors import TinykdError
+
+    with pytest.raises(TinykdError, match="cannot be used in a build yet"):
+        resolve(overrides={"distill": {"method": "online"}})
+    histories = {}
+    for method in ("hinton", "fitnets"):
+        config = resolve(quick=True, overrides={
+            "data": {"dir": str(mnist_dir), "train_limit": 500, "test_limit": 50},
+            "teacher": {"epochs": 1}, "student": {"epochs": 1, "arch": "mlp-30-30"},
+            "distill": {"method": method}})
+        build = Build(config, tmp_path / method, log=lambda m: None)
+        build.run("distill")
+        histories[method] = {name: json.loads((build.out / "history" / f"{name}.json").read_text())["history"]
+                             for name in ("baseline", "student")}
+    # Same seed: the labels-only baseline is identical, the distilled student is not.
+    assert histories["hinton"]["baseline"]["loss"] == histories["fitnets"]["baseline"]["loss"]
+    assert histories["hinton"]["student"]["soft"] != histories["fitnets"]["student"]["soft"]
+    result = CliRunner().invoke(main, ["build", "--method", "nope", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "cannot be used in a build yet" in result.output

@@ -25,6 +25,7 @@ def _common_options(func):
         click.option("--qat-epochs", type=int, default=None, help="Epochs of quantisation-aware fine-tuning."),
         click.option("--temperature", "-T", type=float, default=None, help="Distillation temperature T (> 0)."),
         click.option("--alpha", type=float, default=None, help="Weight of the soft (teacher) loss, in [0, 1]."),
+        click.option("--method", type=str, default=None, help="Distillation method: hinton (default), fitnets, rkd."),
         click.option("--teacher", type=str, default=None, help="Teacher architecture (e.g. cnn, hinton-1200)."),
         click.option("--student", type=str, default=None, help="Student architecture (e.g. mlp-300-300)."),
         click.option("--quick", is_flag=True, help="Tiny data and few epochs: a smoke run in about a minute."),
@@ -41,7 +42,7 @@ def _overrides(opts: dict) -> dict:
         "board": ("board",), "seed": ("seed",), "data_dir": ("data", "dir"),
         "epochs": ("student", "epochs"), "teacher_epochs": ("teacher", "epochs"),
         "qat_epochs": ("qat", "epochs"), "temperature": ("distill", "temperature"),
-        "alpha": ("distill", "alpha"), "teacher": ("teacher", "arch"), "student": ("student", "arch"),
+        "alpha": ("distill", "alpha"), "method": ("distill", "method"), "teacher": ("teacher", "arch"), "student": ("student", "arch"),
     }
     result: dict = {}
     for key, path in mapping.items():
@@ -240,6 +241,31 @@ def boards():
     for b in list_boards():
         click.echo(f"{b.name:<12} {b.cpu:<14} flash {b.flash_bytes // 1024:>5} KB  RAM {b.ram_bytes // 1024:>4} KB  "
                    f"{b.description}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="build/runtime-bench", show_default=True,
+              help="Where the benchmark's models, firmware and results go.")
+@_friendly_errors
+def bench(out):
+    """Benchmark our int8 runtime on QEMU: instructions per MAC, arena and code size vs TFLite Micro."""
+    import json
+
+    from .bench import run_bench
+
+    results = run_bench(out)
+    click.echo(json.dumps(results, indent=2, sort_keys=True)[:4000])
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(), default=None, help="Folder with the dataset files.")
+@_friendly_errors
+def doctor(data_dir):
+    """What tools, data and serial ports tinykd finds on this machine."""
+    from .doctor import run_checks
+
+    for check in run_checks(data_dir):
+        click.echo(f"{'ok ' if check.ok else '-- '} {check.name:<18} {check.detail}")
 
 
 if __name__ == "__main__":

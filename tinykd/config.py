@@ -48,6 +48,8 @@ class DistillConfig:
     # targets, as the paper recommends ("considerably lower weight on the second objective").
     temperature: float = 20.0
     alpha: float = 0.9
+    # hinton | fitnets (hint on a hidden layer through a learned adapter) | rkd (relational)
+    method: str = "hinton"
 
 
 @dataclass
@@ -90,12 +92,38 @@ QUICK: dict[str, Any] = {
     "teacher": {"arch": "mlp-256-256", "epochs": 2},
     "student": {"epochs": 2},
     "qat": {"epochs": 1, "calibration_samples": 100},
-    "device": {"limit": 200},
+    "device": {"limit": 0},
 }
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "mnist": {},
+    # Keyword spotting (Hello Edge DS-CNN). Speech Commands has its own validation list, so
+    # val_size is unused; no pixel jitter. The full synthetic set is 10 x 200 keyword clips.
+    "kws": {
+        "data": {"jitter": 0},
+        "teacher": {"epochs": 20, "batch_size": 100, "learning_rate": 2e-3},
+        "student": {"epochs": 30, "batch_size": 100, "learning_rate": 2e-3},
+        "distill": {"temperature": 4.0, "alpha": 0.5},
+        "qat": {"epochs": 3, "batch_size": 100, "learning_rate": 1e-4, "calibration_samples": 500},
+        "device": {"limit": 0},
+    },
 }
+
+# What --quick changes on top of QUICK for a task (applied right after it).
+TASK_QUICK: dict[str, dict[str, Any]] = {
+    # About 16 synthetic clips per keyword (a few seconds of espeak-ng), small models.
+    "kws": {
+        "data": {"train_limit": 150, "test_limit": 100},
+        "teacher": {"arch": "ds-cnn-s", "epochs": 2},
+        "student": {"epochs": 2},
+        "qat": {"epochs": 1, "calibration_samples": 50},
+        "device": {"limit": 24},
+    },
+}
+
+
+# Methods that need exactly what a build has: one trained teacher and one student.
+BUILD_METHODS = ("hinton", "fitnets", "rkd")
 
 
 def merge(config: BuildConfig, overrides: dict[str, Any], source: str) -> BuildConfig:
@@ -168,6 +196,7 @@ def resolve(task: str | None = None, config_file: str | Path | None = None, quic
         config.task = task
     if quick:
         config = merge(config, QUICK, "--quick")
+        config = merge(config, TASK_QUICK.get(config.task, {}), "--quick")
     if overrides:
         config = merge(config, overrides, "command line")
     validate(config)
@@ -200,6 +229,12 @@ def validate(config: BuildConfig) -> None:
         raise TinykdError("[data] needs val_size >= 1 and non-negative train_limit, test_limit and jitter.")
     if config.device.limit < 0 or config.device.instances < 1:
         raise TinykdError("[device] needs limit >= 0 (0 = all) and instances >= 1.")
+    if config.distill.method not in BUILD_METHODS:
+        raise TinykdError(
+            f"Distillation method '{config.distill.method}' cannot be used in a build yet; choose one of "
+            f"{', '.join(BUILD_METHODS)}. (ensemble, online and self-distillation are in "
+            "tinykd.distill.methods for use from Python.)"
+        )
     check_model_name(config.teacher.arch)
     check_model_name(config.student.arch)
     from .boards import load_board

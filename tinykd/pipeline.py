@@ -7,6 +7,7 @@ affects. Training stages also resume mid-way from their per-epoch checkpoints.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -27,8 +28,8 @@ STAGES = ("train-teacher", "distill", "qat", "convert", "export", "firmware", "e
 
 # The settings each stage's result depends on (besides the upstream stages it reads).
 _STAGE_SETTINGS: dict[str, Callable[[BuildConfig], Any]] = {
-    "train-teacher": lambda c: (c.task, c.seed, c.data, c.teacher),
-    "distill": lambda c: (c.task, c.seed, c.data, c.student, c.distill),
+    "train-teacher": lambda c: (c.task, c.seed, _data_settings(c), c.teacher),
+    "distill": lambda c: (c.task, c.seed, _data_settings(c), c.student, c.distill),
     "qat": lambda c: (c.qat, c.distill),
     "convert": lambda c: (c.qat.calibration_samples,),
     "export": lambda c: (),
@@ -37,6 +38,13 @@ _STAGE_SETTINGS: dict[str, Callable[[BuildConfig], Any]] = {
     "device": lambda c: (c.device.limit, c.device.port),
     "report": lambda c: (),
 }
+
+
+def _data_settings(c: BuildConfig):
+    """What shapes the data, not where it was found: checksums make every copy the same."""
+    return dataclasses.replace(c.data, dir="")
+
+
 _UPSTREAM = {
     "train-teacher": (),
     "distill": ("train-teacher",),
@@ -60,6 +68,11 @@ def _firmware_sources_digest() -> str:
             h.update(path.name.encode())
             h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+# Training runs: the stage that owns each, and the name of its checkpoint folder.
+_OWNER_STAGE = {"train-teacher": "train-teacher", "baseline": "distill", "distill": "distill", "qat": "qat"}
+_CHECKPOINT_LABEL = {"train-teacher": "teacher", "baseline": "baseline", "distill": "student", "qat": "student_qat"}
 # Offsets keep each stage's random stream distinct yet fixed by the one seed.
 _SEED_OFFSET = {"train-teacher": 1, "distill": 2, "baseline": 3, "qat": 4}
 
@@ -132,8 +145,9 @@ class Build:
             self.log(f"[{stage}] up to date, skipped ({self.records[stage].seconds:.0f} s when built)")
             return self.records[stage]
         if self.force:
-            shutil.rmtree(self.out / "checkpoints" / stage, ignore_errors=True)
+            self._remove_checkpoints(stage, keep=None)
         self.log(f"[{stage}] running")
+        self._fresh_keras_names()
         started = time.perf_counter()
         artifacts, info = getattr(self, "_stage_" + stage.replace("-", "_"))()
         record = StageRecord(self.fingerprint(stage), round(time.perf_counter() - started, 2), artifacts, info)
@@ -170,6 +184,16 @@ class Build:
         return self.task.load(c.dir or None, val_size=c.val_size, seed=self.config.seed,
                               train_limit=c.train_limit, test_limit=c.test_limit)
 
+    @staticmethod
+    def _fresh_keras_names() -> None:
+        """Keras numbers automatic layer names per process (tfmot's quantize_layer becomes
+        quantize_layer_1 when loaded a second time) and names land in the .tflite. Each stage
+        starts from a fresh naming state, so its bytes never depend on what ran before it."""
+        import tinykd  # noqa: F401
+        import tf_keras as keras
+
+        keras.backend.clear_session()
+
     def _seed(self, stage: str) -> int:
         import tinykd  # noqa: F401
         import tensorflow as tf
@@ -180,8 +204,20 @@ class Build:
         keras.utils.set_random_seed(seed)
         return seed
 
-    def _checkpoints(self, name: str) -> Path:
-        return self.out / "checkpoints" / name
+    def _checkpoints(self, stage: str) -> Path:
+        """Per-epoch checkpoints of one training run, keyed by the stage's fingerprint so that a
+        resumed run never picks up weights trained with other settings."""
+        fingerprint = self.fingerprint(_OWNER_STAGE[stage])
+        self._remove_checkpoints(stage, keep=fingerprint)
+        return self.out / "checkpoints" / f"{_CHECKPOINT_LABEL[stage]}-{fingerprint}"
+
+    def _remove_checkpoints(self, stage: str, keep: str | None) -> None:
+        for owned, owner in _OWNER_STAGE.items():
+            if owner != _OWNER_STAGE.get(stage, stage):
+                continue
+            for folder in (self.out / "checkpoints").glob(f"{_CHECKPOINT_LABEL[owned]}-*"):
+                if keep is None or not folder.name.endswith(f"-{keep}"):
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def model_path(self, name: str) -> Path:
         # QAT models round-trip only through HDF5 (tfmot's quantize layers lose variables
@@ -193,15 +229,19 @@ class Build:
 
         return load_model(self.model_path(name))
 
-    def _train(self, stage: str, model, teacher, label: str, section, temperature=1.0, alpha=0.0):
+    def _train(self, stage: str, model, teacher, section, temperature=1.0, alpha=0.0):
         from .distill import Distiller, train
+        from .distill.methods import get_method
 
         d = self.dataset
-        wrapper = Distiller(model, teacher, temperature, alpha)
+        # The configured method applies wherever there is a teacher (KD and QAT); the teacher
+        # and the baseline learn from the labels alone.
+        method = get_method(self.config.distill.method, temperature, alpha) if teacher is not None else None
+        wrapper = Distiller(model, teacher, temperature, alpha, method=method)
         return train(wrapper, d.x_train, d.y_train, (d.x_val, d.y_val), epochs=section.epochs,
                      batch_size=section.batch_size, learning_rate=section.learning_rate,
                      seed=self._seed(stage), max_shift=self.config.data.jitter,
-                     checkpoint_dir=self._checkpoints(label), label=label)
+                     checkpoint_dir=self._checkpoints(stage), label=_CHECKPOINT_LABEL[stage])
 
     # ---- stages --------------------------------------------------------------------------
     def _stage_train_teacher(self):
@@ -211,7 +251,7 @@ class Build:
         self._seed("train-teacher")
         d, c = self.dataset, self.config.teacher
         teacher = build_model(c.arch, d.input_shape, d.num_classes)
-        result = self._train("train-teacher", teacher, None, "teacher", c)
+        result = self._train("train-teacher", teacher, None, c)
         save_model(teacher, self.out / "teacher.keras")
         self._save_history("teacher", result)
         return ["teacher.keras"], {"params": count_params(teacher), "train_seconds": result.seconds}
@@ -224,12 +264,12 @@ class Build:
         teacher = self.load_model("teacher")
         self._seed("baseline")
         baseline = build_model(c.arch, d.input_shape, d.num_classes)
-        base_result = self._train("baseline", baseline, None, "baseline", c)
+        base_result = self._train("baseline", baseline, None, c)
         save_model(baseline, self.out / "baseline.keras")
         self._save_history("baseline", base_result)
         self._seed("distill")
         student = build_model(c.arch, d.input_shape, d.num_classes)
-        kd_result = self._train("distill", student, teacher, "student", c, kd.temperature, kd.alpha)
+        kd_result = self._train("distill", student, teacher, c, kd.temperature, kd.alpha)
         save_model(student, self.out / "student.keras")
         self._save_history("student", kd_result)
         return ["baseline.keras", "student.keras"], {
@@ -246,7 +286,7 @@ class Build:
         teacher, student = self.load_model("teacher"), self.load_model("student")
         qat_student = quantize_student(student)
         kd = self.config.distill
-        result = self._train("qat", qat_student, teacher, "student_qat", self.config.qat, kd.temperature, kd.alpha)
+        result = self._train("qat", qat_student, teacher, self.config.qat, kd.temperature, kd.alpha)
         save_model(qat_student, self.model_path("student_qat"))
         self._save_history("student_qat", result)
         return [self.model_path("student_qat").name], {"train_seconds": result.seconds}
@@ -255,7 +295,8 @@ class Build:
         from .export import convert_int8
 
         path = convert_int8(self.load_model("student_qat"), self.dataset.x_train, self.out / "model_int8.tflite",
-                            samples=self.config.qat.calibration_samples)
+                            samples=self.config.qat.calibration_samples,
+                            input_quantization=self.task.input_quantization)
         data = path.read_bytes()
         return ["model_int8.tflite"], {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
@@ -278,6 +319,8 @@ class Build:
         return ["firmware/firmware.json"], fw.summary()
 
     def _stage_device(self):
+        if self.task.load_test_audio is not None:
+            return self._stage_device_audio()
         from .device.evaluate import compare_with_host, run_on_device
         from .evaluate import classification_result
         from .export import tflite_io_quantization
@@ -303,6 +346,49 @@ class Build:
         self.log(f"  on device: {result.errors} errors / {n}; host int8: {host_result.errors}; "
                  f"outputs differing from the host: {comparison['mismatches']}")
         return ["device.json"], {"errors": result.errors, "mismatches": comparison["mismatches"]}
+
+    def _stage_device_audio(self):
+        """Tasks whose device preprocesses raw input itself (KWS): stream the raw test clips;
+        the device runs its feature extractor, then the model. Its features must equal the
+        host's (same C code) and its outputs the host's int8 outputs on those features."""
+        from .device.evaluate import compare_with_host, run_audio_on_device
+        from .evaluate import classification_result
+        from .export import tflite_io_quantization
+        from .export.convert import quantize_input
+
+        d, c, dc = self.dataset, self.config.device, self.config.data
+        n = min(c.limit or len(d.y_test), len(d.y_test))
+        audio = self.task.load_test_audio(dc.dir or None, seed=self.config.seed, train_limit=dc.train_limit,
+                                          test_limit=dc.test_limit)
+        if len(audio) != len(d.y_test):
+            raise TinykdError(
+                f"The raw test clips ({len(audio)}) do not line up with the test features "
+                f"({len(d.y_test)}); the dataset changed during the build. Run again with --force."
+            )
+        host_features = quantize_input(d.x_test[:n], tflite_io_quantization(self.out / "model_int8.tflite").input)
+        firmware = json.loads((self.out / "firmware" / "firmware.json").read_text())
+        self.log(f"  streaming {n} raw test clips to {self.board.name} (features computed on the device)")
+        run = run_audio_on_device(self.board, firmware["elf"], audio[:n], expected_sha256=firmware["model_sha256"],
+                                  port=c.port or None, instances=c.instances)
+        host = np.load(self.out / "host_int8_outputs.npy")[:n]
+        feature_mismatches = int(np.any(run.features.reshape(n, -1) != host_features.reshape(n, -1), axis=1).sum())
+        result = classification_result("device", run.outputs, d.y_test[:n], d.num_classes)
+        host_result = classification_result("host_int8_tflm", host, d.y_test[:n], d.num_classes)
+        comparison = compare_with_host(run.outputs, host)
+        frontend = run.frontend_latency(self.board.clock_hz)
+        device = {
+            "board": run.board, "where": run.where, "examples": n, "seconds": run.seconds,
+            "input": "raw audio (int16, 16 kHz, 1 s); features computed on the device",
+            "device": result.to_dict(), "host_int8": host_result.to_dict(),
+            "host_vs_device": comparison, "feature_mismatches": feature_mismatches,
+            "latency": run.latency(self.board.clock_hz), "frontend_latency": frontend,
+        }
+        write_json(self.out / "device.json", device)
+        self.log(f"  on device: {result.errors} errors / {n}; host int8: {host_result.errors}; "
+                 f"outputs differing from the host: {comparison['mismatches']}; "
+                 f"feature vectors differing: {feature_mismatches}")
+        return ["device.json"], {"errors": result.errors, "mismatches": comparison["mismatches"],
+                                 "feature_mismatches": feature_mismatches}
 
     def _stage_evaluate(self):
         from .evaluate import classification_result, int8_outputs_litert, int8_outputs_tflm, predict_logits

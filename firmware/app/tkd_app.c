@@ -1,7 +1,9 @@
 /* tkd_app.c - the device side of the tinykd serial protocol (see tkd_protocol.h).
  *
  * Receives COBS frames byte by byte, checks their CRC, runs the model on INFER and answers
- * with RESULT (output and the port's instruction/cycle count). Invalid frames are answered
+ * with RESULT (output and the port's instruction/cycle count). For KWS models (49 x 10 int8
+ * input) INFER_AUDIO takes a raw clip, runs the frontend and the model and answers with
+ * AUDIO_RESULT (both counts, the features and the output). Invalid frames are answered
  * with ERROR(BAD_FRAME) so the host can resend at once instead of waiting for a timeout.
  */
 #include <string.h>
@@ -12,6 +14,21 @@
 #include "tkd_protocol.h"
 
 #define TKD_RUNTIME_NAME "tinykd"
+
+/* Raw-audio inference (INFER_AUDIO) when the project carries the KWS frontend and the model
+ * takes its 49 x 10 int8 features. Other models leave it out (and the linker drops the
+ * frontend), so their RAM holds no audio buffer. */
+#if defined(__has_include)
+#if __has_include("tkd_frontend.h")
+#include "tkd_frontend.h"
+#if TKD_MODEL_INPUT_BYTES == TKD_FRONTEND_NUM_FEATURES
+#define TKD_APP_AUDIO 1
+#endif
+#endif
+#endif
+#ifndef TKD_APP_AUDIO
+#define TKD_APP_AUDIO 0
+#endif
 
 #if (TKD_MODEL_OUTPUT_BYTES + 4) > TKD_MAX_PAYLOAD
 #error "model output does not fit one RESULT frame: raise TKD_MAX_PAYLOAD on both sides"
@@ -26,6 +43,17 @@ static uint8_t tx_body[TKD_MAX_BODY];
 
 static int8_t input_buf[TKD_MODEL_INPUT_BYTES];
 static int8_t output_buf[TKD_MODEL_OUTPUT_BYTES];
+
+#if TKD_APP_AUDIO
+#if (8 + TKD_FRONTEND_NUM_FEATURES + TKD_MODEL_OUTPUT_BYTES) > TKD_MAX_PAYLOAD
+#error "features and model output do not fit one AUDIO_RESULT frame"
+#endif
+#if TKD_MODEL_INPUT_ZERO_POINT != TKD_FRONTEND_ZERO_POINT
+#error "the model's input zero point differs from the KWS frontend's: convert it with the frontend's quantisation"
+#endif
+/* one clip of int16 audio, filled by INFER_AUDIO chunks */
+static int16_t audio_buf[TKD_FRONTEND_CLIP_SAMPLES];
+#endif
 
 static void put_u16(uint8_t *p, uint32_t v)
 {
@@ -191,6 +219,56 @@ static void do_load(uint16_t seq, const uint8_t *payload, uint32_t len)
     send(TKD_MSG_LOADED, seq, 6u);
 }
 
+#if TKD_APP_AUDIO
+/* INFER_AUDIO: offset:u32 + bytes of the little-endian int16 clip -> LOADED; empty -> run
+ * the frontend on the clip, then the model -> AUDIO_RESULT. */
+static void do_infer_audio(uint16_t seq, const uint8_t *payload, uint32_t len)
+{
+    uint32_t offset, n, frontend_count, model_count;
+    uint8_t *p;
+    int rc;
+    if (len != 0u) {
+        if (len < 4u) {
+            send_error(seq, TKD_ERR_BAD_LENGTH, TKD_MSG_INFER_AUDIO, 4);
+            return;
+        }
+        offset = get_u32(payload);
+        n = len - 4u;
+        if (offset > (uint32_t)sizeof audio_buf || n > (uint32_t)sizeof audio_buf - offset) {
+            send_error(seq, TKD_ERR_BAD_OFFSET, TKD_MSG_INFER_AUDIO, (int32_t)sizeof audio_buf);
+            return;
+        }
+        memcpy((uint8_t *)audio_buf + offset, payload + 4, n);
+        p = &tx_body[TKD_HEADER_BYTES];
+        put_u32(p, offset);
+        put_u16(&p[4], n);
+        send(TKD_MSG_LOADED, seq, 6u);
+        return;
+    }
+    if (TKD_MODEL_INPUT_SCALE != TKD_FRONTEND_SCALE) {
+        /* a 490-byte model not quantised like the frontend's output: refuse, not mislead */
+        send_error(seq, TKD_ERR_UNSUPPORTED, TKD_MSG_INFER_AUDIO, 1);
+        return;
+    }
+    tkd_port_counter_start();
+    tkd_frontend_run(audio_buf, input_buf, NULL);
+    frontend_count = tkd_port_counter_read();
+    tkd_port_counter_start();
+    rc = tkd_model_invoke(input_buf, output_buf);
+    model_count = tkd_port_counter_read();
+    if (rc != 0) {
+        send_error(seq, TKD_ERR_MODEL_FAILED, TKD_MSG_INFER_AUDIO, (int32_t)rc);
+        return;
+    }
+    p = &tx_body[TKD_HEADER_BYTES];
+    put_u32(p, frontend_count);
+    put_u32(&p[4], model_count);
+    memcpy(&p[8], input_buf, TKD_FRONTEND_NUM_FEATURES);
+    memcpy(&p[8 + TKD_FRONTEND_NUM_FEATURES], output_buf, TKD_MODEL_OUTPUT_BYTES);
+    send(TKD_MSG_AUDIO_RESULT, seq, 8u + (uint32_t)TKD_FRONTEND_NUM_FEATURES + (uint32_t)TKD_MODEL_OUTPUT_BYTES);
+}
+#endif
+
 static void handle_frame(void)
 {
     int32_t n = tkd_cobs_decode_inplace(rx_buf, rx_len);
@@ -232,7 +310,11 @@ static void handle_frame(void)
         do_load(seq, payload, payload_len);
         break;
     case TKD_MSG_INFER_AUDIO:
+#if TKD_APP_AUDIO
+        do_infer_audio(seq, payload, payload_len);
+#else
         send_error(seq, TKD_ERR_UNSUPPORTED, type, 0);
+#endif
         break;
     case TKD_MSG_EXIT:
         if (tkd_port_exit(payload_len ? (int)payload[0] : 0) != 0) {

@@ -26,8 +26,11 @@ extern "C" {
 #define TKD_MSG_PING         0x01u
 #define TKD_MSG_HELLO        0x02u
 #define TKD_MSG_INFER        0x03u
-/* Reserved for the keyword-spotting issue: raw int16 audio in, the device runs its own
- * feature extractor and then the model. Not implemented yet: answered with ERROR(UNSUPPORTED). */
+/* Keyword spotting: raw int16 audio in, the device runs its own feature extractor
+ * (firmware/frontend) and then the model. Payload offset:u32 + clip bytes loads a chunk of
+ * the 16000-sample little-endian clip (answer LOADED); an empty payload runs it (answer
+ * AUDIO_RESULT). Firmware whose model does not take the frontend's 49 x 10 int8 features
+ * answers ERROR(UNSUPPORTED). */
 #define TKD_MSG_INFER_AUDIO  0x04u
 #define TKD_MSG_LOAD         0x05u
 #define TKD_MSG_EXIT         0x0Eu
@@ -35,6 +38,8 @@ extern "C" {
 #define TKD_MSG_PONG         0x81u
 #define TKD_MSG_INFO         0x82u
 #define TKD_MSG_RESULT       0x83u
+/* frontend_count:u32 model_count:u32 features:int8[490] output:int8[output_bytes] */
+#define TKD_MSG_AUDIO_RESULT 0x84u
 #define TKD_MSG_LOADED       0x85u
 #define TKD_MSG_ERROR        0x7Fu
 

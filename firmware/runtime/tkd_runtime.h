@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define TKD_RUNTIME_VERSION "tkd-rt 1"
+#define TKD_RUNTIME_VERSION "tkd-rt 2"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define TKD_ALIGN(n) __attribute__((aligned(n)))
@@ -31,8 +31,15 @@ extern "C" {
 #define TKD_ALIGN(n)
 #endif
 
+/* 1: the kernels use the Cortex-M DSP (SIMD) extension (SMLAD on int16 pairs). Chosen
+ * automatically for cores that have it (M4, M7, M33 with DSP, M55: __ARM_FEATURE_DSP);
+ * build with -DTKD_USE_DSP=0 to force the portable C loops. */
 #ifndef TKD_USE_DSP
-#define TKD_USE_DSP 0 /* 1: use Cortex-M DSP paths (none yet: portable C is used) */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define TKD_USE_DSP 1
+#else
+#define TKD_USE_DSP 0
+#endif
 #endif
 
 /* ---- fixed-point helpers (tkd_requant.c) -------------------------------------------- */
@@ -64,10 +71,19 @@ typedef struct {
     int32_t per_channel;       /* 1: multiplier/shift have output_depth entries, else 1 */
     const int32_t *multiplier; /* Q0.31 */
     const int32_t *shift;      /* >0: left, <0: right */
+    int32_t short_requant;     /* 1: every |accumulator| < 2^30 for any input and every
+                                  shift is in -31..-1 (the code generator proves it from
+                                  the weights and scales): the kernel may requantise with
+                                  32-bit arithmetic; 0: the reference's 64-bit form */
 } tkd_fc_params_t;
 
-/* output[b][o] = clamp(requant(sum_i (filter[o][i]+filter_offset)*(input[b][i]+input_offset)
- *                              + bias[o]) + output_offset). bias may be NULL. */
+/* output[b][o] = clamp(requant(sum_i (filter[o][i]+filter_offset)*input[b][i] + bias[o])
+ *                    + output_offset)
+ * where bias is the FOLDED bias: the model's bias[o] + input_offset * sum_i
+ * (filter[o][i]+filter_offset), which the code generator precomputes (mod 2^32, like the
+ * reference's wrapping int32 accumulator). Equal to the reference's
+ * sum_i (w+filter_offset)*(x+input_offset) + bias. input_offset is not read. bias may be
+ * NULL (zero). */
 void tkd_fully_connected_s8(const tkd_fc_params_t *p, const int8_t *input,
                             const int8_t *filter, const int32_t *bias, int8_t *output);
 
@@ -86,10 +102,16 @@ typedef struct {
     int32_t act_min, act_max;
     const int32_t *multiplier; /* out_c entries (per-tensor weights: repeated) */
     const int32_t *shift;      /* out_c entries */
+    int32_t short_requant;     /* as in tkd_fc_params_t */
 } tkd_conv_params_t;
 
 /* filter: [out_c][filter_h][filter_w][filter_in_c]; bias: [out_c] or NULL. Taps outside
- * the input image are skipped (zero padding in the real-number domain). */
+ * the input image are skipped (zero padding in the real-number domain).
+ * bias is the FOLDED bias (conv and depthwise): the model's bias[oc] + input_offset * (sum
+ * of every tap of filter oc), precomputed by the code generator. The kernels then
+ * accumulate w*x for the taps inside the image and w*(-input_offset) (the input zero
+ * point, i.e. real zero) for the taps outside, which is the reference's
+ * sum over inside taps of w*(x+input_offset) + bias. */
 void tkd_conv_s8(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
                  const int32_t *bias, int8_t *output);
 /* filter: [1][filter_h][filter_w][out_c]; output channel = in_channel*depth_multiplier + m. */

@@ -1,8 +1,13 @@
 """Tasks: where the data comes from and which models suit it, behind one interface."""
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
 
 from ..errors import TinykdError
 from . import mnist
@@ -17,6 +22,69 @@ class Task:
     default_teacher: str
     default_student: str
     jitter_pixels: int  # random shift used as augmentation during training (0: none)
+    # Fixed int8 input quantisation (scale, zero point) the device's own preprocessing
+    # produces; None: derived from the data by the converter.
+    input_quantization: Optional[tuple[float, int]] = None
+    # load_test_audio(data_dir, seed, train_limit, test_limit) -> int16 [N, samples]: the raw
+    # test inputs, in the order of Dataset.x_test, for devices that preprocess them themselves.
+    load_test_audio: Optional[Callable[..., np.ndarray]] = None
+
+
+# ---------------------------------------------------------------------------------- kws
+
+KWS_SYNTH_CLIPS_PER_WORD = 200  # the full synthetic set: 10 x 200 keyword + 25 x 50 other clips
+
+
+def kws_synth_clips_per_word(train_limit: int) -> int:
+    """Size of the synthetic set: enough keyword clips for `train_limit` training examples
+    (80 % of the clips train; _unknown_ and _silence_ add 10 % each), the full set for 0."""
+    if not train_limit:
+        return KWS_SYNTH_CLIPS_PER_WORD
+    return max(8, min(KWS_SYNTH_CLIPS_PER_WORD, math.ceil(train_limit / (10 * 0.8 * 1.2))))
+
+
+def kws_data_root(data_dir=None, seed: int = 0, train_limit: int = 0) -> Path:
+    """Where the KWS clips come from: `data_dir`, else $TINYKD_DATA when it holds Speech
+    Commands, else a synthetic set spoken by espeak-ng, generated once into
+    $TINYKD_CACHE/kws-synth-<seed>-<clips per word>."""
+    from .kws import speech_commands, synth
+
+    if data_dir:
+        return speech_commands.locate(data_dir, download=False)
+    env = os.environ.get("TINYKD_DATA")
+    if env:
+        base = Path(env)
+        for cand in (base / speech_commands.ARCHIVES["v0.02"].folder, base / "speech_commands", base):
+            if speech_commands.is_dataset_dir(cand):
+                speech_commands.check_layout(cand)
+                return cand
+    size = kws_synth_clips_per_word(train_limit)
+    root = speech_commands.cache_dir() / f"kws-synth-{seed}-{size}"
+    synth.synthesize_kws(root, clips_per_word=size, seed=seed, progress=False)
+    return root
+
+
+def _kws_load(data_dir=None, val_size: int = 0, seed: int = 0, train_limit: int = 0,
+              test_limit: int = 0) -> Dataset:
+    from .kws import speech_commands
+
+    root = kws_data_root(data_dir, seed, train_limit)
+    return speech_commands.load(root, val_size=val_size, seed=seed, train_limit=train_limit,
+                                test_limit=test_limit)
+
+
+def _kws_test_audio(data_dir=None, seed: int = 0, train_limit: int = 0, test_limit: int = 0) -> np.ndarray:
+    from .kws import speech_commands
+
+    root = kws_data_root(data_dir, seed, train_limit)
+    audio, _, _ = speech_commands.load_audio(root, "test", seed, limit=test_limit, progress=False)
+    return audio
+
+
+def _kws_input_quantization() -> tuple[float, int]:
+    from .kws import frontend
+
+    return (frontend.SCALE, frontend.ZERO_POINT)
 
 
 TASKS: dict[str, Task] = {
@@ -27,6 +95,17 @@ TASKS: dict[str, Task] = {
         default_teacher="cnn",
         default_student="mlp-300-300",
         jitter_pixels=2,
+    ),
+    "kws": Task(
+        name="kws",
+        description="keyword spotting: 12 classes (10 words, silence, unknown) from 1 s of "
+                    "16 kHz audio as 49x10 int8 MFCC (Speech Commands, or synthesised with espeak-ng)",
+        load=_kws_load,
+        default_teacher="ds-cnn-l",
+        default_student="ds-cnn-s",
+        jitter_pixels=0,
+        input_quantization=_kws_input_quantization(),
+        load_test_audio=_kws_test_audio,
     ),
 }
 
@@ -40,4 +119,4 @@ def get_task(name: str) -> Task:
         ) from None
 
 
-__all__ = ["Dataset", "Task", "TASKS", "get_task"]
+__all__ = ["Dataset", "Task", "TASKS", "get_task", "kws_data_root"]

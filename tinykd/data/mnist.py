@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import struct
@@ -17,6 +16,7 @@ import numpy as np
 from ..errors import TinykdError
 from ..fileio import atomic_path
 from .base import Dataset
+from .cache import cache_dir, md5sum
 
 
 @dataclass(frozen=True)
@@ -41,20 +41,6 @@ MIRRORS = (
 )
 
 CLASS_NAMES = [str(d) for d in range(10)]
-
-
-def cache_dir() -> Path:
-    """Where downloaded datasets live: $TINYKD_CACHE, else ~/.cache/tinykd."""
-    root = os.environ.get("TINYKD_CACHE") or Path.home() / ".cache" / "tinykd"
-    return Path(root)
-
-
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:

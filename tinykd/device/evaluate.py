@@ -11,7 +11,7 @@ from ..boards import Board, load_board
 from ..errors import TinykdError
 from .flash import find_ports
 from .link import DeviceLink
-from .run import check_model_hash, run_inference, run_inference_qemu
+from .run import check_model_hash, run_audio, run_audio_qemu, run_inference, run_inference_qemu
 
 
 @dataclass
@@ -59,6 +59,42 @@ def run_on_device(board: str | Board, elf: str | Path | None, x_int8: np.ndarray
         where = url
     return DeviceRun(board.name, outputs, counts, board.counter_unit,
                      round(time.perf_counter() - started, 2), where)
+
+
+@dataclass
+class AudioDeviceRun(DeviceRun):
+    """A run on raw audio: also the device's features and the frontend's counts."""
+    features: np.ndarray = None          # int8 [N, 490]
+    frontend_counts: np.ndarray = None   # per clip, same unit as counts
+
+    def frontend_latency(self, clock_hz: int) -> dict:
+        return DeviceRun(self.board, self.outputs, self.frontend_counts, self.counter_unit,
+                         self.seconds, self.where).latency(clock_hz)
+
+
+def run_audio_on_device(board: str | Board, elf: str | Path | None, audio: np.ndarray, *,
+                        expected_sha256: str, port: str | None = None, instances: int = 2,
+                        progress: bool = True) -> AudioDeviceRun:
+    """Send raw int16 clips [N, 16000]; the board computes the features and runs the model."""
+    board = load_board(board)
+    started = time.perf_counter()
+    if board.is_qemu:
+        if elf is None or not Path(elf).is_file():
+            raise TinykdError(f"No firmware ELF for {board.name} at {elf}. Build it first "
+                              "(`tinykd build` or `tinykd firmware`).")
+        outputs, features, counts, fcounts = run_audio_qemu(
+            board, elf, audio, instances=instances, expected_sha256_hex=expected_sha256, progress=progress)
+        where = f"QEMU {board.qemu_machine} x{min(instances, len(audio))}"
+    else:
+        url = port or _autodetect(board)
+        with DeviceLink(url, baud=board.baud) as link:
+            link.connect()
+            link.hello()
+            check_model_hash(link, expected_sha256)
+            outputs, features, counts, fcounts = run_audio(link, audio, progress=progress, desc=board.name)
+        where = url
+    return AudioDeviceRun(board.name, outputs, counts, board.counter_unit,
+                          round(time.perf_counter() - started, 2), where, features, fcounts)
 
 
 def _autodetect(board: Board) -> str:

@@ -256,6 +256,33 @@ class DeviceLink:
             fr = self.request(P.INFER, b"", expect=P.RESULT, timeout=timeout)
         return P.Result.decode(fr.payload)
 
+    def infer_audio(self, audio, *, timeout: float | None = None) -> P.AudioResult:
+        """Send one clip of int16 audio (16000 samples) in chunks and run the device's
+        feature extractor and model on it."""
+        import numpy as np
+
+        a = np.asarray(audio)
+        if a.shape != (16000,) or not np.issubdtype(a.dtype, np.integer) or \
+                (a.size and (a.min() < -32768 or a.max() > 32767)):
+            raise TinykdError(f"INFER_AUDIO takes one clip of 16000 int16 samples (1 s at 16 kHz); "
+                              f"got shape {a.shape}, dtype {a.dtype}. Pad or trim it first "
+                              "(tinykd.data.kws.speech_commands.fit_length).")
+        data = a.astype("<i2").tobytes()
+        chunk = (self.max_payload - 4) // 2 * 2
+        for off in range(0, len(data), chunk):
+            part = data[off:off + chunk]
+            got = P.Loaded.decode(self.request(P.INFER_AUDIO, P.load_payload(off, part),
+                                               expect=P.LOADED).payload)
+            if (got.offset, got.length) != (off, len(part)):
+                raise TinykdError(f"The device at {self.url} acknowledged the wrong audio chunk; "
+                                  "the link is unreliable. Reconnect and retry.")
+        fr = self.request(P.INFER_AUDIO, b"", expect=P.AUDIO_RESULT, timeout=timeout)
+        try:
+            return P.AudioResult.decode(fr.payload)
+        except P.ProtocolError as e:
+            raise TinykdError(f"The device at {self.url} sent a malformed AUDIO_RESULT ({e}). "
+                              "Rebuild and flash the firmware with this tinykd.") from e
+
     def send_exit(self, code: int = 0) -> None:
         """Ask the firmware to exit (QEMU ends with `code`). No reply is expected."""
         self._send(P.EXIT, self._next_seq(), bytes([code & 0xFF]))

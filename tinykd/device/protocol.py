@@ -15,8 +15,12 @@ Host -> device                                   Device -> host
   0x01 PING   (empty)                              0x81 PONG   version:u8 max_payload:u16
   0x02 HELLO  (empty)                              0x82 INFO   (see DeviceInfo)
   0x03 INFER  input:int8[input_bytes] | empty      0x83 RESULT count:u32 output:int8[output_bytes]
-  0x04 INFER_AUDIO  reserved for the KWS issue: raw int16 audio in, the device runs its own
-                    feature extractor; today's firmware answers ERROR(UNSUPPORTED)
+  0x04 INFER_AUDIO  offset:u32 pcm:bytes  -> LOADED   (a chunk of the int16 LE clip)
+                    (empty)                -> 0x84 AUDIO_RESULT frontend_count:u32
+                                              model_count:u32 features:int8[490] output:int8[..]
+                    raw 1 s of 16 kHz audio in: the device runs its own feature extractor
+                    (firmware/frontend), then the model. Firmware whose model does not take
+                    the frontend's 49x10 int8 features answers ERROR(UNSUPPORTED).
   0x05 LOAD   offset:u32 data:bytes                0x85 LOADED offset:u32 length:u16
   0x0E EXIT   code:u8  (QEMU: semihosting exit; other ports answer ERROR(UNSUPPORTED))
                                                    0x7F ERROR  code:u8 request_type:u8 detail:i32
@@ -47,11 +51,13 @@ EXIT = 0x0E
 PONG = 0x81
 INFO = 0x82
 RESULT = 0x83
+AUDIO_RESULT = 0x84
 LOADED = 0x85
 ERROR = 0x7F
 
 TYPE_NAMES = {PING: "PING", HELLO: "HELLO", INFER: "INFER", INFER_AUDIO: "INFER_AUDIO",
               LOAD: "LOAD", EXIT: "EXIT", PONG: "PONG", INFO: "INFO", RESULT: "RESULT",
+              AUDIO_RESULT: "AUDIO_RESULT",
               LOADED: "LOADED", ERROR: "ERROR"}
 
 # ERROR codes
@@ -345,6 +351,27 @@ class Result:
             raise ProtocolError(f"RESULT payload of {len(payload)} bytes is too short")
         (count,) = struct.unpack_from("<I", payload, 0)
         return cls(count, payload[4:])
+
+
+@dataclass(frozen=True)
+class AudioResult:
+    """AUDIO_RESULT: counts of the frontend and of the model, the features, the output."""
+    frontend_count: int
+    model_count: int
+    features: bytes    # int8 [49 * 10], frame-major
+    output: bytes      # int8 [output_bytes]
+
+    FEATURE_BYTES = 490
+
+    def encode(self) -> bytes:
+        return struct.pack("<II", self.frontend_count, self.model_count) + bytes(self.features) + bytes(self.output)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "AudioResult":
+        if len(payload) < 8 + cls.FEATURE_BYTES:
+            raise ProtocolError(f"AUDIO_RESULT payload of {len(payload)} bytes is too short")
+        fc, mc = struct.unpack_from("<II", payload, 0)
+        return cls(fc, mc, payload[8:8 + cls.FEATURE_BYTES], payload[8 + cls.FEATURE_BYTES:])
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 `run_inference(link, x)` streams N inputs through one link. `run_inference_qemu(board, elf,
 x, instances=K)` shards them over K QEMU instances side by side (the modelled UART moves only
 ~10-40 KB/s, so one instance is the bottleneck) and merges the results in input order.
+`run_audio` / `run_audio_qemu` do the same with raw KWS clips (INFER_AUDIO): the device
+computes the features itself and returns them with its output.
 """
 from __future__ import annotations
 
@@ -102,9 +104,97 @@ def run_inference_qemu(board: str | Board, elf: str | os.PathLike, x_int8: np.nd
                        progress: bool = True, timeout: float = 5.0,
                        time_limit: float = 3600.0) -> tuple[np.ndarray, np.ndarray]:
     """Shard N inputs over `instances` QEMU instances running `elf`; merge in order."""
+    x = _as_inputs(x_int8, None)
+    return _run_sharded(board, elf, x, lambda link, part, bar: run_inference(link, part, progress=False, _bar=bar),
+                        instances=instances, expected_sha256_hex=expected_sha256_hex,
+                        progress=progress, timeout=timeout, time_limit=time_limit)
+
+
+def _as_audio(audio: np.ndarray) -> np.ndarray:
+    a = np.asarray(audio)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] != 16000:
+        raise TinykdError(f"Audio for the device must be clips of 16000 int16 samples, shape "
+                          f"[N, 16000] with N >= 1; got shape {a.shape}. Pad or trim the clips "
+                          "(tinykd.data.kws.speech_commands.fit_length).")
+    if a.dtype != np.int16:
+        raise TinykdError(f"Audio for the device must be int16 PCM; got dtype {a.dtype}. Convert "
+                          "float audio with np.round(x * 32768).clip(-32768, 32767).astype(np.int16).")
+    return a
+
+
+def check_audio_support(info) -> None:
+    """Refuse, with what to do, a device whose model does not take the KWS frontend's features."""
+    from tinykd.data.kws import frontend
+
+    want = frontend.NUM_FRAMES * frontend.NUM_MFCC
+    if info.input_bytes != want or abs(info.input_scale - frontend.SCALE) > 0 or \
+            info.input_zero_point != frontend.ZERO_POINT:
+        raise TinykdError(
+            f"The model on the device takes {info.input_bytes} int8 inputs with scale "
+            f"{info.input_scale:g} and zero point {info.input_zero_point}, not the keyword-spotting "
+            f"frontend's {want} features with scale {frontend.SCALE:g} and zero point "
+            f"{frontend.ZERO_POINT}, so it cannot run on raw audio. Build the firmware from a KWS "
+            "model (tinykd build --task kws), or send features with INFER instead."
+        )
+
+
+def run_audio(link: DeviceLink, audio: np.ndarray, *, progress: bool = True, desc: str = "device",
+              _bar=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run each of N raw clips (int16 [N, 16000]) through the device's frontend and model.
+    Returns (outputs int8 [N, out], features int8 [N, 490], model counts [N], frontend counts [N])."""
+    if link.ser is None:
+        link.open()
+        link.connect()
+    info = link.info or link.hello()
+    check_audio_support(info)
+    a = _as_audio(audio)
+    n = a.shape[0]
+    outputs = np.empty((n, info.output_bytes), dtype=np.int8)
+    features = np.empty((n, info.input_bytes), dtype=np.int8)
+    counts = np.empty(n, dtype=np.int64)
+    fcounts = np.empty(n, dtype=np.int64)
+    bar = _bar
+    own_bar = bar is None and progress and tqdm is not None
+    if own_bar:
+        bar = tqdm(total=n, desc=desc, unit="clip", leave=False)
+    try:
+        for i in range(n):
+            res = link.infer_audio(a[i])
+            if len(res.output) != info.output_bytes or len(res.features) != info.input_bytes:
+                raise TinykdError(f"The device returned {len(res.output)} output values and "
+                                  f"{len(res.features)} features; its INFO said {info.output_bytes} "
+                                  f"and {info.input_bytes}. Re-flash the firmware.")
+            outputs[i] = np.frombuffer(res.output, dtype=np.int8)
+            features[i] = np.frombuffer(res.features, dtype=np.int8)
+            counts[i] = res.model_count
+            fcounts[i] = res.frontend_count
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if own_bar:
+            bar.close()
+    return outputs, features, counts, fcounts
+
+
+def run_audio_qemu(board: str | Board, elf: str | os.PathLike, audio: np.ndarray, *,
+                   instances: int = 2, expected_sha256_hex: str | None = None,
+                   progress: bool = True, timeout: float = 5.0,
+                   time_limit: float = 3600.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shard N raw clips over `instances` QEMU instances; merge in order (see run_audio)."""
+    a = _as_audio(audio)
+    return _run_sharded(board, elf, a, lambda link, part, bar: run_audio(link, part, progress=False, _bar=bar),
+                        instances=instances, expected_sha256_hex=expected_sha256_hex,
+                        progress=progress, timeout=timeout, time_limit=time_limit)
+
+
+def _run_sharded(board, elf, x: np.ndarray, work, *, instances: int, expected_sha256_hex: str | None,
+                 progress: bool, timeout: float, time_limit: float) -> tuple[np.ndarray, ...]:
+    """Split the rows of x over QEMU instances; work(link, rows, bar) returns a tuple of
+    arrays with one row per input; concatenate them in input order."""
     board = load_board(board)
     elf = Path(elf)
-    x = _as_inputs(x_int8, None)
     n = x.shape[0]
     k = max(1, min(int(instances), n))
     bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
@@ -129,7 +219,7 @@ def run_inference_qemu(board: str | Board, elf: str | os.PathLike, x_int8: np.nd
                 link.hello()
                 if expected_sha256_hex:
                     check_model_hash(link, expected_sha256_hex)
-                return run_inference(link, x[lo:hi], progress=False, _bar=_LockedBar())
+                return work(link, x[lo:hi], _LockedBar())
         except BaseException:
             failed.set()
             raise
@@ -145,4 +235,4 @@ def run_inference_qemu(board: str | Board, elf: str | os.PathLike, x_int8: np.nd
     finally:
         if bar is not None:
             bar.close()
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(len(parts[0])))

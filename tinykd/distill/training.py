@@ -131,14 +131,17 @@ def train(
     model.compile(optimizer=optimizer)
 
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(student=model.student, optimizer=optimizer, epoch=epoch_var)
+    # A method's own trained state (adapter, peers) is saved beside the student; Hinton has none,
+    # so its checkpoints keep the original layout.
+    extras = model.method.checkpoint_objects() if getattr(model, "method", None) is not None else {}
+    ckpt = tf.train.Checkpoint(student=model.student, optimizer=optimizer, epoch=epoch_var, **extras)
     manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=1)
     history_path = checkpoint_dir / "history.json"
     history: dict[str, list[float]] = {}
     elapsed = 0.0
     if manager.latest_checkpoint:
         # Build the optimizer's slots first so the restore fills them instead of deferring.
-        optimizer.build(model.student.trainable_variables)
+        optimizer.build(getattr(model, "trained_variables", None) or model.student.trainable_variables)
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         if history_path.exists():
             saved = json.loads(history_path.read_text())

@@ -277,6 +277,23 @@ class _Layer:
     macs: int = 0
 
 
+def short_requant(folded_bias: np.ndarray, abs_filter_sums: np.ndarray,
+                  scales: list[float]) -> int:
+    """1 when the kernels may use their short requantisation (firmware/runtime/tkd_internal.h),
+    i.e. when for every output channel
+      - every accumulator the kernel can form has |acc| < 2^30: acc = folded bias + sum w*x
+        with |x| <= 128 (inputs, and the zero point the padding uses), so
+        |acc| <= |folded bias| + 128 * sum|w|; and
+      - the requantisation shift is a right shift of 1..31 (multiplier below 0.5).
+    Otherwise the kernels use the reference's 64-bit arithmetic; both are bit-exact."""
+    for fb, sa, sc in zip(np.asarray(folded_bias, np.int64).reshape(-1),
+                          np.asarray(abs_filter_sums, np.int64).reshape(-1), scales):
+        mult, shift = quantize_multiplier(sc)
+        if not -31 <= shift <= -1 or abs(int(fb)) + 128 * int(sa) >= (1 << 30):
+            return 0
+    return 1
+
+
 class _Generator:
     def __init__(self, g: _Graph):
         self.g = g
@@ -284,6 +301,7 @@ class _Generator:
         self.const_defs: list[str] = []
         self.param_count = 0
         self.weight_bytes = 0
+        self.counted: set[int] = set()     # bias tensors already counted (emitted folded)
 
     # Constant tensors are emitted once, under the name of their first user.
     def _const_array(self, t: Tensor, name: str, ctype: str, per_line: int) -> str:
@@ -312,14 +330,32 @@ class _Generator:
                 [_c_array("int32_t", f"{fn}_multiplier", np.array(mult), 8, None),
                  _c_array("int32_t", f"{fn}_shift", np.array(shift), 16, None)])
 
-    def _bias(self, op: Operator, idx: int, fn: str, n: int) -> str:
-        if len(op.inputs) <= idx or op.inputs[idx] < 0:
-            return "NULL"
-        b = self.g.const(op, op.inputs[idx], ("INT32",), "bias")
-        if b.num_elements != n:
-            raise TinykdError(f"The bias of {op.opcode} operator #{op.index} has {b.num_elements} "
-                              f"values for {n} output channels: the model is damaged.")
-        return self._const_array(b, f"{fn}_bias", "int32_t", 8)
+    def _folded_bias(self, op: Operator, idx: int, fn: str, n: int, input_offset: int,
+                     filter_sums: np.ndarray) -> tuple[str, np.ndarray]:
+        """The bias the FC/conv kernels take (C name, and the unwrapped values): the model's bias (or 0) + input_offset times the
+        sum of each output's filter taps, wrapped to int32 like the reference's accumulator
+        (integer addition mod 2^32 is associative, so the sum is bit-exact). The kernels then
+        skip the per-MAC `x + input_offset` (see firmware/runtime/tkd_runtime.h)."""
+        bias = np.zeros(n, dtype=np.int64)
+        what = "no bias"
+        if len(op.inputs) > idx and op.inputs[idx] >= 0:
+            b = self.g.const(op, op.inputs[idx], ("INT32",), "bias")
+            if b.num_elements != n:
+                raise TinykdError(f"The bias of {op.opcode} operator #{op.index} has "
+                                  f"{b.num_elements} values for {n} output channels: the model "
+                                  "is damaged.")
+            if b.index not in self.counted:
+                self.counted.add(b.index)
+                self.param_count += b.num_elements
+                self.weight_bytes += b.nbytes
+            bias = b.array().reshape(-1).astype(np.int64)
+            what = f"{b.name}: INT32 {_shape(b.shape)}"
+        sums = np.asarray(filter_sums, dtype=np.int64).reshape(-1)
+        folded = (bias + int(input_offset) * sums + (1 << 31)) % (1 << 32) - (1 << 31)
+        self.const_defs.append(
+            f"/* {what}, plus input offset {input_offset} x filter sums (folded) */\n" +
+            _c_array("int32_t", f"{fn}_bias", folded, 8, 16))
+        return f"{fn}_bias", bias + int(input_offset) * sums
 
     def _fully_connected(self, i, op, fn) -> _Layer:
         g = self.g
@@ -350,14 +386,17 @@ class _Generator:
         mname, sname, defs = self._requant_arrays(fn, scales)
         lo, hi = activation_range(self._fused(op), y.scale[0], y.zero_point[0])
         wname = self._const_array(w, f"{fn}_weights", "int8_t", 16)
-        bname = self._bias(op, 2, fn, out_depth)
+        wo = w.array().reshape(out_depth, accum).astype(np.int64) + filter_offset
+        bname, fb = self._folded_bias(op, 2, fn, out_depth, -x.zero_point[0], wo.sum(axis=1))
+        bounded = short_requant(fb, np.abs(wo).sum(axis=1), scales * (out_depth if len(scales) == 1 else 1))
         defs.append(
             f"static const tkd_fc_params_t {fn}_params = {{\n"
             f"    {batches}, {accum}, {out_depth}, /* batches, accum_depth, output_depth */\n"
             f"    {-x.zero_point[0]}, {filter_offset}, {y.zero_point[0]}, "
             f"/* input, filter, output offsets */\n"
             f"    {lo}, {hi}, /* activation clamp */\n"
-            f"    {1 if per_channel else 0}, {mname}, {sname}\n}};\n")
+            f"    {1 if per_channel else 0}, {mname}, {sname},\n"
+            f"    {bounded} /* short requantisation: |acc| < 2^30, right shifts only */\n}};\n")
         act = _ACTIVATIONS[self._fused(op)]
         return _Layer(i, op, fn,
                       f"FULLY_CONNECTED {accum} -> {out_depth}"
@@ -412,7 +451,10 @@ class _Generator:
         mname, sname, defs = self._requant_arrays(fn, scales)
         lo, hi = activation_range(self._fused(op), y.scale[0], y.zero_point[0])
         wname = self._const_array(w, f"{fn}_filter", "int8_t", 16)
-        bname = self._bias(op, 2, fn, oc)
+        wa = w.array().reshape(w.shape).astype(np.int64)
+        axes = (0, 1, 2) if depthwise else (1, 2, 3)
+        bname, fb = self._folded_bias(op, 2, fn, oc, -x.zero_point[0], wa.sum(axis=axes))
+        bounded = short_requant(fb, np.abs(wa).sum(axis=axes), scales)
         defs.append(
             f"static const tkd_conv_params_t {fn}_params = {{\n"
             f"    {n}, {ih}, {iw}, {ic}, /* batches, input h, w, c */\n"
@@ -421,7 +463,8 @@ class _Generator:
             f"    {sh}, {sw}, {dh}, {dw}, {ph}, {pw}, /* stride, dilation, padding (h, w) */\n"
             f"    {-x.zero_point[0]}, {y.zero_point[0]}, {lo}, {hi}, "
             f"/* input/output offsets, activation clamp */\n"
-            f"    {mname}, {sname}\n}};\n")
+            f"    {mname}, {sname},\n"
+            f"    {bounded} /* short requantisation: |acc| < 2^30, right shifts only */\n}};\n")
         kern = "tkd_depthwise_conv_s8" if depthwise else "tkd_conv_s8"
         act = _ACTIVATIONS[self._fused(op)]
         macs = n * oh * ow * oc * kh * kw * filter_in_c
@@ -740,8 +783,8 @@ def generate_model_sources(tflite_path: str | Path, out_dir: str | Path) -> Mode
     h = bytes.fromhex(m.sha256[:16])
     c.append("const uint8_t tkd_model_hash[8] = {" + ", ".join(f"0x{b:02x}" for b in h) + "};\n\n")
     if arena_bytes:
-        c.append(f"/* Activations, placed by lifetime (offsets below). */\n"
-                 f"static int8_t arena[TKD_MODEL_ARENA_BYTES] TKD_ALIGN(16);\n\n")
+        c.append("/* Activations, placed by lifetime (offsets below). */\n"
+                 "static int8_t arena[TKD_MODEL_ARENA_BYTES] TKD_ALIGN(16);\n\n")
 
     c.append("/* ---- weights and biases ---- */\n\n")
     c.extend(d + "\n" for d in gen.const_defs)

@@ -1,7 +1,7 @@
 """Firmware projects: generate a self-contained project for a board, build it, check it fits.
 
 `generate_project(board, model_sources_dir, out_dir)` copies the portable application
-(firmware/app), the board's port (firmware/ports), the runtime (firmware/runtime/*.c/h) and
+(firmware/app, with the KWS frontend firmware/frontend beside it), the board's port (firmware/ports), the runtime (firmware/runtime/*.c/h) and
 the generated model sources into `out_dir`:
 
   makefile boards (QEMU, bare metal)      arduino boards (nano33)
@@ -67,7 +67,7 @@ class Project:
 
     @classmethod
     def from_dir(cls, root: str | os.PathLike) -> "Project":
-        root = Path(root)
+        root = Path(root).resolve()
         try:
             meta = json.loads((root / MANIFEST).read_text())
         except (OSError, ValueError) as e:
@@ -155,6 +155,15 @@ def _model_name(model_h: Path) -> str:
     return m.group(1)
 
 
+def _frontend_files(fw: Path) -> list[Path]:
+    """The KWS feature extractor (firmware/frontend), part of every project: the app runs it
+    for INFER_AUDIO when the model takes its 49 x 10 features; otherwise the linker drops it."""
+    fe = fw / "frontend"
+    if not fe.is_dir():
+        return []
+    return sorted(p for p in fe.iterdir() if p.suffix in (".c", ".h") and p.is_file())
+
+
 def _runtime_files(fw: Path) -> list[Path]:
     rt = fw / "runtime"
     if not rt.is_dir():
@@ -166,13 +175,17 @@ def _write_makefile_project(root: Path, board: Board, fw: Path, port_files: list
                             runtime: list[Path], model: list[Path], *, flash_bytes: int,
                             ram_bytes: int, stack_bytes: int, model_name: str,
                             cpuflags: list[str], opt: str) -> None:
+    # Read the model sources first: they may live in root/model itself (build_firmware
+    # generates them there), which is cleared below.
+    model_sources = [(f.name, f.read_bytes()) for f in model]
     for sub in ("app", "port", "runtime", "model", "build"):
         if (root / sub).exists():
             shutil.rmtree(root / sub)
-    _copy_files(sorted((fw / "app").glob("*.[ch]")), root / "app")
+    _copy_files(sorted((fw / "app").glob("*.[ch]")) + _frontend_files(fw), root / "app")
     _copy_files(port_files, root / "port")
     _copy_files(runtime, root / "runtime")
-    _copy_files(model, root / "model")
+    for name, data in model_sources:
+        fileio.write_bytes(root / "model" / name, data)
     fileio.write_text(root / "tkd_board.h", _board_header(board, model_name))
     ld = _fill((fw / "ports" / "cortex-m" / "tkd.ld.in").read_text(), {
         "FLASH_ORIGIN": f"0x{board.flash_origin:08X}", "FLASH_BYTES": str(flash_bytes),
@@ -200,7 +213,8 @@ def generate_project(board: str | Board, model_sources_dir: str | os.PathLike,
     model = _model_files(Path(model_sources_dir))
     model_name = _model_name(Path(model_sources_dir) / "model.h")
     runtime = _runtime_files(fw)
-    root = Path(out_dir)
+    # Absolute: make and the size tool run inside the project, where a relative path would break.
+    root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     startup = [fw / "ports" / "cortex-m" / "tkd_startup.c"]
     meta = {"board": board.name, "kind": board.project, "model_name": model_name}
@@ -222,7 +236,7 @@ def generate_project(board: str | Board, model_sources_dir: str | os.PathLike,
             shutil.rmtree(sketch)
         ino = fw / "ports" / board.port / "tinykd.ino"
         fileio.write_bytes(sketch / f"{sketch_name}.ino", ino.read_bytes())
-        _copy_files(sorted((fw / "app").glob("*.[ch]")), sketch)
+        _copy_files(sorted((fw / "app").glob("*.[ch]")) + _frontend_files(fw), sketch)
         _copy_files(sorted((fw / "ports" / board.port).glob("*.cpp")), sketch)
         _copy_files(runtime, sketch)
         _copy_files(model, sketch)

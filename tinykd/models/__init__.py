@@ -64,6 +64,52 @@ def cnn(filters: tuple[int, int] = (16, 32), dense: int = 256, dropout: float = 
     return build
 
 
+# Batch-norm statistics follow the data within tens of steps (Keras' 0.99 needs hundreds,
+# more than a small or --quick KWS run takes; its validation accuracy then sits at chance).
+BN_MOMENTUM = 0.9
+
+
+def ds_cnn(channels: int, blocks: int, first_stride: tuple[int, int] = (2, 2),
+           dropout: float = 0.2) -> Callable:
+    """Hello Edge's depthwise-separable CNN for keyword spotting (Zhang et al. 2017).
+
+    A 10x4 convolution (stride `first_stride`), then `blocks` depthwise-separable blocks
+    (3x3 depthwise + 1x1 pointwise, each followed by batch normalisation and ReLU), an
+    average pool over the whole remaining time x frequency map and one dense layer.
+    Batch normalisation folds into the convolutions at conversion; the pool is an
+    AveragePooling2D of the map's full size (GlobalAveragePooling would become MEAN, which
+    our runtime does not run).
+    """
+
+    def build(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+        if len(input_shape) != 3:
+            raise TinykdError(
+                f"DS-CNN models take 2-D feature maps with a channel axis (e.g. 49x10x1 MFCC); "
+                f"the task's inputs have shape {tuple(input_shape)}. Use an MLP or CNN for this "
+                "task, or a task with spectrogram inputs (--task kws)."
+            )
+        inputs = keras.Input(shape=input_shape, name="input")
+        x = keras.layers.Conv2D(channels, (10, 4), strides=first_stride, padding="same",
+                                use_bias=False, name="conv1")(inputs)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="conv1_bn")(x)
+        x = keras.layers.ReLU(name="conv1_relu")(x)
+        for i in range(1, blocks + 1):
+            x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{i}")(x)
+            x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"dw{i}_bn")(x)
+            x = keras.layers.ReLU(name=f"dw{i}_relu")(x)
+            x = keras.layers.Conv2D(channels, 1, use_bias=False, name=f"pw{i}")(x)
+            x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"pw{i}_bn")(x)
+            x = keras.layers.ReLU(name=f"pw{i}_relu")(x)
+        x = keras.layers.AveragePooling2D(pool_size=tuple(int(d) for d in x.shape[1:3]), name="pool")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="dropout")(x)
+        outputs = keras.layers.Dense(num_classes, name="logits")(x)
+        return keras.Model(inputs, outputs, name=f"ds-cnn-{channels}x{blocks}")
+
+    return build
+
+
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in [
@@ -76,6 +122,14 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("mlp-800-800", "Hinton's student 784-800-800-10, no regularisation", mlp((800, 800))),
         Architecture("mlp-300-300", "student 784-300-300-10 (default)", mlp((300, 300))),
         Architecture("mlp-30-30", "student 784-30-30-10", mlp((30, 30))),
+        Architecture("ds-cnn-l", "KWS teacher, Hello Edge DS-CNN L: conv 10x4/(2,1) + 5 DS blocks, 276 ch",
+                     ds_cnn(276, 5, first_stride=(2, 1), dropout=0.4)),
+        Architecture("ds-cnn-m", "KWS DS-CNN M (Hello Edge): conv 10x4/2 + 4 DS blocks, 172 ch",
+                     ds_cnn(172, 4, dropout=0.3)),
+        Architecture("ds-cnn-s", "KWS student, Hello Edge DS-CNN S: conv 10x4/2 + 4 DS blocks, 64 ch",
+                     ds_cnn(64, 4)),
+        Architecture("ds-cnn-xs", "KWS student for <= 64 KB RAM: conv 10x4/2 + 3 DS blocks, 32 ch",
+                     ds_cnn(32, 3, dropout=0.1)),
     ]
 }
 

@@ -41,7 +41,7 @@ def write_report(build) -> list[Path]:
         plots.confusion_matrix(models["int8_tflm"]["confusion"], evaluation["class_names"],
                                f"int8 student (TFLite Micro), {models['int8_tflm']['errors']} errors / {total}",
                                plot_dir / "confusion_int8.png"),
-        plots.error_bars({n: m["errors"] for n, m in models.items()}, total,
+        plots.error_bars({n: models[n]["errors"] for n in sorted(models, key=_pipeline_order)}, total,
                          HINTON_MNIST_ERRORS if build.config.task == "mnist" and total == 10000 else {},
                          plot_dir / "errors.png"),
     ]
@@ -80,6 +80,10 @@ def write_report(build) -> list[Path]:
     return written
 
 
+def _pipeline_order(name: str) -> int:
+    return list(MODEL_LABELS).index(name) if name in MODEL_LABELS else len(MODEL_LABELS)
+
+
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -92,8 +96,8 @@ def render_markdown(report: dict) -> str:
         f"# tinykd report: {c['task']} for {c['board']}",
         "",
         f"Teacher `{c['teacher']['arch']}` ({report['model']['teacher_params']:,} parameters) distilled into "
-        f"student `{c['student']['arch']}` ({report['model']['student_params']:,} parameters) at "
-        f"T = {c['distill']['temperature']:g}, alpha = {c['distill']['alpha']:g}; "
+        f"student `{c['student']['arch']}` ({report['model']['student_params']:,} parameters) with "
+        f"`{c['distill']['method']}` at T = {c['distill']['temperature']:g}, alpha = {c['distill']['alpha']:g}; "
         f"QAT for {c['qat']['epochs']} epochs; int8 model {report['model']['tflite_bytes']:,} bytes. "
         f"Seed {c['seed']}.",
         "",
@@ -102,7 +106,8 @@ def render_markdown(report: dict) -> str:
         "| model | errors | accuracy |",
         "|---|---:|---:|",
     ]
-    for name, r in results.items():
+    for name in sorted(results, key=_pipeline_order):
+        r = results[name]
         lines.append(f"| {MODEL_LABELS.get(name, name)} | {r['errors']} | {100 * r['accuracy']:.2f} % |")
     lines += [
         "",
@@ -122,7 +127,11 @@ def render_markdown(report: dict) -> str:
         lines += [f"- {k}: {v}" for k, v in ref.items()]
         lines.append("")
     lines += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {k} | {v:.0f} |" for k, v in report["stage_seconds"].items()]
+    from ..pipeline import STAGES
+
+    stages = sorted(report["stage_seconds"], key=lambda s: STAGES.index(s) if s in STAGES else len(STAGES))
+    lines += [f"| {k} | {report['stage_seconds'][k]:.0f} |" for k in stages]
+    lines.append(f"| **total** | **{sum(report['stage_seconds'].values()):.0f}** |")
     lines += ["", "## Plots", ""]
     lines += [f"![{Path(p).stem}]({p})" for p in report["plots"]]
     lines.append("")

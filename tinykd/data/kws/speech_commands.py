@@ -32,6 +32,7 @@ import numpy as np
 
 from ...errors import TinykdError
 from ...fileio import atomic_path
+from ..cache import cache_dir, md5sum, sha256sum
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
@@ -75,11 +76,6 @@ ARCHIVES = {
 
 
 # ------------------------------------------------------------------------------ locating
-
-def cache_dir() -> Path:
-    """$TINYKD_CACHE, else ~/.cache/tinykd."""
-    return Path(os.environ.get("TINYKD_CACHE") or Path.home() / ".cache" / "tinykd")
-
 
 def is_dataset_dir(path: Path) -> bool:
     return (path / "validation_list.txt").is_file() and (path / "testing_list.txt").is_file() \
@@ -159,22 +155,6 @@ def _absent_message(arch: Archive, searched: list[Path]) -> str:
         "validation_list.txt), or unpack it anywhere and pass --data-dir / $TINYKD_DATA. Offline, "
         "a synthetic set in the same layout comes from tinykd.data.kws.synth.synthesize_kws."
     )
-
-
-def sha256sum(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def md5sum(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch_archive(url: str, sha256: str | None, target: Path, *, md5: str | None = None,

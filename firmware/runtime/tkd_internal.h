@@ -1,0 +1,167 @@
+/* Helpers shared by the runtime's kernels (not part of the public API).
+ *
+ * - tkd_rq(): TFLite's double-rounding MultiplyByQuantizedMultiplier, in a 64-bit form for
+ *   any accumulator and a short 32-bit form for layers whose accumulators the code generator
+ *   proves small, both for multipliers in [0, INT32_MAX] (what the code generator emits:
+ *   quantize_multiplier never returns a negative Q0.31 value).
+ * - tkd_out(): requantise, add the output offset, clamp, as one output stage.
+ * - SIMD helpers for the DSP paths: on a core with the Armv7E-M / Armv8-M DSP extension they
+ *   are the ACLE intrinsics (one instruction each); with TKD_DSP_EMULATE (host testing of
+ *   the DSP code structure) they are plain C with identical results.
+ */
+#ifndef TKD_INTERNAL_H
+#define TKD_INTERNAL_H
+
+#include <string.h>
+
+#include "tkd_runtime.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TKD_INLINE static inline __attribute__((always_inline))
+#else
+#define TKD_INLINE static inline
+#endif
+
+/* The 64-bit form. Why it equals tkd_multiply_by_quantized_multiplier: SaturatingRoundingDoublingHighMul
+ * is trunc((a*b + nudge) / 2^31) with nudge = 2^30 for a*b >= 0 and 1 - 2^30 otherwise;
+ * for a*b < 0 truncation is a ceiling, and ceil((p + 1 - 2^30) / 2^31) =
+ * floor((p + 2^30) / 2^31), so both signs are floor((p + 2^30) / 2^31) -- an arithmetic
+ * shift of the 64-bit sum. Saturation only happens for a == b == INT32_MIN, impossible with
+ * mult >= 0. The rounding right shift is the reference's mask/threshold form. */
+typedef struct {
+    int32_t mult, left, right, mask, half;
+} tkd_rq_t;
+
+/* Per-channel constants of the reference requantisation. */
+TKD_INLINE tkd_rq_t tkd_rq_make(int32_t mult, int32_t shift)
+{
+    tkd_rq_t r;
+    r.mult = mult;
+    r.left = shift > 0 ? shift : 0;
+    r.right = shift > 0 ? 0 : -shift;
+    r.mask = (int32_t)(((uint32_t)1 << r.right) - 1u);
+    r.half = r.mask >> 1;
+    return r;
+}
+
+/* Any accumulator: the reference's arithmetic (see above). */
+TKD_INLINE int32_t tkd_rq_apply(const tkd_rq_t *r, int32_t acc)
+{
+    const int64_t p = (int64_t)(int32_t)((uint32_t)acc << r->left) * r->mult;
+    const int32_t hi = (int32_t)((p + ((int64_t)1 << 30)) >> 31);
+    const int32_t threshold = r->half + (int32_t)((uint32_t)hi >> 31);
+    return (hi >> r->right) + ((hi & r->mask) > threshold ? 1 : 0);
+}
+
+/* Short form, exact when |acc| < 2^30 and -31 <= shift <= -1 (the code generator's
+ * short_requant flag says both hold for the whole layer):
+ * - 2*acc does not overflow, and (2*acc*mult + 2^31) >> 32 equals
+ *   floor((acc*mult + 2^30) / 2^31), the high multiply above (SMMULR: one instruction);
+ * - |hi| <= |acc| < 2^30, so hi + 2^(right-1) cannot overflow, and the rounding right shift
+ *   (ties away from zero) is (hi + 2^(right-1) - (hi < 0)) >> right, as right >= 1. */
+TKD_INLINE int32_t tkd_rq_short(int32_t acc, int32_t mult, int32_t shift)
+{
+    const int32_t x2 = (int32_t)((uint32_t)acc << 1);
+    const int32_t right = -shift;
+#if TKD_USE_DSP && defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TKD_DSP_EMULATE)
+    int32_t hi;
+    __asm__("smmulr %0, %1, %2" : "=r"(hi) : "r"(x2), "r"(mult));
+#else
+    const int32_t hi = (int32_t)(((int64_t)x2 * mult + ((int64_t)1 << 31)) >> 32);
+#endif
+    const int32_t round = (int32_t)((uint32_t)1 << (right - 1));
+    return (hi + round - (int32_t)((uint32_t)hi >> 31)) >> right;
+}
+
+/* Requantise with the form the layer allows. */
+TKD_INLINE int32_t tkd_rq(int32_t acc, int32_t mult, int32_t shift, int32_t is_short)
+{
+    if (is_short) {
+        return tkd_rq_short(acc, mult, shift);
+    } else {
+        const tkd_rq_t r = tkd_rq_make(mult, shift);
+        return tkd_rq_apply(&r, acc);
+    }
+}
+
+TKD_INLINE int8_t tkd_clamp_s8(int32_t v, int32_t lo, int32_t hi)
+{
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    return (int8_t)v;
+}
+
+/* A layer's output stage, copied into a local so the compiler keeps it in registers (int8
+ * stores could alias the params struct, forcing reloads through the pointer). */
+typedef struct {
+    const int32_t *mult, *shift;
+    int32_t offset, lo, hi, is_short;
+} tkd_out_t;
+
+TKD_INLINE int8_t tkd_out(const tkd_out_t *o, int32_t ch, int32_t acc)
+{
+    return tkd_clamp_s8(tkd_rq(acc, o->mult[ch], o->shift[ch], o->is_short) + o->offset, o->lo,
+                        o->hi);
+}
+
+/* Four int8 values from any address (unaligned word loads are fine on M3 and later). */
+TKD_INLINE uint32_t tkd_read_s8x4(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+#if TKD_USE_DSP
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TKD_DSP_EMULATE)
+#include <arm_acle.h>
+/* bytes 0 and 2, sign-extended to two int16 lanes */
+TKD_INLINE uint32_t tkd_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int32_t)x); }
+/* bytes 1 and 3 (SXTB16 with its built-in rotate by 8) */
+TKD_INLINE uint32_t tkd_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+/* acc + lo(a)*lo(b) + hi(a)*hi(b), int16 lanes, wrapping */
+TKD_INLINE int32_t tkd_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlad((int32_t)a, (int32_t)b, acc);
+}
+TKD_INLINE int32_t tkd_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlabb((int32_t)a, (int32_t)b, acc);
+}
+TKD_INLINE int32_t tkd_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlatt((int32_t)a, (int32_t)b, acc);
+}
+#else
+/* Plain C twins (host testing with -DTKD_USE_DSP=1 -DTKD_DSP_EMULATE). */
+TKD_INLINE int32_t tkd_lo16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x & 0xFFFFu); }
+TKD_INLINE int32_t tkd_hi16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x >> 16); }
+TKD_INLINE uint32_t tkd_sxtb16(uint32_t x)
+{
+    const uint32_t lo = (uint32_t)(int32_t)(int8_t)(uint8_t)(x & 0xFFu) & 0xFFFFu;
+    const uint32_t hi = (uint32_t)(int32_t)(int8_t)(uint8_t)((x >> 16) & 0xFFu) & 0xFFFFu;
+    return lo | (hi << 16);
+}
+TKD_INLINE uint32_t tkd_sxtb16_ror8(uint32_t x) { return tkd_sxtb16((x >> 8) | (x << 24)); }
+TKD_INLINE int32_t tkd_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(tkd_lo16(a) * tkd_lo16(b)) +
+                     (uint32_t)(tkd_hi16(a) * tkd_hi16(b)));
+}
+TKD_INLINE int32_t tkd_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(tkd_lo16(a) * tkd_lo16(b)));
+}
+TKD_INLINE int32_t tkd_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(tkd_hi16(a) * tkd_hi16(b)));
+}
+#endif
+#endif /* TKD_USE_DSP */
+
+#endif /* TKD_INTERNAL_H */

@@ -1,0 +1,241 @@
+"""Bit-exactness of the runtime's optimised paths.
+
+- On QEMU (the real thing): firmware with the DSP (SIMD) kernels, built for mps2-an386
+  (Cortex-M4; TKD_USE_DSP is chosen automatically from __ARM_FEATURE_DSP) and, for one model,
+  for the M7/M33/M55 boards, runs random and extreme int8 inputs; every output byte must equal
+  the tflite-micro interpreter's on the host. The ELF must really contain SMLAD/SXTB16.
+- On the host: the same DSP code structure with the intrinsics emulated in C
+  (-DTKD_DSP_EMULATE), the reference loops forced (-DTKD_CONV_COL_MAX=0 -DTKD_DW_TAPS_MAX=0),
+  and the short requantisation against a Python model of TFLite's arithmetic.
+"""
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _tflite_models import ModelFactory, random_inputs, tflm_outputs  # noqa: E402
+
+import runtime_bench  # noqa: E402
+from tinykd.firmware.codegen import generate_model_sources  # noqa: E402
+from tinykd.firmware.host_build import (build_shared_library, runtime_dir,  # noqa: E402
+                                        runtime_sources)
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+# Mixed models: each firmware build covers several kernel configurations.
+MIX_A = ((11, 10, 3), [("conv", 6, 5, 2, "same", "relu6"),      # K = 75 (K % 4 = 3), padding
+                       ("dw", 3, 1, "same", 1, "relu"),          # 6 channels: 4 + 2 tail
+                       ("dw", 3, 2, "valid", 2, None),           # depth multiplier 2: reference
+                       ("flatten",), ("dense", 7, None)])        # 7 rows: 4 + 3 tail
+MIX_B = ((9, 9, 4), [("conv", 8, 1, 1, "valid", "relu"),         # 1x1 direct, 81 pixels (odd)
+                     ("dw", 3, 1, "same", 1, "relu6"),
+                     ("conv", 5, 3, 1, "same", None),            # K = 72, 5 filters (odd)
+                     ("maxpool", 2, 2, "valid"), ("flatten",), ("dense", 10, None),
+                     ("softmax",)])
+PER_TENSOR = ((10, 9, 2), [("conv", 4, 3, 2, "valid", "relu"), ("flatten",),
+                           ("dense", 9, None)])
+
+HOST_CASES = {"mix_a": MIX_A, "mix_b": MIX_B,
+              "fc_only": ((37,), [("dense", 13, "relu"), ("dense", 6, None)]),
+              "conv_dilated": ((9, 9, 2), [("conv", 3, 3, 1, "same", None)])}
+
+
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory):
+    return ModelFactory(tmp_path_factory.getbasetemp() / "tflite_models")
+
+
+@pytest.fixture(scope="module")
+def bench_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bench_models")
+    return {name: runtime_bench.make_model(name, d) for name in runtime_bench.MODELS}
+
+
+def _refs_vary(refs) -> None:
+    # The comparison must mean something: outputs vary, not all saturated to one value.
+    assert np.unique(np.concatenate([r.reshape(-1) for r in refs])).size >= 3
+
+
+# ---- host: DSP structure with emulated intrinsics, reference loops --------------------------
+
+def _host_model(tflite: Path, out: Path, flags: list[str]):
+    src = generate_model_sources(tflite, out)
+    lib = ctypes.CDLL(str(build_shared_library(runtime_sources() + [src.model_c],
+                                               include_dirs=[out], extra_flags=flags)))
+    lib.tkd_model_invoke.restype = ctypes.c_int
+    lib.tkd_model_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+
+    def run(x):
+        x = np.ascontiguousarray(x, dtype=np.int8).reshape(-1)
+        y = np.zeros(int(np.prod(src.output_shape)), np.int8)
+        assert lib.tkd_model_invoke(x.ctypes.data, y.ctypes.data) == 0
+        return y
+    return src, run
+
+
+@pytest.mark.parametrize("variant,flags", [
+    ("dsp_emulated", ["-DTKD_USE_DSP=1", "-DTKD_DSP_EMULATE"]),
+    ("reference_loops", ["-DTKD_CONV_COL_MAX=0", "-DTKD_DW_TAPS_MAX=0"]),
+])
+@pytest.mark.parametrize("name", sorted(HOST_CASES))
+def test_optimised_paths_on_host(name, variant, flags, factory, tmp_path):
+    path = factory.get(HOST_CASES[name], seed=21, name="dsp_" + name)
+    if name == "conv_dilated":   # dilation 2: the gather's per-tap branch
+        path = _dilated_model(tmp_path)
+    src, run = _host_model(path, tmp_path / "m", flags)
+    xs = random_inputs(src.input_shape, 10, 5)
+    refs = tflm_outputs(path, xs)
+    _refs_vary(refs)
+    for k, (x, ref) in enumerate(zip(xs, refs)):
+        np.testing.assert_array_equal(run(x), ref.reshape(-1), err_msg=f"{variant} input #{k}")
+
+
+def _dilated_model(tmp_path: Path) -> Path:
+    import tf_keras as keras
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((9, 9, 2), batch_size=1)
+    x = keras.layers.Conv2D(3, 3, padding="same", dilation_rate=2, activation="relu")(inp)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", dilation_rate=2)(x)
+    model = keras.Model(inp, x)
+    from _tflite_models import convert_full_int8
+    return convert_full_int8(model, tmp_path / "dilated.tflite", seed=4)
+
+
+def _py_mbqm(x: int, m: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier (double rounding), in Python integers."""
+    left, right = max(shift, 0), max(-shift, 0)
+    a = ((x << left) + (1 << 31)) % (1 << 32) - (1 << 31)
+    ab = a * m
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    q = abs(ab + nudge) // (1 << 31)
+    hi = q if ab + nudge >= 0 else -q
+    if right == 0:
+        return hi
+    q, r = divmod(abs(hi), 1 << right)
+    if 2 * r >= (1 << right):
+        q += 1
+    return q if hi >= 0 else -q
+
+
+SHIM = r"""
+#include "tkd_internal.h"
+int32_t shim_short(int32_t acc, int32_t m, int32_t s) { return tkd_rq_short(acc, m, s); }
+int32_t shim_long(int32_t acc, int32_t m, int32_t s) { return tkd_rq(acc, m, s, 0); }
+"""
+
+
+@pytest.mark.parametrize("flags", [[], ["-DTKD_USE_DSP=1", "-DTKD_DSP_EMULATE"]])
+def test_requantisation_forms_match_tflite(flags, tmp_path):
+    shim = tmp_path / "shim.c"
+    shim.write_text(SHIM)
+    lib = ctypes.CDLL(str(build_shared_library([shim], extra_flags=flags)))
+    for fn in ("shim_short", "shim_long"):
+        getattr(lib, fn).restype = ctypes.c_int32
+        getattr(lib, fn).argtypes = [ctypes.c_int32] * 3
+    rng = np.random.default_rng(9)
+    bound = (1 << 30) - 1
+    accs = [0, 1, -1, bound, -bound, 12345, -12345] + \
+        [int(v) for v in rng.integers(-bound, bound, 300)] + \
+        [int(v) for v in rng.integers(-5000, 5000, 300)]
+    mults = [0, 1 << 30, INT32_MAX] + [int(v) for v in rng.integers(1 << 30, INT32_MAX, 12)]
+    for m in mults:
+        for s in (-1, -2, -7, -15, -24, -31):
+            for a in accs:
+                want = _py_mbqm(a, m, s)
+                assert lib.shim_short(a, m, s) == want, (a, m, s)
+                assert lib.shim_long(a, m, s) == want, (a, m, s)
+    # the long form is exact everywhere, also where the short one's preconditions fail
+    for m in mults:
+        for s in (3, 1, 0, -1, -31):
+            for a in [INT32_MIN, INT32_MAX, INT32_MIN + 1, 1 << 30, -(1 << 30)] + accs[:50]:
+                assert lib.shim_long(a, m, s) == _py_mbqm(a, m, s), (a, m, s)
+    # ties: the high multiply rounds -2.5 up to -2 (then -2 / 2 = -1), while the rounding
+    # shift takes -3 / 2 = -1.5 away from zero to -2
+    assert lib.shim_short(-5, 1 << 30, -1) == -1 == _py_mbqm(-5, 1 << 30, -1)
+    assert lib.shim_short(-3, INT32_MAX, -1) == -2 == _py_mbqm(-3, INT32_MAX, -1)
+    assert lib.shim_short(3, INT32_MAX, -1) == 2 == _py_mbqm(3, INT32_MAX, -1)
+
+
+def test_short_requant_flag_is_proved_by_codegen(factory, tmp_path):
+    """The generator sets the flag only when its bound holds; a layer with a tiny output
+    scale (a multiplier >= 0.5) must get the long form."""
+    from tinykd.firmware import codegen
+    fb = np.array([100, -200])
+    sums = np.array([1000, 2000])
+    assert codegen.short_requant(fb, sums, [0.01, 0.2]) == 1
+    assert codegen.short_requant(fb, sums, [0.01, 0.7]) == 0          # shift 0
+    assert codegen.short_requant(fb, sums, [0.01, 3.0]) == 0          # left shift
+    assert codegen.short_requant(np.array([1 << 29, 0]), np.array([1 << 22, 0]),
+                                 [0.01, 0.01]) == 0                   # |acc| may reach 2^30
+    src = generate_model_sources(factory.get(MIX_A, seed=21, name="dsp_mix_a"), tmp_path)
+    assert "short requantisation" in src.model_c.read_text()
+
+
+# ---- QEMU: the DSP firmware -----------------------------------------------------------------
+
+def _require_tools():
+    for tool in ("arm-none-eabi-gcc", "arm-none-eabi-objdump", "qemu-system-arm"):
+        assert shutil.which(tool), f"{tool} is required for these tests"
+
+
+def _check_on_device(tflite: Path, board: str, out: Path, n: int, seed: int = 3) -> dict:
+    from tinykd.device.evaluate import run_on_device
+    from tinykd.firmware.build import build_firmware
+    fw = build_firmware(tflite, board, out)
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(fw.build.elf)], capture_output=True,
+                         text=True, check=True).stdout
+    # the DSP kernels are really in the image (chosen from __ARM_FEATURE_DSP, not by hand)
+    assert "smlad" in dis and "sxtb16" in dis, "no DSP instructions in the firmware"
+    shape = fw.sources.input_shape
+    xs = random_inputs(shape, n, seed)
+    refs = tflm_outputs(tflite, xs)
+    _refs_vary(refs)
+    x = np.stack([v.reshape(-1) for v in xs])
+    run = run_on_device(board, fw.build.elf, x, expected_sha256=fw.sources.sha256, instances=1,
+                        progress=False)
+    ref = np.stack([r.reshape(-1) for r in refs])
+    bad = np.flatnonzero(np.any(run.outputs != ref, axis=1))
+    assert bad.size == 0, (f"{board}: inputs {bad.tolist()} differ from TFLite Micro, first: "
+                           f"ours {run.outputs[bad[0]].tolist()} TFLM {ref[bad[0]].tolist()}")
+    return {"counts": run.counts, "macs": fw.sources.macs}
+
+
+@pytest.mark.parametrize("name", ["mix_a", "mix_b", "per_tensor"])
+def test_dsp_kernels_bit_exact_on_m4(name, factory, tmp_path):
+    _require_tools()
+    spec = {"mix_a": MIX_A, "mix_b": MIX_B, "per_tensor": PER_TENSOR}[name]
+    path = factory.get(spec, seed=21, per_tensor=name == "per_tensor", name="dsp_" + name)
+    _check_on_device(path, "mps2-an386", tmp_path / "fw", n=10)
+
+
+@pytest.mark.parametrize("name", sorted(runtime_bench.MODELS))
+def test_dsp_models_bit_exact_on_m4(name, bench_models, tmp_path):
+    _require_tools()
+    res = _check_on_device(bench_models[name], "mps2-an386", tmp_path / "fw", n=6)
+    # and the DSP build is fast: instructions per MAC well below the portable C's (~2.9
+    # MLP, ~6.3 CNN, ~4 DS-CNN measured); generous bounds, QEMU counts are deterministic
+    per_mac = float(np.median(res["counts"])) / res["macs"]
+    assert per_mac < {"mnist_mlp_784_300_300_10": 2.4, "small_cnn": 5.5, "ds_cnn_kws": 3.4}[name]
+
+
+@pytest.mark.parametrize("board", ["mps2-an500", "mps2-an505", "mps3-an547"])
+def test_dsp_kernels_bit_exact_on_m7_m33_m55(board, factory, tmp_path):
+    _require_tools()
+    path = factory.get(MIX_B, seed=21, name="dsp_mix_b")
+    _check_on_device(path, board, tmp_path / "fw", n=4)
+
+
+def test_runtime_dir_has_no_foreign_headers():
+    # written here, not copied: no CMSIS / TF licence headers in the runtime
+    for f in runtime_dir().iterdir():
+        text = f.read_text(errors="replace")
+        assert "Copyright" not in text and "SPDX" not in text, f.name

@@ -1,0 +1,100 @@
+"""Relational knowledge distillation (Park, Kim, Lu & Cho, CVPR 2019) on penultimate embeddings.
+
+Distance-wise: psi_D(i, j) = ||e_i - e_j|| / mu, mu the mean distance over pairs i != j of the
+batch; loss = mean over all (i, j) of Huber(psi_D(student), psi_D(teacher)).
+Angle-wise: psi_A(i, j, k) = <(e_j - e_i)/||.||, (e_k - e_i)/||.||>; loss = mean over all
+(i, j, k) of Huber(psi_A(student), psi_A(teacher)). Huber with delta 1 (smooth L1), as in
+the paper's code. Total = Hinton loss + w_d * distance + w_a * angle (paper: 25 and 50).
+Only relations are matched, so the student's and teacher's embeddings may differ in width.
+"""
+from __future__ import annotations
+
+import tinykd  # noqa: F401
+import tensorflow as tf
+
+from ...errors import TinykdError
+from .base import PENULTIMATE, DistillationMethod, LossParts, feature_model
+from .hinton import hinton_parts
+
+_EPS = 1e-12
+
+
+def _flat(e):
+    e = tf.cast(e, tf.float32)
+    return tf.reshape(e, [tf.shape(e)[0], -1])
+
+
+def huber(a, b) -> tf.Tensor:
+    d = tf.abs(a - b)
+    return tf.reduce_mean(tf.where(d < 1.0, 0.5 * d * d, d - 0.5))
+
+
+def pairwise_distances(e) -> tf.Tensor:
+    """[n, n] Euclidean distances with a zero diagonal (and finite gradients at zero)."""
+    e = _flat(e)
+    sq = tf.reduce_sum(e * e, axis=1)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * tf.matmul(e, e, transpose_b=True)
+    d = tf.sqrt(tf.maximum(d2, _EPS))
+    n = tf.shape(e)[0]
+    return d * (1.0 - tf.eye(n))
+
+
+def normalised_distances(e) -> tf.Tensor:
+    d = pairwise_distances(e)
+    n = tf.cast(tf.shape(d)[0], tf.float32)
+    mean = tf.reduce_sum(d) / tf.maximum(n * (n - 1.0), 1.0)
+    return d / tf.maximum(mean, _EPS)
+
+
+def angles(e) -> tf.Tensor:
+    """[n, n, n] cosines of the angle at i between e_j - e_i and e_k - e_i (zero vectors give 0)."""
+    e = _flat(e)
+    diff = e[None, :, :] - e[:, None, :]  # diff[i, j] = e_j - e_i
+    unit = diff * tf.math.rsqrt(tf.maximum(tf.reduce_sum(diff * diff, axis=-1, keepdims=True), _EPS))
+    return tf.matmul(unit, unit, transpose_b=True)
+
+
+def rkd_distance_loss(student_e, teacher_e) -> tf.Tensor:
+    return huber(normalised_distances(student_e), tf.stop_gradient(normalised_distances(teacher_e)))
+
+
+def rkd_angle_loss(student_e, teacher_e) -> tf.Tensor:
+    return huber(angles(student_e), tf.stop_gradient(angles(teacher_e)))
+
+
+class RKD(DistillationMethod):
+    name = "rkd"
+
+    def __init__(self, temperature: float = 20.0, alpha: float = 0.9, distance_weight: float = 25.0,
+                 angle_weight: float = 50.0, student_layer: str = PENULTIMATE, teacher_layer: str = PENULTIMATE):
+        super().__init__(temperature, alpha)
+        if not (distance_weight >= 0 and angle_weight >= 0):
+            raise TinykdError(f"RKD weights must be >= 0 (got distance {distance_weight}, angle {angle_weight}); "
+                              "the paper used 25 and 50.")
+        self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
+        self.student_layer, self.teacher_layer = student_layer, teacher_layer
+
+    def bind(self, student, teacher) -> None:
+        super().bind(student, teacher)
+        self.student_features = feature_model(student, self.student_layer)
+        self.teacher_features = feature_model(teacher, self.teacher_layer)
+
+    def relation_loss(self, student_e, teacher_e) -> tf.Tensor:
+        loss = tf.constant(0.0)
+        if self.distance_weight:
+            loss += self.distance_weight * rkd_distance_loss(student_e, teacher_e)
+        if self.angle_weight:
+            loss += self.angle_weight * rkd_angle_loss(student_e, teacher_e)
+        return loss
+
+    def loss(self, x, y, training: bool = True) -> LossParts:
+        s_e, student_logits = self.student_features(x, training=training)
+        t_e, teacher_logits = self.teacher_features(x, training=False)
+        log_p = tf.stop_gradient(tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / self.temperature))
+        parts = hinton_parts(y, student_logits, log_p, self.temperature, self.alpha)
+        rel = self.relation_loss(s_e, tf.stop_gradient(t_e))
+        return LossParts(parts.total + rel, parts.soft + rel, parts.hard, student_logits)
+
+    def settings(self):
+        return {**super().settings(), "distance_weight": self.distance_weight, "angle_weight": self.angle_weight,
+                "student_layer": self.student_layer, "teacher_layer": self.teacher_layer}
