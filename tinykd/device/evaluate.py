@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -36,29 +37,37 @@ class DeviceRun:
         return result
 
 
-def run_on_device(board: str | Board, elf: str | Path | None, x_int8: np.ndarray, *,
-                  expected_sha256: str, port: str | None = None, instances: int = 2,
-                  progress: bool = True) -> DeviceRun:
-    """Run every input on the board: QEMU instances for virtual boards, the serial port otherwise."""
-    board = load_board(board)
+def _on_board(board: Board, elf, n: int, *, expected_sha256: str, port: str | None, instances: int,
+              on_qemu: Callable, on_link: Callable):
+    """Run on a QEMU board (started here) or on hardware over its serial port, after checking
+    that the device runs the model we expect. Returns (result, where, seconds)."""
     started = time.perf_counter()
     if board.is_qemu:
         if elf is None or not Path(elf).is_file():
             raise TinykdError(f"No firmware ELF for {board.name} at {elf}. Build it first "
                               "(`tinykd build` or `tinykd firmware`).")
-        outputs, counts = run_inference_qemu(board, elf, x_int8, instances=instances,
-                                             expected_sha256_hex=expected_sha256, progress=progress)
-        where = f"QEMU {board.qemu_machine} x{min(instances, len(x_int8))}"
+        result = on_qemu(board, elf, instances=instances, expected_sha256_hex=expected_sha256)
+        where = f"QEMU {board.qemu_machine} x{min(instances, n)}"
     else:
-        url = port or _autodetect(board)
-        with DeviceLink(url, baud=board.baud) as link:
+        where = port or _autodetect(board)
+        with DeviceLink(where, baud=board.baud) as link:
             link.connect()
             link.hello()
             check_model_hash(link, expected_sha256)
-            outputs, counts = run_inference(link, x_int8, progress=progress, desc=board.name)
-        where = url
-    return DeviceRun(board.name, outputs, counts, board.counter_unit,
-                     round(time.perf_counter() - started, 2), where)
+            result = on_link(link)
+    return result, where, round(time.perf_counter() - started, 2)
+
+
+def run_on_device(board: str | Board, elf: str | Path | None, x_int8: np.ndarray, *,
+                  expected_sha256: str, port: str | None = None, instances: int = 2,
+                  progress: bool = True) -> DeviceRun:
+    """Run every input on the board: QEMU instances for virtual boards, the serial port otherwise."""
+    board = load_board(board)
+    (outputs, counts), where, seconds = _on_board(
+        board, elf, len(x_int8), expected_sha256=expected_sha256, port=port, instances=instances,
+        on_qemu=lambda b, e, **kw: run_inference_qemu(b, e, x_int8, progress=progress, **kw),
+        on_link=lambda link: run_inference(link, x_int8, progress=progress, desc=board.name))
+    return DeviceRun(board.name, outputs, counts, board.counter_unit, seconds, where)
 
 
 @dataclass
@@ -77,24 +86,11 @@ def run_audio_on_device(board: str | Board, elf: str | Path | None, audio: np.nd
                         progress: bool = True) -> AudioDeviceRun:
     """Send raw int16 clips [N, 16000]; the board computes the features and runs the model."""
     board = load_board(board)
-    started = time.perf_counter()
-    if board.is_qemu:
-        if elf is None or not Path(elf).is_file():
-            raise TinykdError(f"No firmware ELF for {board.name} at {elf}. Build it first "
-                              "(`tinykd build` or `tinykd firmware`).")
-        outputs, features, counts, fcounts = run_audio_qemu(
-            board, elf, audio, instances=instances, expected_sha256_hex=expected_sha256, progress=progress)
-        where = f"QEMU {board.qemu_machine} x{min(instances, len(audio))}"
-    else:
-        url = port or _autodetect(board)
-        with DeviceLink(url, baud=board.baud) as link:
-            link.connect()
-            link.hello()
-            check_model_hash(link, expected_sha256)
-            outputs, features, counts, fcounts = run_audio(link, audio, progress=progress, desc=board.name)
-        where = url
-    return AudioDeviceRun(board.name, outputs, counts, board.counter_unit,
-                          round(time.perf_counter() - started, 2), where, features, fcounts)
+    (outputs, features, counts, fcounts), where, seconds = _on_board(
+        board, elf, len(audio), expected_sha256=expected_sha256, port=port, instances=instances,
+        on_qemu=lambda b, e, **kw: run_audio_qemu(b, e, audio, progress=progress, **kw),
+        on_link=lambda link: run_audio(link, audio, progress=progress, desc=board.name))
+    return AudioDeviceRun(board.name, outputs, counts, board.counter_unit, seconds, where, features, fcounts)
 
 
 def _autodetect(board: Board) -> str:
