@@ -24,24 +24,12 @@
 #define TKD_CONV_COL_MAX 512
 #endif
 
-TKD_INLINE tkd_out_t out_stage(const tkd_conv_params_t *p)
-{
-    tkd_out_t o;
-    o.mult = p->multiplier;
-    o.shift = p->shift;
-    o.offset = p->output_offset;
-    o.lo = p->act_min;
-    o.hi = p->act_max;
-    o.is_short = p->short_requant;
-    return o;
-}
-
 static void conv_portable(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
                           const int32_t *bias, int8_t *output)
 {
     const int32_t filters_per_group = p->out_c / (p->in_c / p->filter_in_c);
     const int32_t zp = -p->input_offset;
-    const tkd_out_t os = out_stage(p);
+    const tkd_out_t os = tkd_conv_out_stage(p);
     int32_t b, oy, ox, oc, fy, fx, ic;
     for (b = 0; b < p->batches; b++) {
         for (oy = 0; oy < p->out_h; oy++) {
@@ -211,7 +199,7 @@ static int32_t dot_1(const int8_t *a, const int8_t *w, int32_t K, int32_t acc)
 static void conv_cols(const tkd_conv_params_t *p, const int8_t *cols, int32_t n,
                       const int8_t *filter, const int32_t *bias, int32_t K, int8_t *out)
 {
-    const tkd_out_t os = out_stage(p);
+    const tkd_out_t os = tkd_conv_out_stage(p);
     int32_t oc = 0;
     int32_t acc[4];
 #if TKD_USE_DSP

@@ -17,23 +17,11 @@
 #define TKD_DW_PAD_MAX 512     /* channels the zero-point row holds */
 #define TKD_DW_W16_MAX 640     /* DSP: filter_h * filter_w * channels pre-extended on the stack */
 
-TKD_INLINE tkd_out_t out_stage(const tkd_conv_params_t *p)
-{
-    tkd_out_t o;
-    o.mult = p->multiplier;
-    o.shift = p->shift;
-    o.offset = p->output_offset;
-    o.lo = p->act_min;
-    o.hi = p->act_max;
-    o.is_short = p->short_requant;
-    return o;
-}
-
 static void dw_reference(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
                          const int32_t *bias, int8_t *output)
 {
     const int32_t zp = -p->input_offset;
-    const tkd_out_t os = out_stage(p);
+    const tkd_out_t os = tkd_conv_out_stage(p);
     int32_t b, oy, ox, ic, m, fy, fx;
     for (b = 0; b < p->batches; b++) {
         for (oy = 0; oy < p->out_h; oy++) {
@@ -73,7 +61,7 @@ static void dw_blocked(const tkd_conv_params_t *p, const int8_t *input, const in
 {
     const int8_t *taps[TKD_DW_TAPS_MAX];
     int8_t pad[TKD_DW_PAD_MAX] TKD_ALIGN(4);
-    const tkd_out_t os = out_stage(p);
+    const tkd_out_t os = tkd_conv_out_stage(p);
     const int32_t ntaps = p->filter_h * p->filter_w;
     const int32_t C = p->in_c;
     int32_t b, oy, ox, fy, fx, c, t;

@@ -105,6 +105,19 @@ TKD_INLINE int8_t tkd_out(const tkd_out_t *o, int32_t ch, int32_t acc)
 }
 
 /* Four int8 values from any address (unaligned word loads are fine on M3 and later). */
+/* The output stage of CONV_2D and DEPTHWISE_CONV_2D, which share their parameter struct. */
+TKD_INLINE tkd_out_t tkd_conv_out_stage(const tkd_conv_params_t *p)
+{
+    tkd_out_t o;
+    o.mult = p->multiplier;
+    o.shift = p->shift;
+    o.offset = p->output_offset;
+    o.lo = p->act_min;
+    o.hi = p->act_max;
+    o.is_short = p->short_requant;
+    return o;
+}
+
 TKD_INLINE uint32_t tkd_read_s8x4(const int8_t *p)
 {
     uint32_t v;
