@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import tinykd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow loads)
+from tinykd.models.from_spec import build_from_spec
 
 BOARD = "mps2-an386"
 N_INPUTS = 8          # inferences per model and variant (counts are deterministic)
@@ -41,40 +42,6 @@ MODELS = {
                    + [("avgpool", (25, 5), 1, "valid"), ("flatten",), ("dense", 12, None),
                       ("softmax",)]),
 }
-
-
-def build_keras(spec: tuple, seed: int):
-    import tf_keras as keras
-    keras.utils.set_random_seed(seed)
-    input_shape, layers = spec
-    inp = keras.Input(input_shape, batch_size=1)
-    x = inp
-    for ls in layers:
-        kind = ls[0]
-        if kind == "dense":
-            x = keras.layers.Dense(ls[1], activation=ls[2])(x)
-        elif kind == "conv":
-            x = keras.layers.Conv2D(ls[1], ls[2], strides=ls[3], padding=ls[4], activation=ls[5])(x)
-        elif kind == "dw":
-            x = keras.layers.DepthwiseConv2D(ls[1], strides=ls[2], padding=ls[3],
-                                             depth_multiplier=ls[4], activation=ls[5])(x)
-        elif kind == "maxpool":
-            x = keras.layers.MaxPooling2D(ls[1], strides=ls[2], padding=ls[3])(x)
-        elif kind == "avgpool":
-            x = keras.layers.AveragePooling2D(ls[1], strides=ls[2], padding=ls[3])(x)
-        elif kind == "flatten":
-            x = keras.layers.Flatten()(x)
-        elif kind == "softmax":
-            x = keras.layers.Softmax()(x)
-        else:
-            raise ValueError(kind)
-    model = keras.Model(inp, x)
-    rng = np.random.default_rng(seed + 1)
-    for layer in model.layers:          # non-zero biases so the bias path is exercised
-        ws = layer.get_weights()
-        if len(ws) == 2:
-            layer.set_weights([ws[0], rng.normal(0.0, 0.2, ws[1].shape).astype(np.float32)])
-    return model
 
 
 # The KWS model takes the device frontend's MFCC features: int8 with scale 0.5 and zero point
@@ -110,7 +77,7 @@ def make_model(name: str, out_dir: Path, seed: int = 0) -> Path:
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
         tmp = path.with_name(path.name + ".tmp")
-        convert_int8(build_keras(MODELS[name], seed), tmp, seed, INPUT_RANGES.get(name))
+        convert_int8(build_from_spec(MODELS[name], seed), tmp, seed, INPUT_RANGES.get(name))
         os.replace(tmp, path)
     return path
 

@@ -239,20 +239,23 @@ class DeviceLink:
                               "and flash the firmware with this tinykd.") from e
         return self.info
 
+    def _upload(self, msg_type: int, data: bytes, chunk: int, what: str) -> None:
+        """Send `data` in chunks of (offset, bytes) payloads, each acknowledged with LOADED."""
+        for off in range(0, len(data), chunk):
+            part = data[off:off + chunk]
+            got = P.Loaded.decode(self.request(msg_type, P.load_payload(off, part),
+                                               expect=P.LOADED).payload)
+            if (got.offset, got.length) != (off, len(part)):
+                raise TinykdError(f"The device at {self.url} acknowledged the wrong {what} chunk; "
+                                  "the link is unreliable. Reconnect and retry.")
+
     def infer(self, x: bytes, *, timeout: float | None = None) -> P.Result:
         """Run the model once on the device; `x` are the input's int8 values as bytes."""
         x = bytes(x)
         if len(x) <= self.max_payload:
             fr = self.request(P.INFER, x, expect=P.RESULT, timeout=timeout)
         else:
-            chunk = self.max_payload - 4
-            for off in range(0, len(x), chunk):
-                part = x[off:off + chunk]
-                got = P.Loaded.decode(self.request(P.LOAD, P.load_payload(off, part),
-                                                   expect=P.LOADED).payload)
-                if (got.offset, got.length) != (off, len(part)):
-                    raise TinykdError(f"The device at {self.url} acknowledged the wrong input "
-                                      "chunk; the link is unreliable. Reconnect and retry.")
+            self._upload(P.LOAD, x, self.max_payload - 4, "input")
             fr = self.request(P.INFER, b"", expect=P.RESULT, timeout=timeout)
         return P.Result.decode(fr.payload)
 
@@ -268,14 +271,8 @@ class DeviceLink:
                               f"got shape {a.shape}, dtype {a.dtype}. Pad or trim it first "
                               "(tinykd.data.kws.speech_commands.fit_length).")
         data = a.astype("<i2").tobytes()
-        chunk = (self.max_payload - 4) // 2 * 2
-        for off in range(0, len(data), chunk):
-            part = data[off:off + chunk]
-            got = P.Loaded.decode(self.request(P.INFER_AUDIO, P.load_payload(off, part),
-                                               expect=P.LOADED).payload)
-            if (got.offset, got.length) != (off, len(part)):
-                raise TinykdError(f"The device at {self.url} acknowledged the wrong audio chunk; "
-                                  "the link is unreliable. Reconnect and retry.")
+        # Whole samples per chunk: the device stores the clip as int16.
+        self._upload(P.INFER_AUDIO, data, (self.max_payload - 4) // 2 * 2, "audio")
         fr = self.request(P.INFER_AUDIO, b"", expect=P.AUDIO_RESULT, timeout=timeout)
         try:
             return P.AudioResult.decode(fr.payload)
