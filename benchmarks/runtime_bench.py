@@ -4,6 +4,7 @@ runtime .text size. Every run is also checked byte for byte against the tflite-m
 interpreter (a benchmark of wrong answers would mean nothing).
 
     python benchmarks/runtime_bench.py [OUT_DIR]      # writes OUT_DIR/runtime_bench.json
+    python benchmarks/runtime_bench.py --layers [OUT_DIR]   # DS-CNN per layer (DSP build)
 
 `run_runtime_bench(out_dir) -> dict` is the importable entry point.
 
@@ -207,7 +208,43 @@ def run_runtime_bench(out_dir: str | os.PathLike) -> dict:
     return results
 
 
+def run_layer_bench(out_dir: str | os.PathLike, dsp: bool = True) -> dict:
+    """Per-layer instructions of the DS-CNN: firmwares of its first 1, 2 and 3 layers, each
+    followed by the model's own tail (average pool, FC, softmax), so successive differences
+    are the depthwise and the pointwise layer; the first conv is the 1-layer count minus the
+    tail (84 260 instructions with the runtime of benchmarks/runtime.md).
+    Checked against TFLite Micro like the main benchmark. Writes out_dir/layer_bench.json."""
+    from tinykd.device.evaluate import run_on_device
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shape, layers = MODELS["ds_cnn_kws"]
+    counts = {}
+    for n in (1, 2, 3):
+        path = out_dir / f"ds_cnn_first{n}.tflite"
+        if not path.exists():
+            import tensorflow as tf
+            tf.config.experimental.enable_op_determinism()
+            convert_int8(build_from_spec((shape, layers[:n] + layers[-4:]), 0), path, 0,
+                         INPUT_RANGES["ds_cnn_kws"])
+        src, res = build_variant(path, out_dir / f"first{n}", dsp=dsp)
+        x = np.random.default_rng(1).integers(-128, 128, (4, int(np.prod(src.input_shape))))
+        x = x.astype(np.int8)
+        run = run_on_device(BOARD, res.elf, x, expected_sha256=src.sha256, instances=1,
+                            progress=False)
+        if np.any(run.outputs != tflm_reference(path, x, src.input_shape)):
+            raise RuntimeError(f"first {n} layers: outputs differ from TFLite Micro")
+        counts[n] = int(np.median(run.counts))
+    result = {"first_conv_plus_tail": counts[1], "depthwise": counts[2] - counts[1],
+              "pointwise": counts[3] - counts[2]}
+    (out_dir / "layer_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) > 1 and argv[1] == "--layers":
+        out = Path(argv[2]) if len(argv) > 2 else Path("build") / "runtime-bench-layers"
+        print(json.dumps(run_layer_bench(out), indent=2))
+        return 0
     out = Path(argv[1]) if len(argv) > 1 else Path("build") / "runtime-bench"
     res = run_runtime_bench(out)
     print(json.dumps(res, indent=2))

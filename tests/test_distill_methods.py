@@ -254,7 +254,7 @@ def test_self_distillation_is_hinton_with_own_architecture():
 
 
 def test_registry_and_user_errors():
-    assert set(METHODS) == {"hinton", "ensemble", "fitnets", "rkd", "online", "self"}
+    assert set(METHODS) == {"hinton", "ensemble", "specialists", "fitnets", "rkd", "online", "self"}
     assert get_method("rkd", 8.0, 0.5, angle_weight=0.0).angle_weight == 0.0
     with pytest.raises(TinykdError, match="Unknown distillation method 'dark'"):
         get_method("dark")
@@ -389,3 +389,182 @@ def test_method_with_qat_student(name, mnist_small, teacher, float_student, tmp_
     assert any(not np.array_equal(a, b) for a, b in zip(before, qat.get_weights()))
     assert {layer.name for layer in qat.layers} >= {"quant_fc1", "quant_fc2", "quant_logits"}
     assert accuracy(qat, mnist_small) >= 0.80
+
+
+# ---- specialists (Hinton et al. 2015, §5) ---------------------------------------------------------
+
+from tinykd.distill.methods import (Specialist, Specialists, build_specialist, combine_log_probs,  # noqa: E402
+                                    find_groups, soft_confusion, specialist_data, specialist_labels,
+                                    train_specialists)
+
+
+def paper_objective(q, p_g, p_ms, groups):
+    """KL(p_g || q) + sum_m KL(p_m || q restricted to group m plus a dustbin), by hand."""
+    total = np.sum(p_g * np.log(p_g / q))
+    for p_m, g in zip(p_ms, groups):
+        q_m = np.append(q[g], 1.0 - q[g].sum())
+        total += np.sum(p_m * np.log(p_m / q_m))
+    return total
+
+
+def minimise_by_gradient(p_g, p_ms, groups, steps=4000, lr=0.3):
+    """The paper's way: gradient descent on the logits of q (numpy, by hand)."""
+    z = np.log(p_g).copy()
+    for _ in range(steps):
+        q = softmax(z)
+        # d/dq of the objective, then through the softmax.
+        grad_q = -p_g / q
+        for p_m, g in zip(p_ms, groups):
+            others = np.setdiff1d(np.arange(len(q)), g)
+            grad_q[g] -= p_m[:-1] / q[g]
+            grad_q[others] -= p_m[-1] / q[others].sum()
+        z -= lr * q * (grad_q - np.dot(q, grad_q))
+    return softmax(z)
+
+
+def restricted(p, group):
+    return np.append(p[group], 1.0 - p[group].sum())
+
+
+def test_specialists_agreeing_with_the_generalist_leave_its_targets_unchanged():
+    rng = np.random.default_rng(3)
+    z_g = rng.normal(size=(4, 6)) * 2
+    groups = [[1, 4], [0, 2, 5]]
+    p_g = softmax(z_g)
+    z_s = [np.log(np.stack([restricted(p, g) for p in p_g])) for g in groups]
+    got = np.exp(combine_log_probs(z_g.astype(np.float32), [z.astype(np.float32) for z in z_s], groups).numpy())
+    np.testing.assert_allclose(got, p_g, atol=1e-5)
+
+
+def test_sure_specialist_moves_mass_to_its_class_and_matches_the_paper_objective():
+    p_g = np.array([0.30, 0.05, 0.30, 0.20, 0.15])        # the generalist hesitates between 0 and 2
+    groups = [[0, 2]]
+    p_s = [np.array([0.90, 0.05, 0.05])]                 # the specialist is sure: class 0
+    q = np.exp(combine_log_probs(np.log(p_g)[None].astype(np.float32), [np.log(p_s[0])[None].astype(np.float32)],
+                                 groups).numpy()[0]).astype(np.float64)
+    np.testing.assert_allclose(q.sum(), 1.0, atol=1e-6)
+    assert q[0] > p_g[0] + 0.1 and q[2] < p_g[2] - 0.1 and q.argmax() == 0
+    # The closed form is the minimum the paper finds by gradient steps, and nothing near it is lower.
+    by_gradient = minimise_by_gradient(p_g, p_s, groups)
+    np.testing.assert_allclose(q, by_gradient, atol=2e-3)
+    best = paper_objective(q, p_g, p_s, groups)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        nearby = softmax(np.log(q) + rng.normal(scale=0.05, size=q.shape))
+        assert paper_objective(nearby, p_g, p_s, groups) >= best - 1e-9
+
+
+def test_combination_with_two_groups_covering_every_class_matches_gradient_descent():
+    rng = np.random.default_rng(5)
+    p_g = softmax(rng.normal(size=5))
+    groups = [[0, 3], [1, 2, 4]]                          # no class is left outside a group
+    p_s = [softmax(rng.normal(size=3) * 2), softmax(rng.normal(size=4) * 2)]
+    q = np.exp(combine_log_probs(np.log(p_g)[None].astype(np.float32),
+                                 [np.log(p)[None].astype(np.float32) for p in p_s], groups, 1.0).numpy()[0])
+    np.testing.assert_allclose(q, minimise_by_gradient(p_g, p_s, groups), atol=2e-3)
+    # At temperature T the inputs are logits divided by T: T = 2 on doubled logits is the same.
+    q2 = np.exp(combine_log_probs(2 * np.log(p_g)[None].astype(np.float32),
+                                  [2 * np.log(p)[None].astype(np.float32) for p in p_s], groups, 2.0).numpy()[0])
+    np.testing.assert_allclose(q2, q, atol=1e-5)
+
+
+def test_find_groups_on_a_hand_made_confusion():
+    c = np.diag([100.0] * 6)
+    c[4, 1], c[1, 4] = 9, 7        # 1 <-> 4: the most confused pair
+    c[4, 5], c[5, 1] = 9, 8        # 5 mixes with both (mean 8.5 >= half of 16): joins them
+    c[0, 2], c[2, 0] = 4, 4        # 0 <-> 2: the next group
+    c[3, 0] = 1
+    assert find_groups(c, 2, max_classes=3) == [[1, 4, 5], [0, 2]]
+    assert find_groups(c, 2, max_classes=2) == [[1, 4], [0, 2]]
+    assert find_groups(c, 1) == [[1, 4, 5]]
+    with pytest.raises(TinykdError, match="confuses no pair"):
+        find_groups(np.eye(4), 2)
+    # soft confusion sums each example's probabilities into the row of its label
+    m = soft_confusion(np.array([[0.7, 0.3, 0.0], [0.1, 0.9, 0.0], [0.5, 0.5, 0.0]]), np.array([0, 1, 0]), 3)
+    np.testing.assert_allclose(m, [[1.2, 0.8, 0.0], [0.1, 0.9, 0.0], [0.0, 0.0, 0.0]])
+
+
+def test_specialist_starts_from_the_generalist_and_data_is_half_its_classes():
+    generalist = tiny_mlp([6], 2, "g")
+    group = [2, 0]
+    spec = build_specialist(generalist, group)
+    assert spec.outputs[0].shape[-1] == 3
+    z_g = generalist.predict(X, verbose=0)
+    z_s = spec.predict(X, verbose=0)
+    np.testing.assert_allclose(z_s[:, :2], z_g[:, group], rtol=1e-5, atol=1e-5)  # same body, same rows
+    np.testing.assert_array_equal(specialist_labels([0, 1, 2, 1], group), [1, 2, 0, 2])
+    y = np.array([0, 1, 1, 1, 2, 3, 3, 3, 3, 1])
+    x = np.arange(len(y))
+    xs, ys = specialist_data(x, y, [0, 2], seed=0)
+    assert np.sum(ys < 2) == 2 and np.sum(ys == 2) == 2 and np.all(np.diff(xs) > 0)
+    with pytest.raises(TinykdError, match="disjoint"):
+        Distiller(tiny_mlp([5, 3], 1, "s"), generalist, method=Specialists([(spec, [0, 2]), (spec, [2, 1])]))
+
+
+def test_specialists_method_loss_is_hinton_on_the_combined_targets():
+    student, generalist = tiny_mlp([5, 3], 1, "s"), tiny_mlp([6], 2, "t")
+    spec = build_specialist(generalist, [0, 1])
+    method = Specialists([Specialist(spec, [0, 1])], 3.0, 0.7)
+    Distiller(student, generalist, method=method)
+    _, s = np_forward(student, X)
+    # A specialist copied from the generalist is nearly (not exactly: its dustbin's row is the mean
+    # of the other rows) the generalist restricted; the method must use exactly the combined target,
+    # made at T = 1 and softened at T like a teacher's logits.
+    target = softmax(combine_log_probs(generalist(X), [spec(X)], [[0, 1]], 1.0, top_k=1).numpy().astype(np.float64)
+                     / 3.0)
+    soft = 9.0 * kl(target, softmax(s / 3.0))
+    hard = ce(Y, s)
+    got = loss_of(method, student, generalist)
+    np.testing.assert_allclose(got, (0.7 * soft + 0.3 * hard, soft, hard), rtol=1e-4)
+    assert method.settings()["groups"] == [[0, 1]] and "specialists" in METHODS
+    # The first choice of the generalist is in the group for some examples and not for others, so
+    # the test above saw active and inactive specialists both.
+    first = np.argmax(generalist(X).numpy(), axis=1)
+    assert np.any(np.isin(first, [0, 1])) and np.any(first == 2)
+
+
+def test_specialist_counts_only_where_its_classes_are_the_generalists_top_k():
+    p_g = np.array([[0.6, 0.25, 0.1, 0.05], [0.1, 0.2, 0.6, 0.1]])
+    p_s = np.array([[0.05, 0.9, 0.05], [0.05, 0.9, 0.05]])   # group [0, 1]: "it is class 1"
+    z_g, z_s = np.log(p_g).astype(np.float32), np.log(p_s).astype(np.float32)
+    q1 = np.exp(combine_log_probs(z_g, [z_s], [[0, 1]], 1.0, top_k=1).numpy())
+    q_all = np.exp(combine_log_probs(z_g, [z_s], [[0, 1]], 1.0).numpy())
+    assert q1[0, 1] > p_g[0, 1] + 0.2                  # example 0: first choice 0 is in the group
+    np.testing.assert_allclose(q1[1], p_g[1], atol=1e-6)  # example 1: first choice 2 is not, nothing changes
+    assert q_all[1, 1] > p_g[1, 1] + 0.1               # ...unless every specialist counts everywhere
+    q2 = np.exp(combine_log_probs(z_g, [z_s], [[0, 1]], 1.0, top_k=2).numpy())
+    assert q2[1, 1] > p_g[1, 1] + 0.1                  # class 1 is example 1's second choice
+
+
+def test_specialists_train_and_teach_a_tiny_student(mnist_small, teacher, tmp_path):
+    logits = teacher.predict(mnist_small.x_val, verbose=0)
+    groups = find_groups(soft_confusion(softmax(logits), mnist_small.y_val, 10), 1, max_classes=2)
+    assert len(groups) == 1 and len(groups[0]) == 2
+    specialists = train_specialists(teacher, groups, mnist_small.x_train, mnist_small.y_train, None,
+                                    checkpoint_dir=tmp_path / "spec", seed=0, epochs=1, batch_size=64,
+                                    learning_rate=1e-3, max_shift=0)
+    s = specialists[0]
+    own = specialist_labels(mnist_small.y_test, groups[0])
+    predicted = s.model.predict(mnist_small.x_test, verbose=0).argmax(-1)
+    inside = own < 2
+    # Its own task (class a, class b or dustbin; chance 1/3), on all test examples and on its classes.
+    assert np.mean(predicted == own) >= 0.8 and np.mean(predicted[inside] == own[inside]) >= 0.6
+    st = student(mnist_small)
+    result = fit(Distiller(st, teacher, method=Specialists(specialists, 4.0, 0.9)), mnist_small, tmp_path / "st")
+    assert result.history["soft"][-1] > 0
+    assert accuracy(st, mnist_small) >= 0.80  # chance is 0.10
+
+
+def test_rkd_angle_term_uses_the_first_angle_batch_examples():
+    """The angle term (B^3) is computed on a sub-batch for speed; the distance term on the whole batch."""
+    student, teacher = tiny_mlp([5, 3], 1, "s"), tiny_mlp([6], 2, "t")
+    s_acts, s = np_forward(student, X)
+    t_acts, t = np_forward(teacher, X)
+    es, et = s_acts["fc2"], t_acts["fc1"]
+    total, soft, hard = hinton_hand(Y, s, t, 3.0, 0.9)
+    rel = 25.0 * huber(np_rkd_distance(es), np_rkd_distance(et)) + 50.0 * huber(np_rkd_angle(es[:3]),
+                                                                              np_rkd_angle(et[:3]))
+    got = loss_of(RKD(3.0, 0.9, angle_batch=3), student, teacher)
+    np.testing.assert_allclose(got, (total + rel, soft + rel, hard), rtol=1e-4)
+    with pytest.raises(TinykdError, match="angle_batch must be at least 3"):
+        RKD(angle_batch=2)

@@ -3,18 +3,12 @@ QEMU gives the host's feature bytes and the host's int8 outputs; the DS-CNN mode
 int8 with only ops our runtime runs, with the frontend's input quantisation, and fit the Nano 33."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
 
 import tinykd  # noqa: F401
 from tinykd.errors import TinykdError
-
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm") and shutil.which("espeak-ng")),
-    reason="needs arm-none-eabi-gcc, qemu-system-arm and espeak-ng")
-
 
 def _ops(path) -> set[str]:
     from tinykd.firmware.tflite_model import read_tflite

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +34,6 @@ def test_kws_data_dir_that_is_not_speech_commands_is_explained(tmp_path):
         get_task("kws").load(str(tmp_path))
 
 
-@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("qemu-system-arm")
-                         and shutil.which("arm-none-eabi-gcc")),
-                    reason="needs espeak-ng, qemu-system-arm and arm-none-eabi-gcc")
 def test_quick_kws_build_on_synthetic_audio_runs_on_qemu_from_raw_audio(tmp_path):
     from tinykd.config import resolve
     from tinykd.export import tflite_io_quantization
@@ -69,3 +65,42 @@ def test_quick_kws_build_on_synthetic_audio_runs_on_qemu_from_raw_audio(tmp_path
     # the host's int8 outputs came from the same features the device computed from audio
     host = np.load(out / "host_int8_outputs.npy")
     assert host.shape == (len(d.y_test), 12)
+    # the report speaks in accuracy, shows the frontend's cost and the MFCC of right and wrong clips
+    report = (out / "report.md").read_text()
+    assert "## Test accuracy (" in report and "Feature extractor (frontend)" in report
+    assert "Feature vectors that differ between device and host: **0**" in report
+    assert (out / "plots" / "mfcc_examples.png").stat().st_size > 5000
+    assert "plots/mfcc_examples.png" in json.loads((out / "report.json").read_text())["plots"]
+
+
+def test_kws_augment_and_synth_size_settings(tmp_path):
+    from tinykd.config import resolve
+    from tinykd.data import load_dataset
+
+    base = resolve(task="kws", quick=True)
+    more = resolve(task="kws", quick=True, overrides={"data": {"augment": 2, "synth_clips": 16}})
+    plain, augmented = load_dataset(base), load_dataset(more)
+    # the same 16-clip set (train_limit sizes it to 16 too); two augmented copies appended
+    assert len(augmented.y_train) == 3 * len(plain.y_train)
+    assert np.array_equal(augmented.y_train, np.tile(plain.y_train, 3))
+    assert np.array_equal(augmented.x_train[:len(plain.y_train)], plain.x_train)
+    assert np.array_equal(augmented.x_test, plain.x_test)  # evaluation data is never augmented
+    with pytest.raises(TinykdError, match="only apply to the kws task"):
+        resolve(task="mnist", overrides={"data": {"augment": 1}})
+    with pytest.raises(TinykdError, match="non-negative"):
+        resolve(task="kws", overrides={"data": {"synth_clips": -1}})
+
+
+def test_data_synth_kws_command_writes_the_speech_commands_layout(tmp_path):
+    from click.testing import CliRunner
+
+    from tinykd.cli import main
+    from tinykd.data.kws import speech_commands
+
+    out = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["data", "synth-kws", "--out", str(out), "--clips", "2", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    assert speech_commands.is_dataset_dir(out) and len(list((out / "stop").glob("*.wav"))) == 2
+    assert f"--data-dir {out}" in result.output
+    again = CliRunner().invoke(main, ["data", "synth-kws", "--out", str(tmp_path), "--clips", "0"])
+    assert again.exit_code == 2 and "clips_per_word must be at least 1" in again.output

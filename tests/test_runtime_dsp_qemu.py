@@ -4,9 +4,10 @@
   (Cortex-M4; TKD_USE_DSP is chosen automatically from __ARM_FEATURE_DSP) and, for one model,
   for the M7/M33/M55 boards, runs random and extreme int8 inputs; every output byte must equal
   the tflite-micro interpreter's on the host. The ELF must really contain SMLAD/SXTB16.
-- On the host: the same DSP code structure with the intrinsics emulated in C
-  (-DTKD_DSP_EMULATE), the reference loops forced (-DTKD_CONV_COL_MAX=0 -DTKD_DW_TAPS_MAX=0),
-  and the short requantisation against a Python model of TFLite's arithmetic.
+- On the host: the portable build, the same DSP code structure with the intrinsics emulated
+  in C (-DTKD_DSP_EMULATE), the reference loops forced (-DTKD_CONV_COL_MAX=0
+  -DTKD_DW_TAPS_MAX=0), and the short requantisation and the blocks' output stage (its fast
+  form included) against a Python model of TFLite's arithmetic.
 """
 from __future__ import annotations
 
@@ -41,10 +42,26 @@ MIX_B = ((9, 9, 4), [("conv", 8, 1, 1, "valid", "relu"),         # 1x1 direct, 8
                      ("conv", 5, 3, 1, "same", None),            # K = 72, 5 filters (odd)
                      ("maxpool", 2, 2, "valid"), ("flatten",), ("dense", 10, None),
                      ("softmax",)])
+# The 4-pixel conv blocks, the depthwise pixel pairs and the fast output stage: leftovers of
+# every size and every tail.
+MIX_C = ((7, 5, 3), [("conv", 7, 3, 1, "same", "relu"),          # K = 27, 35 px: 8 quads + 3
+                     ("dw", 3, 1, "same", 1, None),              # 7 ch (4 + 3), pairs across
+                                                                 # row ends, 1 odd px, all borders
+                     ("dw", 3, 2, "same", 1, "relu"),            # stride 2: 4x3 = 12 px
+                     ("conv", 15, 1, 1, "valid", "relu"),        # 1x1 direct, K = 7 (tail 3)
+                     ("conv", 5, 3, 1, "same", None),            # K = 135 > 128: 2x2 blocks
+                     ("dw", 5, 1, "same", 1, "relu6"),           # 25 taps: looped pairs, clamp
+                     ("conv", 6, 2, 1, "valid", None),           # K = 20, 3x2 = 6 px: quad + 2
+                     ("flatten",), ("dense", 6, None)])
+MIX_D = ((6, 6, 1), [("conv", 5, 3, 1, "valid", None),           # K = 9 (tail 1), 16 px
+                     ("conv", 6, (1, 2), 1, "valid", "relu"),    # K = 10 (tail 2), 12 px
+                     ("dw", 3, 1, "valid", 1, None),             # 6 ch, one pair, no padding
+                     ("dw", (1, 2), 1, "same", 1, "relu"),       # 2 taps, 2 px
+                     ("flatten",), ("dense", 5, None)])
 PER_TENSOR = ((10, 9, 2), [("conv", 4, 3, 2, "valid", "relu"), ("flatten",),
                            ("dense", 9, None)])
 
-HOST_CASES = {"mix_a": MIX_A, "mix_b": MIX_B,
+HOST_CASES = {"mix_a": MIX_A, "mix_b": MIX_B, "mix_c": MIX_C, "mix_d": MIX_D,
               "fc_only": ((37,), [("dense", 13, "relu"), ("dense", 6, None)]),
               "conv_dilated": ((9, 9, 2), [("conv", 3, 3, 1, "same", None)])}
 
@@ -83,6 +100,7 @@ def _host_model(tflite: Path, out: Path, flags: list[str]):
 
 
 @pytest.mark.parametrize("variant,flags", [
+    ("portable", []),
     ("dsp_emulated", ["-DTKD_USE_DSP=1", "-DTKD_DSP_EMULATE"]),
     ("reference_loops", ["-DTKD_CONV_COL_MAX=0", "-DTKD_DW_TAPS_MAX=0"]),
 ])
@@ -165,6 +183,77 @@ def test_requantisation_forms_match_tflite(flags, tmp_path):
     assert lib.shim_short(3, INT32_MAX, -1) == 2 == _py_mbqm(3, INT32_MAX, -1)
 
 
+OUT_SHIM = r"""
+#include "tkd_internal.h"
+/* n outputs of one channel through tkd_out4 / tkd_out2 / tkd_out1 (fast form when fast) */
+void shim_out(int32_t fast, int32_t mult, int32_t shift, int32_t offset, int32_t lo, int32_t hi,
+              int32_t is_short, const int32_t *acc, int32_t n, int8_t *out)
+{
+    tkd_out_t o;
+    int32_t j = 0;
+    o.mult = &mult; o.shift = &shift; o.offset = offset; o.lo = lo; o.hi = hi;
+    o.is_short = is_short; o.fast = fast;
+    for (; j + 4 <= n; j += 4) tkd_out4(&o, 0, acc[j], acc[j + 1], acc[j + 2], acc[j + 3], out + j, 1);
+    for (; j + 2 <= n; j += 2) tkd_out2(&o, 0, acc[j], acc[j + 1], out + j, 1);
+    for (; j < n; j++) tkd_out1(&o, 0, acc[j], out + j);
+}
+int32_t shim_fast_flag(const int32_t *shift, int32_t n, int32_t lo, int32_t hi, int32_t is_short)
+{
+    tkd_conv_params_t p;
+    memset(&p, 0, sizeof p);
+    p.out_c = n; p.shift = shift; p.act_min = lo; p.act_max = hi; p.short_requant = is_short;
+    return tkd_conv_out_stage(&p).fast;
+}
+"""
+
+
+@pytest.mark.parametrize("flags", [[], ["-DTKD_USE_DSP=1", "-DTKD_DSP_EMULATE"]])
+def test_block_output_stage_matches_tflite(flags, tmp_path):
+    """The blocks' output stage (tkd_out1/2/4): its fast form (offset folded into the
+    rounding constant, one saturation) and its general form against TFLite's arithmetic,
+    at the fast form's limits: right shifts 1..22, offsets -128 and 127, |acc| near 2^30,
+    clamps starting anywhere in int8."""
+    shim = tmp_path / "out_shim.c"
+    shim.write_text(OUT_SHIM)
+    lib = ctypes.CDLL(str(build_shared_library(runtime_sources() + [shim], extra_flags=flags)))
+    i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
+    lib.shim_out.argtypes = [ctypes.c_int32] * 7 + [i32p, ctypes.c_int32,
+                                                     np.ctypeslib.ndpointer(np.int8)]
+    lib.shim_fast_flag.argtypes = [i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
+                                   ctypes.c_int32]
+    rng = np.random.default_rng(12)
+    bound = (1 << 30) - 1
+    accs = np.array([0, 1, -1, bound, -bound, 3, -3] + list(rng.integers(-bound, bound, 60)) +
+                    list(rng.integers(-3000, 3000, 60)), np.int32)
+    for m in [1 << 30, INT32_MAX, int(rng.integers(1 << 30, INT32_MAX))]:
+        for right in (1, 2, 7, 13, 22):
+            for offset in (-128, 127, 0, -5):
+                # fast with lo > -128: a ReLU whose zero point is above -128 (lo = offset)
+                for fast, lo, hi in ((1, -128, 127), (1, offset, 127), (1, -31, 127), (0, -128, 127),
+                                     (0, offset, 127), (0, -128, 3)):
+                    if fast and right > 22:
+                        continue
+                    lo = max(lo, -128)
+                    out = np.zeros(accs.size, np.int8)
+                    lib.shim_out(fast, m, -right, offset, lo, hi, 1, accs, accs.size, out)
+                    want = [min(hi, max(lo, _py_mbqm(int(a), m, -right) + offset)) for a in accs]
+                    np.testing.assert_array_equal(out, np.array(want, np.int8),
+                                                  err_msg=f"m={m} right={right} off={offset} "
+                                                          f"fast={fast} [{lo}, {hi}]")
+    # the general form also takes the 64-bit requantisation (not short)
+    out = np.zeros(accs.size, np.int8)
+    lib.shim_out(0, INT32_MAX, 2, 3, -128, 127, 0, accs, accs.size, out)
+    np.testing.assert_array_equal(out, np.array([min(127, max(-128, _py_mbqm(int(a), INT32_MAX, 2)
+                                                              + 3)) for a in accs], np.int8))
+    # the layer's fast flag: short requantisation, a clamp ending at 127, right shifts <= 22
+    sh = np.array([-7, -22, -1], np.int32)
+    assert lib.shim_fast_flag(sh, 3, -128, 127, 1) == 1
+    assert lib.shim_fast_flag(sh, 3, -128, 127, 0) == 0
+    assert lib.shim_fast_flag(sh, 3, -31, 127, 1) == 1
+    assert lib.shim_fast_flag(sh, 3, -128, 126, 1) == 0
+    assert lib.shim_fast_flag(np.array([-7, -23, -1], np.int32), 3, -128, 127, 1) == 0
+
+
 def test_short_requant_flag_is_proved_by_codegen(factory, tmp_path):
     """The generator sets the flag only when its bound holds; a layer with a tiny output
     scale (a multiplier >= 0.5) must get the long form."""
@@ -209,10 +298,11 @@ def _check_on_device(tflite: Path, board: str, out: Path, n: int, seed: int = 3)
     return {"counts": run.counts, "macs": fw.sources.macs}
 
 
-@pytest.mark.parametrize("name", ["mix_a", "mix_b", "per_tensor"])
+@pytest.mark.parametrize("name", ["mix_a", "mix_b", "mix_c", "mix_d", "per_tensor"])
 def test_dsp_kernels_bit_exact_on_m4(name, factory, tmp_path):
     _require_tools()
-    spec = {"mix_a": MIX_A, "mix_b": MIX_B, "per_tensor": PER_TENSOR}[name]
+    spec = {"mix_a": MIX_A, "mix_b": MIX_B, "mix_c": MIX_C, "mix_d": MIX_D,
+            "per_tensor": PER_TENSOR}[name]
     path = factory.get(spec, seed=21, per_tensor=name == "per_tensor", name="dsp_" + name)
     _check_on_device(path, "mps2-an386", tmp_path / "fw", n=10)
 

@@ -116,18 +116,22 @@ def test_pad_and_trim_to_one_second(tree):
     assert np.array_equal(sc.fit_length(long), long[:16000])
 
 
-def test_augmentation_is_seeded_and_training_only(tree):
+def test_augmentation_appends_seeded_copies_to_training_only(tree):
     plain, labels, _ = sc.load_audio(tree, "train", seed=3, progress=False)
-    aug1, labels1, _ = sc.load_audio(tree, "train", seed=3, augment=True, progress=False)
-    aug2, _, _ = sc.load_audio(tree, "train", seed=3, augment=True, progress=False)
-    other, _, _ = sc.load_audio(tree, "train", seed=4, augment=True, progress=False)
-    assert np.array_equal(labels, labels1) and np.array_equal(aug1, aug2)
+    aug1, labels1, _ = sc.load_audio(tree, "train", seed=3, augment=2, progress=False)
+    aug2, _, _ = sc.load_audio(tree, "train", seed=3, augment=2, progress=False)
+    other, _, _ = sc.load_audio(tree, "train", seed=4, augment=2, progress=False)
+    n = len(plain)
+    assert len(aug1) == 3 * n and np.array_equal(labels1, np.tile(labels, 3)) and np.array_equal(aug1, aug2)
+    assert np.array_equal(aug1[:n], plain)  # the clips themselves come first, untouched
+    first, second = aug1[n:2 * n], aug1[2 * n:]
     words = labels != 10
-    assert not np.array_equal(aug1[words], plain[words])
-    assert np.array_equal(aug1[~words], plain[~words])  # silence clips untouched
+    assert not np.array_equal(first[words], plain[words])
+    assert not np.array_equal(first[words], second[words])  # each copy draws its own shifts/noise
+    assert np.array_equal(first[~words], plain[~words])  # silence clips untouched
     assert not np.array_equal(aug1, other)
     val, _, _ = sc.load_audio(tree, "validation", seed=3, progress=False)
-    val_aug, _, _ = sc.load_audio(tree, "validation", seed=3, augment=True, progress=False)
+    val_aug, _, _ = sc.load_audio(tree, "validation", seed=3, augment=2, progress=False)
     assert np.array_equal(val, val_aug)
 
 

@@ -9,9 +9,7 @@ from .errors import TinykdError
 
 def run_bench(out_dir: str | Path) -> dict:
     """Run benchmarks/runtime_bench.py of this checkout and return its results."""
-    from .firmware.project import firmware_dir
-
-    script = firmware_dir().parent / "benchmarks" / "runtime_bench.py"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "runtime_bench.py"
     if not script.is_file():
         raise TinykdError(
             f"The benchmark script {script} is not there: `tinykd bench` runs from a source checkout "

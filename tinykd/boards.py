@@ -1,17 +1,17 @@
 """Boards as data: one TOML file per board in `boards/` (adding a board is adding a file).
 
 `load_board("an386")` finds a board by name or alias; `list_boards()` lists them all.
-The folder is `$TINYKD_BOARDS` when set, else `boards/` at the repository root (beside the
-`tinykd` package), else `tinykd/boards/` inside an installed package.
+The folder is `$TINYKD_BOARDS` when set, else `boards/` of the checkout or the installed copy
+(see tinykd.resources).
 """
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinykd.errors import TinykdError
+from tinykd.resources import boards_dir
 
 PROJECT_KINDS = ("makefile", "arduino")
 FLASH_METHODS = ("qemu", "arduino-cli")
@@ -60,26 +60,6 @@ class Board:
     @property
     def cflags(self) -> list[str]:
         return [f"-mcpu={self.cpu}", "-mthumb", *self.fpu_flags]
-
-
-def boards_dir() -> Path:
-    env = os.environ.get("TINYKD_BOARDS")
-    if env:
-        p = Path(env)
-        if not p.is_dir():
-            raise TinykdError(
-                f"$TINYKD_BOARDS points to {p}, which is not a folder. Set it to a folder of "
-                "board .toml files, or unset it to use the boards shipped with tinykd."
-            )
-        return p
-    here = Path(__file__).resolve().parent
-    for cand in (here.parent / "boards", here / "boards"):
-        if cand.is_dir():
-            return cand
-    raise TinykdError(
-        "Cannot find the boards folder (looked beside the tinykd package). Set $TINYKD_BOARDS "
-        "to a folder of board .toml files."
-    )
 
 
 def _req(data: dict, key: str, path: Path, typ):

@@ -25,8 +25,11 @@ def _common_options(func):
         click.option("--qat-epochs", type=int, default=None, help="Epochs of quantisation-aware fine-tuning."),
         click.option("--temperature", "-T", type=float, default=None, help="Distillation temperature T (> 0)."),
         click.option("--alpha", type=float, default=None, help="Weight of the soft (teacher) loss, in [0, 1]."),
-        click.option("--method", type=str, default=None, help="Distillation method: hinton (default), fitnets, rkd."),
+        click.option("--method", type=str, default=None,
+                     help="Distillation method: hinton (default), ensemble, specialists, fitnets, rkd, online, self."),
         click.option("--teacher", type=str, default=None, help="Teacher architecture (e.g. cnn, hinton-1200)."),
+        click.option("--teacher-model", type=click.Path(dir_okay=False), default=None,
+                     help="A saved teacher (.keras) used instead of training one (e.g. shared by several builds)."),
         click.option("--student", type=str, default=None, help="Student architecture (e.g. mlp-300-300)."),
         click.option("--quick", is_flag=True, help="Tiny data and few epochs: a smoke run in about a minute."),
         click.option("--force", is_flag=True, help="Redo stages even if their results are up to date."),
@@ -43,6 +46,7 @@ def _overrides(opts: dict) -> dict:
         "epochs": ("student", "epochs"), "teacher_epochs": ("teacher", "epochs"),
         "qat_epochs": ("qat", "epochs"), "temperature": ("distill", "temperature"),
         "alpha": ("distill", "alpha"), "method": ("distill", "method"), "teacher": ("teacher", "arch"), "student": ("student", "arch"),
+        "teacher_model": ("teacher", "model"),
     }
     result: dict = {}
     for key, path in mapping.items():
@@ -52,7 +56,7 @@ def _overrides(opts: dict) -> dict:
         target = result
         for part in path[:-1]:
             target = target.setdefault(part, {})
-        target[path[-1]] = str(value) if key == "data_dir" else value
+        target[path[-1]] = str(value) if key in ("data_dir", "teacher_model") else value
     return result
 
 
@@ -213,23 +217,36 @@ def flash(port, seconds, **opts):
             flashed.close()
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @_common_options
+@click.pass_context
 @_friendly_errors
-def data(**opts):
+def data(ctx, **opts):
     """Find (or download) the task's data, verify it, and print what it holds."""
+    if ctx.invoked_subcommand is not None:
+        return
     from .config import resolve
+    from .data import load_dataset
 
     config = resolve(task=opts["task"], config_file=opts["config_file"], quick=opts["quick"],
                      overrides=_overrides(opts))
-    from .data import get_task
-
-    task = get_task(config.task)
-    c = config.data
-    dataset = task.load(c.dir or None, val_size=c.val_size, seed=config.seed,
-                        train_limit=c.train_limit, test_limit=c.test_limit)
-    for key, value in dataset.summary().items():
+    for key, value in load_dataset(config).summary().items():
         click.echo(f"{key:>12}: {value}")
+
+
+@data.command("synth-kws")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write the dataset into.")
+@click.option("--clips", type=int, default=200, show_default=True, help="Clips per keyword (other words get a quarter).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same audio.")
+@_friendly_errors
+def synth_kws(out, clips, seed):
+    """Speak a keyword-spotting dataset with espeak-ng, in the Speech Commands layout."""
+    from .data.kws.synth import synthesize_kws
+
+    manifest = synthesize_kws(out, clips_per_word=clips, seed=seed)
+    click.echo(f"{out}: {manifest['clips']} clips by {manifest['speakers']} speakers "
+               f"({manifest['validation']} validation, {manifest['testing']} test); "
+               f"use it with --task kws --data-dir {out}")
 
 
 @main.command()
@@ -266,6 +283,104 @@ def doctor(data_dir):
 
     for check in run_checks(data_dir):
         click.echo(f"{'ok ' if check.ok else '-- '} {check.name:<18} {check.detail}")
+
+
+@main.command()
+@click.argument("experiment", type=click.Choice(["hinton-mnist"]))
+@click.option("--quick", is_flag=True, help="Tiny data and 1-2 epochs: a smoke run in about a minute.")
+@click.option("--out", type=click.Path(file_okay=False), default="build/reproduce-hinton-mnist", show_default=True,
+              help="Folder for the per-row results, results.json, the table and the plot.")
+@click.option("--data-dir", type=click.Path(), default=None, help="Folder with the MNIST files.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same numbers.")
+@_friendly_errors
+def reproduce(experiment, quick, out, data_dir, seed):
+    """Reproduce a paper's experiments; rerunning resumes and skips the rows already done."""
+    from .experiments.hinton_mnist import reproduce_hinton_mnist
+
+    result = reproduce_hinton_mnist(out, data_dir=data_dir, seed=seed, quick=quick,
+                                    log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"Table: {result.table} (results: {result.results}, plot: {result.plot})")
+
+
+def _experiment_options(func):
+    """Options of the experiments (sweep, fit): the task, data and teacher, not one student's settings."""
+    options = [
+        click.option("--task", type=str, default=None, help="mnist (default) or kws."),
+        click.option("--board", type=str, default=None, help="Board whose budgets apply (default mps2-an386)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                     help="TOML file with settings (see README)."),
+        click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder."),
+        click.option("--seed", type=int, default=None, help="Random seed: same seed, same results."),
+        click.option("--data-dir", type=click.Path(), default=None, help="Folder with the dataset files."),
+        click.option("--epochs", type=int, default=None, help="Epochs for each student."),
+        click.option("--teacher-epochs", type=int, default=None, help="Epochs for the teacher."),
+        click.option("--qat-epochs", type=int, default=None, help="Epochs of quantisation-aware fine-tuning."),
+        click.option("--teacher", type=str, default=None, help="Teacher architecture to train (e.g. cnn)."),
+        click.option("--teacher-model", type=click.Path(dir_okay=False), default=None,
+                     help="A saved teacher (.keras) used instead of training one."),
+        click.option("--quick", is_flag=True, help="Tiny data and few epochs: a smoke run."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _experiment_config(opts: dict):
+    from .config import resolve
+
+    return resolve(task=opts["task"], config_file=opts["config_file"], quick=opts["quick"],
+                   overrides=_overrides(opts))
+
+
+@main.command()
+@_experiment_options
+@click.option("--temperatures", default="1,2,4,8,20", show_default=True, help="Comma-separated temperatures.")
+@click.option("--alphas", default=None, help="Comma-separated alphas (default: the configured alpha, 0.9).")
+@click.option("--students", default="mlp-30-30,mlp-300-300", show_default=True,
+              help="Comma-separated student architectures.")
+@click.option("--methods", default=None, help="Comma-separated methods: hinton, fitnets, rkd (default: hinton).")
+@click.option("--int8/--no-int8", default=True, show_default=True,
+              help="Also QAT, convert to int8, count int8 errors in TFLite Micro and size the firmware.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Also train each student without a teacher, for comparison.")
+@_friendly_errors
+def sweep(temperatures, alphas, students, methods, int8, baselines, **opts):
+    """Distil students over temperatures, alphas, sizes and methods; resumable; table and plots."""
+    from .experiments.sweep import default_sweep_dir, parse_grid, run_sweep
+
+    config = _experiment_config(opts)
+    grid = parse_grid(temperatures, alphas or f"{config.distill.alpha:g}", students, methods or config.distill.method)
+    out = Path(opts["out"]) if opts["out"] else default_sweep_dir(config)
+    result = run_sweep(config, out, grid, int8=int8, baselines=baselines, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"sweep: {result.trained} points trained, {result.skipped} finished earlier; "
+               f"table: {out / 'sweep.md'}, plots: {out / 'plots'}")
+
+
+@main.command()
+@_experiment_options
+@click.option("--widths", default="16,32,64,128,256,512", show_default=True, help="Comma-separated layer widths.")
+@click.option("--depths", default="1,2,3", show_default=True, help="Comma-separated numbers of hidden layers.")
+@click.option("--max-latency", type=float, default=None, help="Latency limit in ms (estimated from MACs).")
+@click.option("--min-epochs", type=int, default=1, show_default=True,
+              help="Epochs of the first successive-halving round (doubling each round).")
+@click.option("--temperature", "-T", type=float, default=None, help="Distillation temperature T (> 0).")
+@click.option("--alpha", type=float, default=None, help="Weight of the soft (teacher) loss, in [0, 1].")
+@click.option("--method", type=str, default=None, help="Distillation method: hinton (default), fitnets, rkd.")
+@_friendly_errors
+def fit(widths, depths, max_latency, min_epochs, **opts):
+    """Find the most accurate int8 MLP student that fits the board (flash, RAM, latency)."""
+    from .experiments.fit import default_fit_dir, parse_sizes, run_fit
+
+    config = _experiment_config(opts)
+    width_list, depth_list = parse_sizes(widths, depths)
+    out = Path(opts["out"]) if opts["out"] else default_fit_dir(config)
+    result = run_fit(config, out, width_list, depth_list, max_latency_ms=max_latency, min_epochs=min_epochs,
+                     log=lambda msg: click.echo(msg, err=True))
+    chosen = result.chosen
+    click.echo(f"chosen: {chosen['arch']} ({chosen['test_errors_int8']} int8 test errors of {chosen['test_total']}, "
+               f"flash {chosen['firmware']['flash_used']:,} B, RAM {chosen['firmware']['ram_used']:,} B); "
+               f"report: {out / 'fit.md'}")
+    click.echo(f"next: {result.next_command}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,11 @@ class DataConfig:
     train_limit: int = 0     # use only this many training examples (0 = all)
     test_limit: int = 0      # evaluate on only this many test examples (0 = all)
     jitter: int = 2          # random shift in pixels during training (Hinton used up to 2)
+    # kws: time-shifted, noise-mixed copies of the training clips added to the training set
+    augment: int = 0
+    # kws without Speech Commands: keyword clips per word in the espeak-ng set (0 = 200, or
+    # fewer when train_limit asks for less)
+    synth_clips: int = 0
 
 
 @dataclass
@@ -31,6 +36,9 @@ class TeacherConfig:
     epochs: int = 6
     batch_size: int = 128
     learning_rate: float = 2e-3
+    # A saved Keras teacher (.keras/.h5) used instead of training one ("" = train it), so that
+    # several builds can share one teacher; builds fingerprint its sha256, not its path.
+    model: str = ""
 
 
 @dataclass
@@ -48,8 +56,22 @@ class DistillConfig:
     # targets, as the paper recommends ("considerably lower weight on the second objective").
     temperature: float = 20.0
     alpha: float = 0.9
-    # hinton | fitnets (hint on a hidden layer through a learned adapter) | rkd (relational)
+    # hinton | ensemble | specialists | fitnets (hint on a hidden layer through a learned
+    # adapter) | rkd (relational) | online (deep mutual learning) | self (born-again)
     method: str = "hinton"
+    # ensemble: teachers averaged, the build's teacher included; the others are trained with
+    # the [teacher] settings and their own seeds, as ensemble_arch ("" = teacher arch)
+    teachers: int = 2
+    ensemble_arch: str = ""
+    mean: str = "arithmetic"   # arithmetic (of probabilities) | geometric
+    # specialists: groups of confused classes, each with its own specialist teacher
+    specialists: int = 2
+    specialist_classes: int = 3  # at most this many classes per group
+    specialist_epochs: int = 2   # fine-tuning from the generalist's weights
+    # online: architecture of the peer learning with the student ("" = the student's)
+    peer: str = ""
+    # self: born-again generations after generation 0 (the no-KD baseline)
+    generations: int = 1
 
 
 @dataclass
@@ -122,8 +144,15 @@ TASK_QUICK: dict[str, dict[str, Any]] = {
 }
 
 
-# Methods that need exactly what a build has: one trained teacher and one student.
-BUILD_METHODS = ("hinton", "fitnets", "rkd")
+# Every distillation method a build runs, and the [distill] keys each one reads besides
+# temperature and alpha (the others do not change its result).
+BUILD_METHODS = ("hinton", "ensemble", "specialists", "fitnets", "rkd", "online", "self")
+METHOD_KEYS: dict[str, tuple[str, ...]] = {
+    "ensemble": ("teachers", "ensemble_arch", "mean"),
+    "specialists": ("specialists", "specialist_classes", "specialist_epochs"),
+    "online": ("peer",),
+    "self": ("generations",),
+}
 
 
 def merge(config: BuildConfig, overrides: dict[str, Any], source: str) -> BuildConfig:
@@ -225,18 +254,57 @@ def validate(config: BuildConfig) -> None:
                 f"[{section}] needs epochs >= 0, batch_size >= 1 and learning_rate > 0 "
                 f"(got {part.epochs}, {part.batch_size}, {part.learning_rate})."
             )
-    if config.data.val_size < 1 or config.data.train_limit < 0 or config.data.test_limit < 0 or config.data.jitter < 0:
-        raise TinykdError("[data] needs val_size >= 1 and non-negative train_limit, test_limit and jitter.")
+    data = config.data
+    if data.val_size < 1 or min(data.train_limit, data.test_limit, data.jitter, data.augment, data.synth_clips) < 0:
+        raise TinykdError("[data] needs val_size >= 1 and non-negative train_limit, test_limit, jitter, augment "
+                          "and synth_clips.")
+    unused = [k for k in ("augment", "synth_clips") if getattr(data, k) and k not in get_task(config.task).data_options]
+    if unused:
+        raise TinykdError(
+            f"[data] {', '.join(unused)} only apply to the kws task (task '{config.task}' ignores them). "
+            "Remove them; for MNIST the training augmentation is [data] jitter."
+        )
     if config.device.limit < 0 or config.device.instances < 1:
         raise TinykdError("[device] needs limit >= 0 (0 = all) and instances >= 1.")
-    if config.distill.method not in BUILD_METHODS:
-        raise TinykdError(
-            f"Distillation method '{config.distill.method}' cannot be used in a build yet; choose one of "
-            f"{', '.join(BUILD_METHODS)}. (ensemble, online and self-distillation are in "
-            "tinykd.distill.methods for use from Python.)"
-        )
+    _validate_distill(config)
     check_model_name(config.teacher.arch)
     check_model_name(config.student.arch)
     from .boards import load_board
 
     load_board(config.board)
+
+
+def _validate_distill(config: BuildConfig) -> None:
+    from .models import check_model_name
+
+    kd = config.distill
+    if kd.method not in BUILD_METHODS:
+        raise TinykdError(
+            f"Unknown distillation method '{kd.method}'; choose one of {', '.join(BUILD_METHODS)} "
+            "(--method or [distill] method)."
+        )
+    if kd.teachers < 2:
+        raise TinykdError(f"[distill] teachers must be at least 2 (got {kd.teachers}): the ensemble averages the "
+                          "build's teacher and teachers - 1 more. Try 2 or 3.")
+    if kd.mean not in ("arithmetic", "geometric"):
+        raise TinykdError(f"[distill] mean must be 'arithmetic' (of probabilities) or 'geometric' (softmax of the "
+                          f"mean log-probabilities), not '{kd.mean}'.")
+    if kd.specialists < 1 or kd.specialist_classes < 2 or kd.specialist_epochs < 1:
+        raise TinykdError(
+            f"[distill] needs specialists >= 1 (groups), specialist_classes >= 2 and specialist_epochs >= 1 "
+            f"(got {kd.specialists}, {kd.specialist_classes}, {kd.specialist_epochs}). Try 2, 3 and 2."
+        )
+    if kd.generations < 1:
+        raise TinykdError(f"[distill] generations must be at least 1 (got {kd.generations}): born-again trains "
+                          "that many generations after the no-KD baseline.")
+    for arch in (kd.ensemble_arch, kd.peer):
+        if arch:
+            check_model_name(arch)
+    if config.teacher.model:
+        path = Path(config.teacher.model)
+        if not path.is_file() or path.suffix not in (".keras", ".h5"):
+            raise TinykdError(
+                f"The teacher model {path} (--teacher-model or [teacher] model) is not a .keras or .h5 file "
+                "that exists. Give the path of a saved teacher (e.g. another build's teacher.keras), or leave "
+                "it empty to train one."
+            )

@@ -24,13 +24,15 @@ from .config import BuildConfig
 from .errors import TinykdError
 from .fileio import write_json, write_text
 
-STAGES = ("train-teacher", "distill", "qat", "convert", "export", "firmware", "evaluate", "device", "report")
+STAGES = ("train-teacher", "extra-teachers", "distill", "qat", "convert", "export", "firmware", "evaluate", "device",
+          "report")
 
 # The settings each stage's result depends on (besides the upstream stages it reads).
 _STAGE_SETTINGS: dict[str, Callable[[BuildConfig], Any]] = {
-    "train-teacher": lambda c: (c.task, c.seed, _data_settings(c), c.teacher),
-    "distill": lambda c: (c.task, c.seed, _data_settings(c), c.student, c.distill),
-    "qat": lambda c: (c.qat, c.distill),
+    "train-teacher": lambda c: (c.task, c.seed, _data_settings(c), _teacher_settings(c)),
+    "extra-teachers": lambda c: (c.task, c.seed, _data_settings(c), _extra_teacher_settings(c)),
+    "distill": lambda c: (c.task, c.seed, _data_settings(c), c.student, _distill_settings(c)),
+    "qat": lambda c: (c.qat, _distill_settings(c)),
     "convert": lambda c: (c.qat.calibration_samples,),
     "export": lambda c: (),
     "firmware": lambda c: (c.board, _firmware_sources_digest()),
@@ -45,14 +47,38 @@ def _data_settings(c: BuildConfig):
     return dataclasses.replace(c.data, dir="")
 
 
+def _teacher_settings(c: BuildConfig):
+    """A loaded teacher is known by its bytes (a copy elsewhere is the same teacher); a trained one by
+    how it was trained."""
+    if c.teacher.model:
+        return ("loaded", hashlib.sha256(Path(c.teacher.model).read_bytes()).hexdigest())
+    return c.teacher
+
+
+def _distill_settings(c: BuildConfig):
+    """The [distill] settings the chosen method reads (a change to another method's keys redoes nothing)."""
+    from .config import METHOD_KEYS
+
+    kd = c.distill
+    return (kd.method, kd.temperature, kd.alpha) + tuple((k, getattr(kd, k)) for k in METHOD_KEYS.get(kd.method, ()))
+
+
+def _extra_teacher_settings(c: BuildConfig):
+    """Only ensemble and specialists train extra teachers; for the other methods the stage is empty."""
+    if c.distill.method not in ("ensemble", "specialists"):
+        return ("none",)
+    return (dataclasses.replace(c.teacher, model=""), _distill_settings(c)[:1] + _distill_settings(c)[3:])
+
+
 _UPSTREAM = {
     "train-teacher": (),
-    "distill": ("train-teacher",),
+    "extra-teachers": ("train-teacher",),
+    "distill": ("train-teacher", "extra-teachers"),
     "qat": ("distill",),
     "convert": ("qat",),
     "export": ("convert",),
     "firmware": ("convert",),
-    "evaluate": ("train-teacher", "distill", "qat", "convert"),
+    "evaluate": ("train-teacher", "extra-teachers", "distill", "qat", "convert"),
     "device": ("firmware", "evaluate"),
     "report": ("evaluate", "firmware"),
 }
@@ -60,7 +86,7 @@ _UPSTREAM = {
 
 def _firmware_sources_digest() -> str:
     """Hash of firmware/ so that a changed runtime or app rebuilds the firmware."""
-    from .firmware.project import firmware_dir
+    from .resources import firmware_dir
 
     h = hashlib.sha256()
     for path in sorted(firmware_dir().rglob("*")):
@@ -71,10 +97,12 @@ def _firmware_sources_digest() -> str:
 
 
 # Training runs: the stage that owns each, and the name of its checkpoint folder.
-_OWNER_STAGE = {"train-teacher": "train-teacher", "baseline": "distill", "distill": "distill", "qat": "qat"}
-_CHECKPOINT_LABEL = {"train-teacher": "teacher", "baseline": "baseline", "distill": "student", "qat": "student_qat"}
+_OWNER_STAGE = {"train-teacher": "train-teacher", "extra-teachers": "extra-teachers", "baseline": "distill",
+                "distill": "distill", "qat": "qat"}
+_CHECKPOINT_LABEL = {"train-teacher": "teacher", "extra-teachers": "extra", "baseline": "baseline",
+                     "distill": "student", "qat": "student_qat"}
 # Offsets keep each stage's random stream distinct yet fixed by the one seed.
-_SEED_OFFSET = {"train-teacher": 1, "distill": 2, "baseline": 3, "qat": 4}
+_SEED_OFFSET = {"train-teacher": 1, "distill": 2, "baseline": 3, "qat": 4, "extra-teachers": 5}
 
 
 @dataclass
@@ -180,9 +208,9 @@ class Build:
 
     @cached_property
     def dataset(self):
-        c = self.config.data
-        return self.task.load(c.dir or None, val_size=c.val_size, seed=self.config.seed,
-                              train_limit=c.train_limit, test_limit=c.test_limit)
+        from .data import load_dataset
+
+        return load_dataset(self.config)
 
     @staticmethod
     def _fresh_keras_names() -> None:
@@ -229,19 +257,55 @@ class Build:
 
         return load_model(self.model_path(name))
 
-    def _train(self, stage: str, model, teacher, section, temperature=1.0, alpha=0.0):
+    def _train(self, stage: str, model, section, kd=None, *, seed: int | None = None, checkpoint_dir=None,
+               label: str | None = None):
+        """Train `model` with `kd` = (method, teacher) from `_kd_method`, or on the labels alone (None)."""
+        import tinykd  # noqa: F401
+        import tf_keras as keras
+
         from .distill import Distiller, train
-        from .distill.methods import get_method
 
         d = self.dataset
-        # The configured method applies wherever there is a teacher (KD and QAT); the teacher
-        # and the baseline learn from the labels alone.
-        method = get_method(self.config.distill.method, temperature, alpha) if teacher is not None else None
-        wrapper = Distiller(model, teacher, temperature, alpha, method=method)
+        method, teacher = kd if kd is not None else (None, None)
+        wrapper = Distiller(model, teacher, method=method)
+        if seed is None:
+            seed = self._seed(stage)
+        else:
+            keras.utils.set_random_seed(seed)
         return train(wrapper, d.x_train, d.y_train, (d.x_val, d.y_val), epochs=section.epochs,
                      batch_size=section.batch_size, learning_rate=section.learning_rate,
-                     seed=self._seed(stage), max_shift=self.config.data.jitter,
-                     checkpoint_dir=self._checkpoints(stage), label=_CHECKPOINT_LABEL[stage])
+                     seed=seed, max_shift=self.config.data.jitter,
+                     checkpoint_dir=checkpoint_dir or self._checkpoints(stage), label=label or _CHECKPOINT_LABEL[stage])
+
+    def _kd_method(self, stage: str):
+        """(method, teacher model) the configured method distils with in `stage` (distill or qat).
+
+        online learns with a peer (trained too: a fresh one in distill, the distilled peer again in
+        QAT); self (QAT only: distill runs `born_again`) with the previous generation; the others
+        with the build's teacher plus, for ensemble and specialists, the extra teachers."""
+        from .distill.methods import Specialist, get_method
+        from .models import build_model
+
+        kd = self.config.distill
+        name, t, a = kd.method, kd.temperature, kd.alpha
+        if name == "online":
+            if stage == "qat":
+                return get_method(name, t, a), self.load_model("peer")
+            d = self.dataset
+            return get_method(name, t, a), build_model(kd.peer or self.config.student.arch, d.input_shape,
+                                                       d.num_classes)
+        if name == "self":
+            previous = "baseline" if kd.generations == 1 else f"generation{kd.generations - 1}"
+            return get_method(name, t, a), self.load_model(previous)
+        teacher = self.load_model("teacher")
+        if name == "ensemble":
+            others = [self.load_model(f"teacher{i}") for i in range(1, kd.teachers)]
+            return get_method(name, t, a, teachers=others, mean=kd.mean), teacher
+        if name == "specialists":
+            groups = json.loads((self.out / "specialists.json").read_text())["groups"]
+            specialists = [Specialist(self.load_model(f"specialist{i}"), g) for i, g in enumerate(groups)]
+            return get_method(name, t, a, specialists=specialists), teacher
+        return get_method(name, t, a), teacher
 
     # ---- stages --------------------------------------------------------------------------
     def _stage_train_teacher(self):
@@ -250,43 +314,158 @@ class Build:
 
         self._seed("train-teacher")
         d, c = self.dataset, self.config.teacher
+        if c.model:
+            return self._load_teacher(Path(c.model))
         teacher = build_model(c.arch, d.input_shape, d.num_classes)
-        result = self._train("train-teacher", teacher, None, c)
+        result = self._train("train-teacher", teacher, c)
         save_model(teacher, self.out / "teacher.keras")
         self._save_history("teacher", result)
         return ["teacher.keras"], {"params": count_params(teacher), "train_seconds": result.seconds}
+
+    def _load_teacher(self, path: Path):
+        """--teacher-model: a saved teacher instead of training one (e.g. one shared by several builds)."""
+        from .models import count_params
+        from .models.store import load_model, save_model
+
+        d = self.dataset
+        teacher = load_model(path)
+        inputs, outputs = tuple(teacher.inputs[0].shape[1:]), int(teacher.outputs[0].shape[-1])
+        if inputs != tuple(d.input_shape) or outputs != d.num_classes:
+            raise TinykdError(
+                f"The teacher model {path} takes inputs of shape {inputs} and has {outputs} outputs, but task "
+                f"'{self.config.task}' has inputs {tuple(d.input_shape)} and {d.num_classes} classes. Give a "
+                "teacher trained for this task, or leave --teacher-model out to train one."
+            )
+        save_model(teacher, self.out / "teacher.keras")
+        # A teacher trained here before would leave its curves in the report.
+        (self.out / "history" / "teacher.json").unlink(missing_ok=True)
+        self.log(f"  teacher loaded from {path} ({count_params(teacher):,} parameters), not trained")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return ["teacher.keras"], {"params": count_params(teacher), "loaded_from": str(path), "sha256": digest}
+
+    def _stage_extra_teachers(self):
+        """The teachers a method needs besides the build's: ensemble's other members, or specialists."""
+        method = self.config.distill.method
+        if method == "ensemble":
+            return self._train_ensemble_teachers()
+        if method == "specialists":
+            return self._train_specialists()
+        return [], {"teachers": 0}
+
+    def _train_ensemble_teachers(self):
+        from .models import build_model, count_params
+        from .models.store import save_model
+
+        d, c, kd = self.dataset, self.config.teacher, self.config.distill
+        arch = kd.ensemble_arch or c.arch
+        folder = self._checkpoints("extra-teachers")
+        artifacts, info = [], {"arch": arch, "params": {}, "train_seconds": {}}
+        for i in range(1, kd.teachers):
+            # Each member its own seed: same data, different initialisation, order and jitter.
+            seed = self._seed("extra-teachers") + 1000 * i
+            model = build_model(arch, d.input_shape, d.num_classes)
+            result = self._train("extra-teachers", model, c, seed=seed, checkpoint_dir=folder / f"teacher{i}",
+                                 label=f"teacher{i}")
+            save_model(model, self.out / f"teacher{i}.keras")
+            self._save_history(f"teacher{i}", result)
+            artifacts.append(f"teacher{i}.keras")
+            info["params"][f"teacher{i}"] = count_params(model)
+            info["train_seconds"][f"teacher{i}"] = result.seconds
+        return artifacts, info
+
+    def _train_specialists(self):
+        from .distill.methods import find_groups, soft_confusion, train_specialists
+        from .evaluate import predict_logits
+        from .models.store import save_model
+
+        d, c, kd = self.dataset, self.config.teacher, self.config.distill
+        generalist = self.load_model("teacher")
+        logits = predict_logits(generalist, d.x_val)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        confusion = soft_confusion(probs, d.y_val, d.num_classes)
+        groups = find_groups(confusion, kd.specialists, kd.specialist_classes)
+        names = d.class_names
+        self.log("  specialist groups (most confused on validation): "
+                 + "; ".join("{" + ", ".join(names[k] for k in g) + "}" for g in groups))
+        # Fine-tuning from the generalist's weights: a quarter of its learning rate keeps what the
+        # body already knows while the new output layer settles.
+        section = dataclasses.replace(c, epochs=kd.specialist_epochs, learning_rate=c.learning_rate / 4)
+        specialists = train_specialists(
+            generalist, groups, d.x_train, d.y_train, (d.x_val, d.y_val),
+            checkpoint_dir=self._checkpoints("extra-teachers"), seed=self._seed("extra-teachers"),
+            epochs=section.epochs, batch_size=section.batch_size, learning_rate=section.learning_rate,
+            max_shift=self.config.data.jitter)
+        artifacts = []
+        for i, s in enumerate(specialists):
+            save_model(s.model, self.out / f"specialist{i}.keras")
+            self._save_history(f"specialist{i}", s)
+            artifacts.append(f"specialist{i}.keras")
+        write_json(self.out / "specialists.json", {
+            "groups": groups, "class_names": list(names),
+            "validation_soft_confusion": np.round(confusion, 3).tolist(),
+        })
+        return artifacts + ["specialists.json"], {"groups": groups,
+                                                  "train_seconds": [s.seconds for s in specialists]}
 
     def _stage_distill(self):
         from .models import build_model, count_params
         from .models.store import save_model
 
         d, c, kd = self.dataset, self.config.student, self.config.distill
-        teacher = self.load_model("teacher")
         self._seed("baseline")
         baseline = build_model(c.arch, d.input_shape, d.num_classes)
-        base_result = self._train("baseline", baseline, None, c)
+        base_result = self._train("baseline", baseline, c)
         save_model(baseline, self.out / "baseline.keras")
         self._save_history("baseline", base_result)
         self._seed("distill")
-        student = build_model(c.arch, d.input_shape, d.num_classes)
-        kd_result = self._train("distill", student, teacher, c, kd.temperature, kd.alpha)
+        extra = []
+        if kd.method == "self":
+            student, kd_result, extra = self._born_again(baseline)
+        else:
+            student = build_model(c.arch, d.input_shape, d.num_classes)
+            kd_pair = self._kd_method("distill")
+            kd_result = self._train("distill", student, c, kd_pair)
+            if kd.method == "online":
+                save_model(kd_pair[1], self.out / "peer.keras")
+                extra = ["peer.keras"]
         save_model(student, self.out / "student.keras")
         self._save_history("student", kd_result)
-        return ["baseline.keras", "student.keras"], {
+        return ["baseline.keras", "student.keras"] + extra, {
             "params": count_params(student),
             "baseline_seconds": base_result.seconds,
             "student_seconds": kd_result.seconds,
         }
+
+    def _born_again(self, baseline):
+        """self: generations 1..N of the student's architecture, generation 0 being the no-KD
+        baseline; the last is the student, the ones between are kept as generation<k>.keras."""
+        from .distill import TrainResult, born_again
+        from .models import build_model
+        from .models.store import save_model
+
+        d, c, kd = self.dataset, self.config.student, self.config.distill
+        generations = born_again(
+            lambda: build_model(c.arch, d.input_shape, d.num_classes), kd.generations, d.x_train, d.y_train,
+            (d.x_val, d.y_val), checkpoint_dir=self._checkpoints("distill"), seed=self._seed("distill"),
+            temperature=kd.temperature, alpha=kd.alpha, first=baseline, label="student",
+            epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate, max_shift=self.config.data.jitter)
+        kept = []
+        for k, generation in enumerate(generations[1:-1], start=1):
+            save_model(generation.model, self.out / f"generation{k}.keras")
+            self._save_history(f"generation{k}", generation)
+            kept.append(f"generation{k}.keras")
+        last = generations[-1]
+        seconds = round(sum(g.seconds for g in generations[1:]), 2)
+        return last.model, TrainResult(last.history, seconds, c.epochs), kept
 
     def _stage_qat(self):
         from .models.store import save_model
         from .quantize import quantize_student
 
         self._seed("qat")
-        teacher, student = self.load_model("teacher"), self.load_model("student")
-        qat_student = quantize_student(student)
-        kd = self.config.distill
-        result = self._train("qat", qat_student, teacher, self.config.qat, kd.temperature, kd.alpha)
+        qat_student = quantize_student(self.load_model("student"))
+        result = self._train("qat", qat_student, self.config.qat, self._kd_method("qat"))
         save_model(qat_student, self.model_path("student_qat"))
         self._save_history("student_qat", result)
         return [self.model_path("student_qat").name], {"train_seconds": result.seconds}
@@ -354,12 +533,12 @@ class Build:
         from .device.evaluate import compare_with_host, run_audio_on_device
         from .evaluate import classification_result
         from .export import tflite_io_quantization
+        from .data import load_test_audio
         from .export.convert import quantize_input
 
-        d, c, dc = self.dataset, self.config.device, self.config.data
+        d, c = self.dataset, self.config.device
         n = min(c.limit or len(d.y_test), len(d.y_test))
-        audio = self.task.load_test_audio(dc.dir or None, seed=self.config.seed, train_limit=dc.train_limit,
-                                          test_limit=dc.test_limit)
+        audio = load_test_audio(self.config)
         if len(audio) != len(d.y_test):
             raise TinykdError(
                 f"The raw test clips ({len(audio)}) do not line up with the test features "
@@ -401,6 +580,8 @@ class Build:
             self.log(f"  evaluating {name} (float) on {len(d.y_test)} test examples")
             logits = predict_logits(self.load_model(name), d.x_test)
             results[name] = classification_result(name, logits, d.y_test, d.num_classes)
+        method_results, method_info = self._evaluate_method_models()
+        results.update(method_results)
         tflite = self.out / "model_int8.tflite"
         quant = tflite_io_quantization(tflite)
         x_int8 = quantize_input(d.x_test, quant.input)
@@ -419,6 +600,7 @@ class Build:
             "int8_litert_vs_tflm_max_difference": max_difference,
             "int8_litert_vs_tflm_prediction_disagreements": prediction_disagreements,
             "class_names": d.class_names,
+            **method_info,
         }
         write_json(self.out / "evaluation.json", evaluation)
         for name, r in results.items():
@@ -426,6 +608,45 @@ class Build:
         self.log(f"  int8 outputs differing between LiteRT and TFLite Micro: {mismatches} "
                  f"(largest difference {max_difference} step, {prediction_disagreements} different predictions)")
         return ["evaluation.json", "host_int8_outputs.npy"], {"mismatches": mismatches}
+
+    def _evaluate_method_models(self):
+        """Float test results of the models a method adds: ensemble members and the ensemble itself
+        (their mean at T = 1), the generalist combined with its specialists (T = 1) and each
+        specialist on its own task (its classes or dustbin), the online peer, born-again generations."""
+        from .distill.methods import combine_log_probs, ensemble_log_probs, specialist_labels
+        from .distill.methods.specialists import TOP_K
+        from .evaluate import classification_result, predict_logits
+
+        d, kd = self.dataset, self.config.distill
+        results, info = {}, {}
+
+        def evaluate(name, logits):
+            results[name] = classification_result(name, np.asarray(logits), d.y_test, d.num_classes)
+
+        if kd.method in ("ensemble", "specialists"):
+            teacher_logits = predict_logits(self.load_model("teacher"), d.x_test)
+        if kd.method == "ensemble":
+            members = [teacher_logits]
+            for i in range(1, kd.teachers):
+                members.append(predict_logits(self.load_model(f"teacher{i}"), d.x_test))
+                evaluate(f"teacher{i}", members[-1])
+            evaluate("ensemble", ensemble_log_probs(members, 1.0, None, kd.mean).numpy())
+        elif kd.method == "specialists":
+            groups = json.loads((self.out / "specialists.json").read_text())["groups"]
+            outputs, info["specialists"] = [], []
+            for i, group in enumerate(groups):
+                outputs.append(predict_logits(self.load_model(f"specialist{i}"), d.x_test))
+                own = specialist_labels(d.y_test, group)
+                wrong = int(np.sum(outputs[-1].argmax(1) != own))
+                info["specialists"].append({"classes": group, "errors": wrong, "total": int(len(own)),
+                                            "test_examples_of_its_classes": int(np.sum(own < len(group)))})
+            evaluate("specialists", combine_log_probs(teacher_logits, outputs, groups, 1.0, TOP_K).numpy())
+        elif kd.method == "online":
+            evaluate("peer", predict_logits(self.load_model("peer"), d.x_test))
+        elif kd.method == "self":
+            for k in range(1, kd.generations):
+                evaluate(f"generation{k}", predict_logits(self.load_model(f"generation{k}"), d.x_test))
+        return results, info
 
     def _stage_report(self):
         from .report import write_report

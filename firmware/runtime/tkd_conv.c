@@ -6,15 +6,25 @@
  * the filter), so a tap outside the image must add filter * input zero point, and a tap
  * inside adds filter * input. Both paths below do exactly that.
  *
- * Blocked path (groups == 1), portable C or DSP: output pixels two at a time; each pixel's receptive field is one
+ * Blocked path (groups == 1), portable C or DSP: each output pixel's receptive field is one
  * contiguous column of K = filter_h * filter_w * in_c bytes -- the input pixel itself for a
  * 1x1 stride-1 unpadded conv, otherwise gathered into a bounded stack buffer with padding
- * filled with the input zero point. Two columns times two filters make a 2x2 block of dot
- * products: with DSP the two columns are sign-extended to int16 pairs once per pixel pair,
- * then per four K steps and two filters: 4 column words, 2 filter words, 4 SXTB16 and
- * 8 SMLAD for 16 MACs;
- * without, the same 2x2 block in scalar C (each byte load feeds two MACs). */
+ * filled with the input zero point.
+ * - DSP, K <= TKD_CONV_QUAD_K: four pixels at a time (conv_cols4). The four columns are
+ *   sign-extended to int16 pairs once, then per filter and four K steps: 1 filter word,
+ *   2 SXTB16, 4 LDRD of column words and 8 SMLAD for 16 MACs, 4 accumulators.
+ * - Otherwise pixels two at a time, two filters per block (2x2): with DSP the two columns
+ *   are sign-extended once per pixel pair, then per four K steps and two filters: 4 column
+ *   words, 2 filter words, 4 SXTB16 and 8 SMLAD for 16 MACs; without DSP the same 2x2 block
+ *   in scalar C (each byte load feeds two MACs). */
 #include "tkd_internal.h"
+
+/* GCC's pre-allocation scheduler hoists loads far ahead of their multiplies, which with
+ * 4 to 8 accumulators live spills to the stack inside the inner loops. Registers matter
+ * more than load latency on an in-order M-profile core. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-schedule-insns")
+#endif
 
 /* Column bytes per pixel the blocked path gathers on the stack (two columns are live, and
  * with DSP their int16 expansion: 6 * TKD_CONV_COL_MAX bytes of stack in all).
@@ -22,6 +32,15 @@
  * forces the reference loop everywhere (the tests use that to check it too). */
 #ifndef TKD_CONV_COL_MAX
 #define TKD_CONV_COL_MAX 512
+#endif
+/* DSP: receptive fields up to this many bytes go four pixels at a time (conv_cols4; the 4
+ * columns and their expansion fit the buffers sized for 2 x TKD_CONV_COL_MAX); 0: never. */
+#ifndef TKD_CONV_QUAD_K
+#define TKD_CONV_QUAD_K 128
+#endif
+#if TKD_CONV_QUAD_K * 2 > TKD_CONV_COL_MAX
+#undef TKD_CONV_QUAD_K
+#define TKD_CONV_QUAD_K (TKD_CONV_COL_MAX / 2)
 #endif
 
 static void conv_portable(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
@@ -196,29 +215,25 @@ static int32_t dot_1(const int8_t *a, const int8_t *w, int32_t K, int32_t acc)
 }
 
 /* cols: one column (n == 1) or two adjacent ones (n == 2); out: the first pixel's outputs. */
-static void conv_cols(const tkd_conv_params_t *p, const int8_t *cols, int32_t n,
-                      const int8_t *filter, const int32_t *bias, int32_t K, int8_t *out)
+static void conv_cols(const tkd_conv_params_t *p, const tkd_out_t *osp, const int8_t *cols,
+                      int32_t n, const int8_t *filter, const int32_t *bias, int32_t K,
+                      uint32_t *x16, int8_t *out)
 {
-    const tkd_out_t os = tkd_conv_out_stage(p);
+    const tkd_out_t os = *osp;
     int32_t oc = 0;
     int32_t acc[4];
 #if TKD_USE_DSP
-    uint32_t x16[TKD_CONV_COL_MAX]; /* 2 * K int16 */
     if (n == 2) {
         expand_2(cols, K, x16);
     }
-#else
-    const uint32_t *x16 = 0;
 #endif
     if (n == 2) {
         for (; oc + 2 <= p->out_c; oc += 2) {
             acc[0] = acc[2] = bias ? bias[oc] : 0;
             acc[1] = acc[3] = bias ? bias[oc + 1] : 0;
             dot_2x2(cols, x16, filter + (int32_t)oc * K, K, acc);
-            out[oc] = tkd_out(&os, oc, acc[0]);
-            out[oc + 1] = tkd_out(&os, oc + 1, acc[1]);
-            out[p->out_c + oc] = tkd_out(&os, oc, acc[2]);
-            out[p->out_c + oc + 1] = tkd_out(&os, oc + 1, acc[3]);
+            tkd_out2(&os, oc, acc[0], acc[2], out + oc, p->out_c);
+            tkd_out2(&os, oc + 1, acc[1], acc[3], out + oc + 1, p->out_c);
         }
     }
     for (; oc < p->out_c; oc++) {
@@ -231,32 +246,129 @@ static void conv_cols(const tkd_conv_params_t *p, const int8_t *cols, int32_t n,
     }
 }
 
+#if TKD_USE_DSP && TKD_CONV_QUAD_K > 0
+/* Four adjacent columns (a, a + K, a + 2K, a + 3K) sign-extended once to int16 pairs, per four
+ * K steps the words (p0 k0,k2) (p0 k1,k3) (p1 ..) (p1 ..) (p2 ..) (p2 ..) (p3 ..) (p3 ..). */
+static void expand_4(const int8_t *a, int32_t K, uint32_t *x16)
+{
+    int32_t k, j;
+    for (k = 0; k + 4 <= K; k += 4, x16 += 8) {
+        for (j = 0; j < 4; j++) {
+            const uint32_t x = tkd_read_s8x4(a + j * K + k);
+            x16[2 * j] = tkd_sxtb16(x);
+            x16[2 * j + 1] = tkd_sxtb16_ror8(x);
+        }
+    }
+}
+
+/* Four pixels x one filter per block: the filter word of four K steps is loaded and extended
+ * once for four pixels (1 load + 2 SXTB16 + 4 LDRD of column words + 8 SMLAD per 16 MACs),
+ * and only 4 accumulators are live, so the loop runs in registers (the 2x2 blocks of
+ * conv_cols spill: 4 accumulators + 4 column words + 2 filter words + pointers exceed the
+ * 14 allocatable registers). Each filter's output constants then serve 4 outputs
+ * (tkd_out4). */
+static void conv_cols4(const tkd_conv_params_t *p, const tkd_out_t *osp, const int8_t *cols,
+                       const int8_t *filter, const int32_t *bias, int32_t K, uint32_t *x16,
+                       int8_t *out)
+{
+    const tkd_out_t os = *osp;
+    const int32_t K4 = K & ~3, C = p->out_c;
+    int32_t oc;
+    expand_4(cols, K, x16);
+    for (oc = 0; oc < C; oc++) {
+        const int8_t *w = filter + (int32_t)oc * K;
+        const uint32_t *x = x16;
+        int32_t a0 = bias ? bias[oc] : 0, a1 = a0, a2 = a0, a3 = a0;
+        int32_t k = 0;
+#define TKD_QUAD_STEP(KK, XO)                                                                \
+    do {                                                                                     \
+        const uint32_t ww = tkd_read_s8x4(w + (KK));                                         \
+        const uint32_t w02 = tkd_sxtb16(ww), w13 = tkd_sxtb16_ror8(ww);                      \
+        uint32_t lo, hi; /* each pixel's two words of this step in one LDRD */               \
+        TKD_LDRD(x, (XO), lo, hi);                                                           \
+        a0 = tkd_smlad(lo, w02, a0);                                                         \
+        a0 = tkd_smlad(hi, w13, a0);                                                         \
+        TKD_LDRD(x, (XO) + 8, lo, hi);                                                       \
+        a1 = tkd_smlad(lo, w02, a1);                                                         \
+        a1 = tkd_smlad(hi, w13, a1);                                                         \
+        TKD_LDRD(x, (XO) + 16, lo, hi);                                                      \
+        a2 = tkd_smlad(lo, w02, a2);                                                         \
+        a2 = tkd_smlad(hi, w13, a2);                                                         \
+        TKD_LDRD(x, (XO) + 24, lo, hi);                                                      \
+        a3 = tkd_smlad(lo, w02, a3);                                                         \
+        a3 = tkd_smlad(hi, w13, a3);                                                         \
+    } while (0)
+        for (; k + 16 <= K4; k += 16, x += 32) {   /* 4 steps per iteration: less overhead */
+            TKD_QUAD_STEP(k, 0);
+            TKD_QUAD_STEP(k + 4, 32);
+            TKD_QUAD_STEP(k + 8, 64);
+            TKD_QUAD_STEP(k + 12, 96);
+        }
+        if (k + 8 <= K4) {
+            TKD_QUAD_STEP(k, 0);
+            TKD_QUAD_STEP(k + 4, 32);
+            k += 8, x += 16;
+        }
+        if (k < K4) {
+            TKD_QUAD_STEP(k, 0);
+            k += 4;
+        }
+#undef TKD_QUAD_STEP
+        for (; k < K; k++) {
+            const int32_t wv = w[k];
+            a0 += (int32_t)cols[k] * wv;
+            a1 += (int32_t)cols[K + k] * wv;
+            a2 += (int32_t)cols[2 * K + k] * wv;
+            a3 += (int32_t)cols[3 * K + k] * wv;
+        }
+        tkd_out4(&os, oc, a0, a1, a2, a3, out + oc, C);
+    }
+}
+#endif
+
 static void conv_blocked(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
-                     const int32_t *bias, int8_t *output)
+                         const int32_t *bias, int8_t *output)
 {
     const int32_t K = p->filter_h * p->filter_w * p->in_c;
     const int direct = p->filter_h == 1 && p->filter_w == 1 && p->stride_h == 1 &&
                        p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
                        p->in_h == p->out_h && p->in_w == p->out_w;
+    const tkd_out_t os = tkd_conv_out_stage(p);
     int8_t cols[2 * TKD_CONV_COL_MAX] TKD_ALIGN(4);
+#if TKD_USE_DSP
+    uint32_t x16[TKD_CONV_COL_MAX]; /* 2 columns of K <= TKD_CONV_COL_MAX as int16 pairs, or
+                                       4 of K <= TKD_CONV_QUAD_K */
+#else
+    uint32_t *x16 = 0;
+#endif
     const int32_t pixels = p->out_h * p->out_w;
-    int32_t b, px;
+    int32_t b, px, n;
     for (b = 0; b < p->batches; b++) {
         const int8_t *in_b = input + (int32_t)b * p->in_h * p->in_w * p->in_c;
         int8_t *out_b = output + (int32_t)b * pixels * p->out_c;
-        for (px = 0; px < pixels; px += 2) {
-            const int32_t n = px + 1 < pixels ? 2 : 1;
+        for (px = 0; px < pixels; px += n) {
             const int8_t *c;
+            int32_t j;
+#if TKD_USE_DSP && TKD_CONV_QUAD_K > 0
+            n = K <= TKD_CONV_QUAD_K && px + 4 <= pixels ? 4 : (px + 1 < pixels ? 2 : 1);
+#else
+            n = px + 1 < pixels ? 2 : 1;
+#endif
             if (direct) {
                 c = in_b + px * K;
             } else {
-                int32_t j;
                 for (j = 0; j < n; j++) {
                     gather(p, in_b, (px + j) / p->out_w, (px + j) % p->out_w, cols + j * K);
                 }
                 c = cols;
             }
-            conv_cols(p, c, n, filter, bias, K, out_b + px * p->out_c);
+#if TKD_USE_DSP && TKD_CONV_QUAD_K > 0
+            if (n == 4) {
+                conv_cols4(p, &os, c, filter, bias, K, x16, out_b + px * p->out_c);
+                continue;
+            }
+#endif
+            conv_cols(p, &os, c, n, filter, bias, K, x16, out_b + px * p->out_c);
         }
     }
 }

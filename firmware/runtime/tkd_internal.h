@@ -16,6 +16,10 @@
 
 #include "tkd_runtime.h"
 
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined(TKD_DSP_EMULATE)
+#include <arm_acle.h>
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define TKD_INLINE static inline __attribute__((always_inline))
 #else
@@ -59,16 +63,22 @@ TKD_INLINE int32_t tkd_rq_apply(const tkd_rq_t *r, int32_t acc)
  *   floor((acc*mult + 2^30) / 2^31), the high multiply above (SMMULR: one instruction);
  * - |hi| <= |acc| < 2^30, so hi + 2^(right-1) cannot overflow, and the rounding right shift
  *   (ties away from zero) is (hi + 2^(right-1) - (hi < 0)) >> right, as right >= 1. */
-TKD_INLINE int32_t tkd_rq_short(int32_t acc, int32_t mult, int32_t shift)
+/* SMMULR: (a * b + 2^31) >> 32, the rounded high word of the 64-bit product. */
+TKD_INLINE int32_t tkd_smmulr(int32_t a, int32_t b)
 {
-    const int32_t x2 = (int32_t)((uint32_t)acc << 1);
-    const int32_t right = -shift;
 #if TKD_USE_DSP && defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TKD_DSP_EMULATE)
     int32_t hi;
-    __asm__("smmulr %0, %1, %2" : "=r"(hi) : "r"(x2), "r"(mult));
+    __asm__("smmulr %0, %1, %2" : "=r"(hi) : "r"(a), "r"(b));
+    return hi;
 #else
-    const int32_t hi = (int32_t)(((int64_t)x2 * mult + ((int64_t)1 << 31)) >> 32);
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
 #endif
+}
+
+TKD_INLINE int32_t tkd_rq_short(int32_t acc, int32_t mult, int32_t shift)
+{
+    const int32_t hi = tkd_smmulr((int32_t)((uint32_t)acc << 1), mult);
+    const int32_t right = -shift;
     const int32_t round = (int32_t)((uint32_t)1 << (right - 1));
     return (hi + round - (int32_t)((uint32_t)hi >> 31)) >> right;
 }
@@ -96,6 +106,7 @@ TKD_INLINE int8_t tkd_clamp_s8(int32_t v, int32_t lo, int32_t hi)
 typedef struct {
     const int32_t *mult, *shift;
     int32_t offset, lo, hi, is_short;
+    int32_t fast; /* tkd_out2/tkd_out4 may take their fast form (see there) */
 } tkd_out_t;
 
 TKD_INLINE int8_t tkd_out(const tkd_out_t *o, int32_t ch, int32_t acc)
@@ -104,20 +115,104 @@ TKD_INLINE int8_t tkd_out(const tkd_out_t *o, int32_t ch, int32_t acc)
                         o->hi);
 }
 
-/* Four int8 values from any address (unaligned word loads are fine on M3 and later). */
-/* The output stage of CONV_2D and DEPTHWISE_CONV_2D, which share their parameter struct. */
+/* Clamp to [-128, 127]: one SSAT where the core has it (any Armv7-M or later, DSP or not). */
+TKD_INLINE int32_t tkd_sat_s8(int32_t v)
+{
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined(TKD_DSP_EMULATE)
+    return __ssat(v, 8);
+#else
+    return v < -128 ? -128 : (v > 127 ? 127 : v);
+#endif
+}
+
+/* The output stage of one channel for the 1, 2 or 4 pixels of a block: the channel's
+ * multiplier and shift are loaded, and its rounding constant built, once per block.
+ * Fast form (o->fast, decided once per layer by tkd_conv_out_stage): short requantisation,
+ * every right shift <= 22, and a clamp range ending at 127 (no activation, or a ReLU whose
+ * range reaches the top of int8: what QAT-trained models have). Then
+ * - the output offset rides in the rounding constant: adding offset * 2^right before the
+ *   arithmetic shift adds exactly offset after it (floor((x + k 2^r) / 2^r) =
+ *   floor(x / 2^r) + k), and nothing overflows: |hi| < 2^30, round <= 2^21 and
+ *   |offset| * 2^right <= 2^7 * 2^22 = 2^29;
+ * - the clamp is one SSAT to [-128, 127] and, where act_min > -128 (a ReLU whose zero point
+ *   is above -128), a max with act_min: clamp(x, lo, 127) = max(clamp(x, -128, 127), lo)
+ *   for any lo >= -128.
+ * An output then costs LSL, SMMULR, SUB, ADD, ASR, SSAT (+ CMP/MOVLT) and the store;
+ * otherwise tkd_out. */
+#define TKD_OUT_FAST_CONSTS(o, ch)                                                           \
+    const int32_t fm_ = (o)->mult[ch], fr_ = -(o)->shift[ch], fl_ = (o)->lo;                 \
+    const int32_t fk_ = (int32_t)(((uint32_t)1 << (fr_ - 1)) + ((uint32_t)(o)->offset << fr_))
+
+TKD_INLINE int8_t tkd_out_fast(int32_t acc, int32_t m, int32_t right, int32_t round, int32_t lo)
+{
+    const int32_t hi = tkd_smmulr((int32_t)((uint32_t)acc << 1), m);
+    const int32_t v = tkd_sat_s8((hi + round - (int32_t)((uint32_t)hi >> 31)) >> right);
+    return (int8_t)(v < lo ? lo : v);
+}
+
+/* Any output stage, n outputs of one channel (tkd_requant.c): the general form kept out of
+ * line, so each fast block carries one call instead of a copy of both requantisations. */
+void tkd_out_n(const tkd_out_t *o, int32_t ch, const int32_t *acc, int32_t n, int8_t *out,
+               int32_t stride);
+
+TKD_INLINE void tkd_out1(const tkd_out_t *o, int32_t ch, int32_t a0, int8_t *out)
+{
+    if (o->fast) {
+        TKD_OUT_FAST_CONSTS(o, ch);
+        out[0] = tkd_out_fast(a0, fm_, fr_, fk_, fl_);
+    } else {
+        tkd_out_n(o, ch, &a0, 1, out, 1);
+    }
+}
+
+TKD_INLINE void tkd_out2(const tkd_out_t *o, int32_t ch, int32_t a0, int32_t a1, int8_t *out,
+                         int32_t stride)
+{
+    if (o->fast) {
+        TKD_OUT_FAST_CONSTS(o, ch);
+        out[0] = tkd_out_fast(a0, fm_, fr_, fk_, fl_);
+        out[stride] = tkd_out_fast(a1, fm_, fr_, fk_, fl_);
+    } else {
+        const int32_t acc[2] = {a0, a1};
+        tkd_out_n(o, ch, acc, 2, out, stride);
+    }
+}
+
+TKD_INLINE void tkd_out4(const tkd_out_t *o, int32_t ch, int32_t a0, int32_t a1, int32_t a2,
+                         int32_t a3, int8_t *out, int32_t stride)
+{
+    if (o->fast) {
+        TKD_OUT_FAST_CONSTS(o, ch);
+        out[0] = tkd_out_fast(a0, fm_, fr_, fk_, fl_);
+        out[stride] = tkd_out_fast(a1, fm_, fr_, fk_, fl_);
+        out[2 * stride] = tkd_out_fast(a2, fm_, fr_, fk_, fl_);
+        out[3 * stride] = tkd_out_fast(a3, fm_, fr_, fk_, fl_);
+    } else {
+        const int32_t acc[4] = {a0, a1, a2, a3};
+        tkd_out_n(o, ch, acc, 4, out, stride);
+    }
+}
+
+/* The output stage of CONV_2D and DEPTHWISE_CONV_2D, which share their parameter struct;
+ * built once per kernel call (it scans the shifts for the fast form). */
 TKD_INLINE tkd_out_t tkd_conv_out_stage(const tkd_conv_params_t *p)
 {
     tkd_out_t o;
+    int32_t ch;
     o.mult = p->multiplier;
     o.shift = p->shift;
     o.offset = p->output_offset;
     o.lo = p->act_min;
     o.hi = p->act_max;
     o.is_short = p->short_requant;
+    o.fast = p->short_requant && p->act_max == 127;
+    for (ch = 0; o.fast && ch < p->out_c; ch++) {
+        o.fast = p->shift[ch] >= -22; /* short_requant already says shift <= -1 */
+    }
     return o;
 }
 
+/* Four int8 values from any address (unaligned word loads are fine on M3 and later). */
 TKD_INLINE uint32_t tkd_read_s8x4(const int8_t *p)
 {
     uint32_t v;
@@ -137,6 +232,14 @@ TKD_INLINE uint32_t tkd_sxtb16_ror8(uint32_t x)
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
     return r;
 }
+/* Two words p[O/4], p[O/4 + 1] (O: a constant byte offset, multiple of 4, < 1024) in one
+ * LDRD; GCC splits 64-bit loads of this kind into two LDRs. The "m" operand tells the
+ * compiler which memory the instruction reads, so it is ordered after the stores that wrote
+ * it. */
+#define TKD_LDRD(P, O, LO, HI)                                                                 \
+    __asm__("ldrd %0, %1, [%2, #%c3]"                                                           \
+            : "=&r"(LO), "=&r"(HI)                                                             \
+            : "r"(P), "n"(O), "m"(*(const uint32_t(*)[2])((const char *)(P) + (O))))
 /* acc + lo(a)*lo(b) + hi(a)*hi(b), int16 lanes, wrapping */
 TKD_INLINE int32_t tkd_smlad(uint32_t a, uint32_t b, int32_t acc)
 {
@@ -152,6 +255,11 @@ TKD_INLINE int32_t tkd_smlatt(uint32_t a, uint32_t b, int32_t acc)
 }
 #else
 /* Plain C twins (host testing with -DTKD_USE_DSP=1 -DTKD_DSP_EMULATE). */
+#define TKD_LDRD(P, O, LO, HI)                                                                 \
+    do {                                                                                       \
+        (LO) = (P)[(O) / 4];                                                                   \
+        (HI) = (P)[(O) / 4 + 1];                                                               \
+    } while (0)
 TKD_INLINE int32_t tkd_lo16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x & 0xFFFFu); }
 TKD_INLINE int32_t tkd_hi16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x >> 16); }
 TKD_INLINE uint32_t tkd_sxtb16(uint32_t x)

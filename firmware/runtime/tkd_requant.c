@@ -7,7 +7,7 @@
  *     multiply, rounding right shift (if any).
  * Signed overflow is avoided: the 64-bit product of two int32 fits, and the left shifts are
  * done on uint32 (wrapping like TFLite's `x * (1 << s)` does on two's complement targets). */
-#include "tkd_runtime.h"
+#include "tkd_internal.h"
 
 int32_t tkd_sat_rounding_doubling_high_mul(int32_t a, int32_t b)
 {
@@ -67,5 +67,17 @@ void tkd_copy(const void *src, void *dst, int32_t bytes)
     }
     for (i = 0; i < bytes; i++) {
         d[i] = s[i];
+    }
+}
+
+void tkd_out_n(const tkd_out_t *o, int32_t ch, const int32_t *acc, int32_t n, int8_t *out,
+               int32_t stride)
+{
+    const tkd_rq_t r = tkd_rq_make(o->mult[ch], o->shift[ch]);
+    int32_t j;
+    for (j = 0; j < n; j++) {
+        const int32_t v = o->is_short ? tkd_rq_short(acc[j], r.mult, -r.right)
+                                      : tkd_rq_apply(&r, acc[j]);
+        out[j * stride] = tkd_clamp_s8(v + o->offset, o->lo, o->hi);
     }
 }

@@ -28,6 +28,8 @@ class Task:
     # load_test_audio(data_dir, seed, train_limit, test_limit) -> int16 [N, samples]: the raw
     # test inputs, in the order of Dataset.x_test, for devices that preprocess them themselves.
     load_test_audio: Optional[Callable[..., np.ndarray]] = None
+    # [data] settings, beyond the common ones, that `load` takes as keyword arguments.
+    data_options: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------- kws
@@ -35,15 +37,18 @@ class Task:
 KWS_SYNTH_CLIPS_PER_WORD = 200  # the full synthetic set: 10 x 200 keyword + 25 x 50 other clips
 
 
-def kws_synth_clips_per_word(train_limit: int) -> int:
-    """Size of the synthetic set: enough keyword clips for `train_limit` training examples
-    (80 % of the clips train; _unknown_ and _silence_ add 10 % each), the full set for 0."""
+def kws_synth_clips_per_word(train_limit: int, synth_clips: int = 0) -> int:
+    """Size of the synthetic set: `synth_clips` when given, else enough keyword clips for
+    `train_limit` training examples (80 % of the clips train; _unknown_ and _silence_ add
+    10 % each), the default set for 0."""
+    if synth_clips:
+        return synth_clips
     if not train_limit:
         return KWS_SYNTH_CLIPS_PER_WORD
     return max(8, min(KWS_SYNTH_CLIPS_PER_WORD, math.ceil(train_limit / (10 * 0.8 * 1.2))))
 
 
-def kws_data_root(data_dir=None, seed: int = 0, train_limit: int = 0) -> Path:
+def kws_data_root(data_dir=None, seed: int = 0, train_limit: int = 0, synth_clips: int = 0) -> Path:
     """Where the KWS clips come from: `data_dir`, else $TINYKD_DATA when it holds Speech
     Commands, else a synthetic set spoken by espeak-ng, generated once into
     $TINYKD_CACHE/kws-synth-<seed>-<clips per word>."""
@@ -58,25 +63,26 @@ def kws_data_root(data_dir=None, seed: int = 0, train_limit: int = 0) -> Path:
             if speech_commands.is_dataset_dir(cand):
                 speech_commands.check_layout(cand)
                 return cand
-    size = kws_synth_clips_per_word(train_limit)
+    size = kws_synth_clips_per_word(train_limit, synth_clips)
     root = speech_commands.cache_dir() / f"kws-synth-{seed}-{size}"
-    synth.synthesize_kws(root, clips_per_word=size, seed=seed, progress=False)
+    synth.synthesize_kws(root, clips_per_word=size, seed=seed, progress=True)
     return root
 
 
 def _kws_load(data_dir=None, val_size: int = 0, seed: int = 0, train_limit: int = 0,
-              test_limit: int = 0) -> Dataset:
+              test_limit: int = 0, augment: int = 0, synth_clips: int = 0) -> Dataset:
     from .kws import speech_commands
 
-    root = kws_data_root(data_dir, seed, train_limit)
+    root = kws_data_root(data_dir, seed, train_limit, synth_clips)
     return speech_commands.load(root, val_size=val_size, seed=seed, train_limit=train_limit,
-                                test_limit=test_limit)
+                                test_limit=test_limit, augment=augment)
 
 
-def _kws_test_audio(data_dir=None, seed: int = 0, train_limit: int = 0, test_limit: int = 0) -> np.ndarray:
+def _kws_test_audio(data_dir=None, seed: int = 0, train_limit: int = 0, test_limit: int = 0,
+                    augment: int = 0, synth_clips: int = 0) -> np.ndarray:
     from .kws import speech_commands
 
-    root = kws_data_root(data_dir, seed, train_limit)
+    root = kws_data_root(data_dir, seed, train_limit, synth_clips)
     audio, _, _ = speech_commands.load_audio(root, "test", seed, limit=test_limit, progress=False)
     return audio
 
@@ -106,6 +112,7 @@ TASKS: dict[str, Task] = {
         jitter_pixels=0,
         input_quantization=_kws_input_quantization(),
         load_test_audio=_kws_test_audio,
+        data_options=("augment", "synth_clips"),
     ),
 }
 
@@ -119,4 +126,20 @@ def get_task(name: str) -> Task:
         ) from None
 
 
-__all__ = ["Dataset", "Task", "TASKS", "get_task", "kws_data_root"]
+def load_dataset(config) -> Dataset:
+    """The dataset a build configuration (tinykd.config.BuildConfig) asks for."""
+    task, c = get_task(config.task), config.data
+    options = {name: getattr(c, name) for name in task.data_options}
+    return task.load(c.dir or None, val_size=c.val_size, seed=config.seed, train_limit=c.train_limit,
+                     test_limit=c.test_limit, **options)
+
+
+def load_test_audio(config) -> np.ndarray:
+    """The raw test inputs of a build configuration's task (tasks whose device preprocesses)."""
+    task, c = get_task(config.task), config.data
+    options = {name: getattr(c, name) for name in task.data_options}
+    return task.load_test_audio(c.dir or None, seed=config.seed, train_limit=c.train_limit,
+                                test_limit=c.test_limit, **options)
+
+
+__all__ = ["Dataset", "Task", "TASKS", "get_task", "kws_data_root", "load_dataset", "load_test_audio"]

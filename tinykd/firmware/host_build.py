@@ -12,18 +12,14 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from tinykd.errors import TinykdError
+from tinykd.resources import firmware_dir
 
 HOST_CFLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror")
 
 
 def runtime_dir() -> Path:
-    """firmware/runtime: from $TINYKD_FIRMWARE, else beside the tinykd package."""
-    env = os.environ.get("TINYKD_FIRMWARE")
-    d = (Path(env) if env else Path(__file__).resolve().parents[2] / "firmware") / "runtime"
-    if not (d / "tkd_runtime.h").is_file():
-        raise TinykdError(f"Cannot find the tinykd runtime at {d} (expected tkd_runtime.h). Run "
-                          "from a tinykd checkout or set $TINYKD_FIRMWARE to its firmware/ folder.")
-    return d
+    """firmware/runtime: the C runtime's sources."""
+    return firmware_dir() / "runtime"
 
 
 def runtime_sources() -> list[Path]:

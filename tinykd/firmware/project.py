@@ -26,6 +26,7 @@ from pathlib import Path
 from tinykd import fileio
 from tinykd.boards import Board, load_board
 from tinykd.errors import TinykdError
+from tinykd.resources import firmware_dir
 
 DEFAULT_STACK_BYTES = 16384
 MANIFEST = "tinykd_project.json"
@@ -38,18 +39,6 @@ ARDUINO_CLI_HINT = (
     "Install arduino-cli (https://arduino.github.io/arduino-cli/latest/installation/), then "
     "`arduino-cli core install arduino:mbed_nano`."
 )
-
-
-def firmware_dir() -> Path:
-    """The firmware sources: $TINYKD_FIRMWARE, else firmware/ beside the tinykd package."""
-    env = os.environ.get("TINYKD_FIRMWARE")
-    cand = Path(env) if env else Path(__file__).resolve().parents[2] / "firmware"
-    if not (cand / "app" / "tkd_app.c").is_file():
-        raise TinykdError(
-            f"Cannot find the tinykd firmware sources at {cand} (expected app/tkd_app.c). "
-            "Run from a tinykd checkout or set $TINYKD_FIRMWARE to its firmware/ folder."
-        )
-    return cand
 
 
 @dataclass

@@ -58,6 +58,27 @@ def confusion_matrix(confusion: list[list[int]], class_names: list[str], title: 
     return _save(fig, path)
 
 
+def feature_images(features: np.ndarray, titles: list[str], wrong: list[bool], path: Path,
+                   xlabel: str = "frame (20 ms)", ylabel: str = "MFCC coefficient") -> Path:
+    """Input feature maps (e.g. 49 x 10 MFCC) side by side; wrongly classified ones framed in red."""
+    n = len(features)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, f, title, bad in zip(axes.flat, features, titles, wrong):
+        # Time runs left to right, coefficient 0 at the bottom, as in a spectrogram.
+        ax.imshow(np.asarray(f).reshape(f.shape[0], -1).T, origin="lower", aspect="auto", cmap="magma")
+        ax.set_title(title, fontsize=9, color="#b00020" if bad else "black")
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        if bad:
+            for side in ax.spines.values():
+                side.set(color="#b00020", linewidth=2)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def error_bars(errors: dict[str, int], total: int, references: dict[str, int], path: Path) -> Path:
     """Test errors per model, with the paper's numbers as reference lines where they apply."""
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -69,4 +90,102 @@ def error_bars(errors: dict[str, int], total: int, references: dict[str, int], p
         ax.text(len(names) - 0.5, value, f" {label}: {value}", va="bottom", ha="right", fontsize=8, color="dimgray")
     ax.set(ylabel=f"test errors (of {total})", title="Test errors by model")
     ax.tick_params(axis="x", rotation=20)
+    return _save(fig, path)
+
+
+def errors_vs_temperature(lines: dict[str, list[tuple[float, int]]], baselines: dict[str, int], total: int,
+                          title: str, path: Path) -> Path:
+    """Test errors against the distillation temperature, one line per student (and setting);
+    each student's no-KD baseline, where given, as a dashed line in the same colour."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, points) in enumerate(lines.items()):
+        colour = colours[i % len(colours)]
+        ts, errors = zip(*sorted(points))
+        ax.plot(ts, errors, marker="o", color=colour, label=label)
+        student = label.split(" ")[0]
+        if student in baselines:
+            ax.axhline(baselines[student], ls="--", lw=1, color=colour)
+            ax.text(max(ts), baselines[student], f" {student} no KD: {baselines[student]}", va="bottom",
+                    ha="right", fontsize=8, color=colour)
+    temperatures = sorted({t for points in lines.values() for t, _ in points})
+    ax.set_xscale("log")
+    ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
+    ax.minorticks_off()
+    ax.set(xlabel="temperature T", ylabel=f"test errors (of {total})", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def accuracy_vs_size(points: list[dict], front: list[int], flash_budget: int, ram_budget: int, title: str,
+                     path: Path, chosen: int | None = None, rejected: list[dict] | None = None) -> Path:
+    """Accuracy against flash (with the Pareto front) and against RAM, budgets as vertical lines.
+
+    `points`: dicts with label, flash, ram, accuracy (0..1); `front`: indices into points on
+    the flash front; `chosen`: index to highlight; `rejected`: dicts with label (saying why),
+    flash, ram of models ruled out before training (no accuracy: ticks along the bottom).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    accuracy = np.asarray([100 * p["accuracy"] for p in points], dtype=float)
+    for ax, key, budget in ((axes[0], "flash", flash_budget), (axes[1], "ram", ram_budget)):
+        sizes = np.asarray([p[key] for p in points], dtype=float)
+        ax.scatter(sizes, accuracy, color="#4c72b0", zorder=3, label="students")
+        # Students of one size sit on one vertical line, often at nearly equal accuracy: their
+        # labels are stacked downwards from the best one so that they stay readable. RAM differs
+        # little between students, so labels there would pile up: the flash panel names them.
+        stacked: dict[float, int] = {}
+        for i in sorted(range(len(points)), key=lambda i: -accuracy[i]) if key == "flash" else []:
+            row = stacked[sizes[i]] = stacked.get(sizes[i], -1) + 1
+            top = max(accuracy[j] for j in range(len(points)) if sizes[j] == sizes[i])
+            ax.annotate(points[i]["label"], (sizes[i], top), textcoords="offset points", xytext=(6, 2 - 9 * row),
+                        fontsize=7, va="top")
+        if key == "flash" and front:
+            ax.step(sizes[front], accuracy[front], where="post", color="#dd8452", lw=1.5, zorder=2,
+                    marker="D", ms=5, label="Pareto front")
+        if chosen is not None:
+            ax.scatter([sizes[chosen]], [accuracy[chosen]], s=160, facecolors="none", edgecolors="#c44e52",
+                       lw=2, zorder=4, label=f"chosen: {points[chosen]['label']}")
+        for r in rejected or []:
+            ax.axvline(r[key], ymax=0.06, color="grey", lw=2)
+            if key != "flash":
+                continue
+            ax.annotate(r["label"], (r[key], 0), xycoords=("data", "axes fraction"),
+                        xytext=(2, 12), textcoords="offset points", fontsize=7, color="dimgray", rotation=90)
+        ax.axvline(budget, ls="--", color="#c44e52", lw=1.2, label=f"budget {budget:,} B")
+        ax.set_xscale("log")
+        # Decimal kB/MB on the log scale's powers of ten; minor labels (2x10^4 ...) would crowd the axis.
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+            lambda v, _: f"{v / 1e6:g} MB" if v >= 1e6 else f"{v / 1e3:g} kB"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(xlabel=f"{'flash' if key == 'flash' else 'RAM'} used (log scale)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="best")
+    axes[0].set_ylabel("accuracy (%)")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def soft_targets(probabilities: dict[float, np.ndarray], class_names: list[str], true_class: int,
+                 image: np.ndarray | None, title: str, path: Path) -> Path:
+    """The teacher's softmax(logits / T) for one example at several temperatures, log scale:
+    the higher T, the more of the 'dark knowledge' in the small probabilities shows."""
+    has_image = image is not None and image.ndim >= 2
+    fig, axes = plt.subplots(1, 2 if has_image else 1, figsize=(11 if has_image else 9, 4),
+                             gridspec_kw={"width_ratios": [1, 4]} if has_image else None)
+    ax = axes[-1] if has_image else axes
+    if has_image:
+        axes[0].imshow(np.squeeze(image), cmap="gray_r")
+        axes[0].set(title=f"true class: {class_names[true_class]}", xticks=[], yticks=[])
+    temperatures = sorted(probabilities)
+    width = 0.8 / len(temperatures)
+    x = np.arange(len(class_names))
+    for i, t in enumerate(temperatures):
+        ax.bar(x + (i - (len(temperatures) - 1) / 2) * width, probabilities[t], width, label=f"T = {t:g}")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-6, 1.5)
+    ax.set_xticks(x, class_names, rotation=45 if len(class_names) > 10 else 0)
+    ax.set(xlabel="class", ylabel="teacher probability (log scale)", title=title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
     return _save(fig, path)

@@ -45,6 +45,8 @@ def write_report(build) -> list[Path]:
                          HINTON_MNIST_ERRORS if build.config.task == "mnist" and total == 10000 else {},
                          plot_dir / "errors.png"),
     ]
+    if build.task.load_test_audio is not None:
+        written.append(_feature_examples(build, evaluation["class_names"], plot_dir / "mfcc_examples.png"))
     device = _read_json(out / "device.json")
     firmware = _read_json(out / "firmware" / "firmware.json")
     if device:
@@ -63,6 +65,8 @@ def write_report(build) -> list[Path]:
         "int8_litert_vs_tflm_max_difference": evaluation["int8_litert_vs_tflm_max_difference"],
         "int8_litert_vs_tflm_prediction_disagreements": evaluation["int8_litert_vs_tflm_prediction_disagreements"],
         "kd_gain_errors": models["baseline"]["errors"] - models["student"]["errors"],
+        "specialists": [{**s, "class_names": [evaluation["class_names"][k] for k in s["classes"]]}
+                        for s in evaluation.get("specialists", [])],
         "model": {
             "teacher_params": records.get("train-teacher", {}).get("info", {}).get("params"),
             "student_params": records.get("distill", {}).get("info", {}).get("params"),
@@ -80,7 +84,47 @@ def write_report(build) -> list[Path]:
     return written
 
 
-def _pipeline_order(name: str) -> int:
+def _feature_examples(build, class_names: list[str], path: Path, per_kind: int = 4) -> Path:
+    """The first few correctly and wrongly classified test inputs (host int8 predictions), as
+    the feature maps the model sees: what a confusion looks like, not only how often."""
+    import numpy as np
+
+    d = build.dataset
+    predicted = np.load(build.out / "host_int8_outputs.npy").argmax(axis=1)
+    right = np.flatnonzero(predicted == d.y_test)[:per_kind]
+    wrong = np.flatnonzero(predicted != d.y_test)[:per_kind]
+    chosen = list(right) + list(wrong)
+    titles = [f"#{i}: {class_names[d.y_test[i]]}" + ("" if predicted[i] == d.y_test[i]
+                                                   else f" -> {class_names[predicted[i]]}") for i in chosen]
+    return plots.feature_images(d.x_test[chosen][..., 0], titles, [predicted[i] != d.y_test[i] for i in chosen], path)
+
+
+# Models a distillation method adds; they stand right after the build's teacher.
+METHOD_MODEL_LABELS = {
+    "ensemble": "ensemble of the teachers (float, mean at T = 1)",
+    "specialists": "teacher + specialists combined (float, at T = 1)",
+    "peer": "online peer, trained with the student (float)",
+}
+
+
+def _is_method_model(name: str) -> bool:
+    numbered = any(name.startswith(p) and name[len(p):].isdigit() for p in ("teacher", "generation"))
+    return numbered or name in METHOD_MODEL_LABELS
+
+
+def model_label(name: str) -> str:
+    if name.startswith("teacher") and name[7:].isdigit():
+        return f"teacher {name[7:]} of the ensemble (float)"
+    if name.startswith("generation") and name[10:].isdigit():
+        return f"born-again generation {name[10:]} (float)"
+    return METHOD_MODEL_LABELS.get(name) or MODEL_LABELS.get(name, name)
+
+
+def _pipeline_order(name: str) -> float:
+    if _is_method_model(name):
+        # After the teacher: the other teachers in their order, then what combines them.
+        number = name.lstrip("abcdefghijklmnopqrstuvwxyz")
+        return list(MODEL_LABELS).index("teacher") + (0.5 if name in METHOD_MODEL_LABELS else 0.1 + 1e-3 * int(number))
     return list(MODEL_LABELS).index(name) if name in MODEL_LABELS else len(MODEL_LABELS)
 
 
@@ -95,24 +139,38 @@ def render_markdown(report: dict) -> str:
     lines = [
         f"# tinykd report: {c['task']} for {c['board']}",
         "",
-        f"Teacher `{c['teacher']['arch']}` ({report['model']['teacher_params']:,} parameters) distilled into "
+        (f"Teacher loaded from `{c['teacher']['model']}`" if c["teacher"].get("model") else f"Teacher `{c['teacher']['arch']}`")
+        + f" ({report['model']['teacher_params']:,} parameters) distilled into "
         f"student `{c['student']['arch']}` ({report['model']['student_params']:,} parameters) with "
         f"`{c['distill']['method']}` at T = {c['distill']['temperature']:g}, alpha = {c['distill']['alpha']:g}; "
         f"QAT for {c['qat']['epochs']} epochs; int8 model {report['model']['tflite_bytes']:,} bytes. "
         f"Seed {c['seed']}.",
         "",
-        f"## Test errors (of {total})",
-        "",
-        "| model | errors | accuracy |",
-        "|---|---:|---:|",
     ]
+    by_accuracy = c["task"] != "mnist"  # MNIST results are quoted as errors of 10 000, KWS as accuracy
+    if by_accuracy:
+        lines += [f"## Test accuracy ({total} examples)", "", "| model | accuracy | errors |", "|---|---:|---:|"]
+    else:
+        lines += [f"## Test errors (of {total})", "", "| model | errors | accuracy |", "|---|---:|---:|"]
     for name in sorted(results, key=_pipeline_order):
         r = results[name]
-        lines.append(f"| {MODEL_LABELS.get(name, name)} | {r['errors']} | {100 * r['accuracy']:.2f} % |")
+        cells = [f"{r['errors']}", f"{100 * r['accuracy']:.2f} %"]
+        lines.append(f"| {model_label(name)} | {' | '.join(cells[::-1] if by_accuracy else cells)} |")
+    gain = report["kd_gain_errors"]
+    if by_accuracy:
+        kd_sentence = (f"Distillation changed accuracy by **{100 * gain / total:+.2f}** percentage points ({gain:+d} "
+                       "correct examples) against the same student trained on labels alone (same epochs, same data).")
+    else:
+        kd_sentence = (f"Distillation bought **{gain}** fewer errors than the same student trained on labels alone "
+                       "(same epochs, same data).")
+    if report.get("specialists"):
+        lines += ["", "Specialist teachers, one per group of classes the teacher confused most on validation data "
+                  "(errors on each one's own task: one of its classes, or the dustbin for any other):", ""]
+        lines += [f"- {{{', '.join(s['class_names'])}}}: {s['errors']} errors / {s['total']}"
+                  for s in report["specialists"]]
     lines += [
         "",
-        f"Distillation bought **{report['kd_gain_errors']}** fewer errors than the same student trained on "
-        "labels alone (same epochs, same data).",
+        kd_sentence,
         f"int8 outputs that differ between LiteRT and TFLite Micro: **{report['int8_litert_vs_tflm_mismatches']}** "
         f"(largest difference {report['int8_litert_vs_tflm_max_difference']} quantisation step, "
         f"{report['int8_litert_vs_tflm_prediction_disagreements']} different predictions). LiteRT's built-in "
@@ -138,6 +196,11 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _latency_line(what: str, lat: dict) -> str:
+    return (f"{what}: {lat['mean']:,.0f} {lat['unit']} per inference (min {lat['min']:,}, max {lat['max']:,})"
+            + (f", {lat['mean_ms']} ms at the board's clock." if "mean_ms" in lat else f". {lat.get('note', '')}"))
+
+
 def _device_section(device: dict | None, firmware: dict | None) -> list[str]:
     lines: list[str] = []
     if device:
@@ -154,10 +217,17 @@ def _device_section(device: dict | None, firmware: dict | None) -> list[str]:
             f"Examples whose int8 output differs between device and host: **{device['host_vs_device']['mismatches']}**. "
             f"Streaming took {device['seconds']:.0f} s.",
             "",
-            f"Latency: {lat['mean']:,.0f} {lat['unit']} per inference (min {lat['min']:,}, max {lat['max']:,})"
-            + (f", {lat['mean_ms']} ms at the board's clock." if "mean_ms" in lat else f". {lat.get('note', '')}"),
+            _latency_line("Model", lat),
             "",
         ]
+        if device.get("frontend_latency"):
+            lines += [
+                f"Input: {device['input']}. Feature vectors that differ between device and host: "
+                f"**{device['feature_mismatches']}**.",
+                "",
+                _latency_line("Feature extractor (frontend)", device["frontend_latency"]),
+                "",
+            ]
     if firmware:
         lines += [
             "## Firmware",

@@ -24,8 +24,8 @@ import numpy as np
 
 from ...errors import TinykdError
 from ...fileio import atomic_path
+from ...resources import firmware_dir
 
-SOURCE_DIR = Path(__file__).resolve().parents[3] / "firmware" / "frontend"
 SOURCES = ("tkd_frontend.c",)
 HEADERS = ("tkd_frontend.h", "tkd_frontend_tables.h")
 CFLAGS = ("-O2", "-std=c99", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror")
@@ -40,18 +40,19 @@ def _read_params(header: Path) -> dict[str, float]:
 
 
 def _source_dir() -> Path:
-    d = Path(os.environ.get("TINYKD_FRONTEND_DIR", SOURCE_DIR))
+    env = os.environ.get("TINYKD_FRONTEND_DIR")
+    d = Path(env) if env else firmware_dir() / "frontend"
     missing = [n for n in SOURCES + HEADERS if not (d / n).is_file()]
     if missing:
         raise TinykdError(
-            f"The KWS frontend sources are missing from {d} ({', '.join(missing)}). They ship in "
-            "the tinykd source tree under firmware/frontend/; run tinykd from a checkout (pip "
-            "install -e .) or point $TINYKD_FRONTEND_DIR at that folder."
+            f"The KWS frontend sources are missing from {d} ({', '.join(missing)}). They ship with "
+            "tinykd under firmware/frontend/; reinstall tinykd or point $TINYKD_FRONTEND_DIR at a "
+            "copy of that folder."
         )
     return d
 
 
-PARAMS = _read_params(SOURCE_DIR / "tkd_frontend.h") if (SOURCE_DIR / "tkd_frontend.h").is_file() else {}
+PARAMS = _read_params(_source_dir() / "tkd_frontend.h")
 SAMPLE_RATE = int(PARAMS.get("SAMPLE_RATE", 16000))
 CLIP_SAMPLES = int(PARAMS.get("CLIP_SAMPLES", 16000))
 NUM_FRAMES = int(PARAMS.get("NUM_FRAMES", 49))

@@ -359,16 +359,17 @@ def build_index(root: Path, split: str, seed: int = 0, silence_percentage: float
     return known + unknown + silence
 
 
-def load_audio(data_dir, split: str, seed: int = 0, *, augment: bool = False,
+def load_audio(data_dir, split: str, seed: int = 0, *, augment: int = 0,
                time_shift_ms: float = 100.0, background_frequency: float = 0.8,
                background_volume: float = 0.1, silence_percentage: float = 10.0,
                unknown_percentage: float = 10.0, limit: int = 0, progress: bool = True,
                version: str = "v0.02") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(audio int16 [N, 16000], labels int64 [N], class names) of one split.
 
-    augment (training only): each word clip is shifted by up to +-time_shift_ms (zero fill)
-    and, with probability background_frequency, gets a noise cut at volume U(0,
-    background_volume) added; seeded by `seed`. limit > 0 keeps a seeded random subset.
+    augment (training only): the number of augmented copies appended after the clips. In a
+    copy each word clip is shifted by up to +-time_shift_ms (zero fill) and, with probability
+    background_frequency, gets a noise cut at volume U(0, background_volume) added; copy k is
+    seeded by (`seed`, k). limit > 0 keeps a seeded random subset (before the copies).
     """
     root = locate(data_dir, version=version)
     check_layout(root)
@@ -393,17 +394,22 @@ def load_audio(data_dir, split: str, seed: int = 0, *, augment: bool = False,
             bar.update(i + 1 - bar.n)
     if bar is not None:
         bar.close()
-    if augment and split == "train":
-        audio = augment_audio(audio, items, noise, seed, time_shift_ms, background_frequency, background_volume)
     labels = np.array([it.label for it in items], dtype=np.int64)
+    copies = int(augment) if split == "train" else 0
+    if copies:
+        audio = np.concatenate([audio] + [
+            augment_audio(audio, items, noise, seed, time_shift_ms, background_frequency, background_volume, copy=k)
+            for k in range(1, copies + 1)])
+        labels = np.tile(labels, copies + 1)
     return audio, labels, list(CLASS_NAMES)
 
 
 def augment_audio(audio: np.ndarray, items: list[Item], noise: dict[str, np.ndarray], seed: int,
                   time_shift_ms: float = 100.0, background_frequency: float = 0.8,
-                  background_volume: float = 0.1) -> np.ndarray:
-    """Time shift and background noise for word clips (silence clips are left alone)."""
-    rng = _rng(seed, "train", "augment")
+                  background_volume: float = 0.1, copy: int = 1) -> np.ndarray:
+    """Time shift and background noise for word clips (silence clips are left alone); each
+    `copy` number draws its own shifts and noise."""
+    rng = _rng(seed, "train", f"augment/{copy}")
     names = sorted(noise)
     max_shift = int(round(time_shift_ms * SAMPLE_RATE / 1000.0))
     out = audio.copy()
@@ -443,7 +449,7 @@ def _fingerprint(root: Path) -> str:
     return h.hexdigest()
 
 
-def load_kws_features(data_dir, split: str, seed: int = 0, *, augment: bool = False,
+def load_kws_features(data_dir, split: str, seed: int = 0, *, augment: int = 0,
                       limit: int = 0, cache: bool = True, progress: bool = True,
                       version: str = "v0.02", threads: int | None = None,
                       **audio_options) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -459,7 +465,7 @@ def load_kws_features(data_dir, split: str, seed: int = 0, *, augment: bool = Fa
     split = canonical_split(split)
     key_obj = {
         "root": str(root.resolve()), "data": _fingerprint(root), "split": split,
-        "seed": seed if split == "train" else EVAL_SEED, "augment": bool(augment and split == "train"),
+        "seed": seed if split == "train" else EVAL_SEED, "augment": int(augment) if split == "train" else 0,
         "limit": int(limit), "frontend": frontend.source_hash(), "options": sorted(audio_options.items()),
     }
     key = hashlib.sha256(json.dumps(key_obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -489,10 +495,12 @@ def load_kws_features(data_dir, split: str, seed: int = 0, *, augment: bool = Fa
 
 
 def load(data_dir=None, val_size: int = 0, seed: int = 0, train_limit: int = 0, test_limit: int = 0,
-         augment: bool = False):
+         augment: int = 0):
     """The task interface: a Dataset of dequantised MFCC [N, 49, 10, 1] float32 (quantising
     with the frontend's scale/zero point gives back the exact int8 bytes) and class ids.
-    val_size is ignored: Speech Commands has its own validation list."""
+    val_size is ignored: Speech Commands has its own validation list. `augment` appends that
+    many time-shifted, noise-mixed copies of the training clips (train_limit counts clips
+    before the copies)."""
     from ..base import Dataset
     from . import frontend
 

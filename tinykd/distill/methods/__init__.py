@@ -5,7 +5,8 @@
 
 `hinton` (default), `ensemble` (several teachers), `fitnets` (hints through an adapter),
 `rkd` (relational), `online` (deep mutual learning), `self` (born-again generations; see
-`born_again`). Each works on a tfmot-quantised (QAT) student too.
+`born_again`), `specialists` (a generalist plus specialist teachers for confused classes; see
+`find_groups`, `train_specialists`). Each works on a tfmot-quantised (QAT) student too.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from .fitnets import FitNets, hint_loss
 from .hinton import Hinton, hinton_parts
 from .online import Online, mutual_losses
 from .rkd import RKD, angles, normalised_distances, rkd_angle_loss, rkd_distance_loss
+from .specialists import (Specialist, Specialists, build_specialist, combine_log_probs, find_groups,
+                          soft_confusion, specialist_data, specialist_labels, train_specialists)
 
 METHODS: dict[str, type[DistillationMethod]] = {
-    cls.name: cls for cls in (Hinton, Ensemble, FitNets, RKD, Online, SelfDistillation)
+    cls.name: cls for cls in (Hinton, Ensemble, Specialists, FitNets, RKD, Online, SelfDistillation)
 }
 
 
@@ -49,4 +52,6 @@ __all__ = [
     "Hinton", "hinton_parts", "Ensemble", "ensemble_log_probs", "select_teachers", "TeacherSelection",
     "FitNets", "hint_loss", "RKD", "rkd_distance_loss", "rkd_angle_loss", "normalised_distances", "angles",
     "Online", "mutual_losses", "SelfDistillation", "born_again", "Generation",
+    "Specialists", "Specialist", "combine_log_probs", "find_groups", "soft_confusion", "build_specialist",
+    "specialist_data", "specialist_labels", "train_specialists",
 ]

@@ -1,0 +1,122 @@
+"""`tinykd fit --board B`: sizing, rejection with sizes, successive halving, latency limit, errors."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tinykd.cli import main
+from tinykd.config import resolve
+from tinykd.experiments.fit import candidate_archs, estimate_latency_ms, next_command, parse_sizes
+from tinykd.models import build_model, count_params
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run(*args):
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def quick_fit(out, mnist_dir, widths, *extra):
+    # mps3-an547 has 512 KB of flash: a 784-1024-10 MLP (~0.8 MB of int8 weights) cannot fit.
+    return run("fit", "--quick", "--board", "mps3-an547", "--data-dir", str(mnist_dir), "--out", str(out),
+               "--teacher", "mlp-64", "--teacher-epochs", "1", "--widths", widths, "--depths", "1", *extra)
+
+
+def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
+    out = tmp_path / "fit"
+    code, output = quick_fit(out, mnist_dir, "8,16,1024")
+    assert code == 0, output
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["board"] == "mps3-an547" and fit["flash_budget"] == 524_288
+    by_arch = {c["arch"]: c for c in fit["candidates"]}
+    assert set(by_arch) == {"mlp-8", "mlp-16", "mlp-1024"}
+
+    big = by_arch["mlp-1024"]
+    assert not big["fits"] and big["flash_used"] > big["flash_budget"] == 524_288
+    assert big["flash_used"] > big["params"] >= 784 * 1024 + 1024 * 10  # at least its int8 weights
+    assert big["rejected"] == f"over flash by {big['flash_used'] - 524_288:,} B"
+    assert big["val_errors_by_epochs"] == {}  # never trained
+    for small in ("mlp-8", "mlp-16"):
+        assert by_arch[small]["fits"] and by_arch[small]["rejected"] is None
+        assert by_arch[small]["flash_used"] < by_arch["mlp-1024"]["flash_used"]
+        assert by_arch[small]["macs"] == by_arch[small]["params"]  # one MAC per weight in an MLP
+
+    # Successive halving: both small ones trained for 1 epoch, the better one on to 2 (--quick).
+    first, *rest = fit["rounds"]
+    assert first["epochs"] == 1 and sorted(first["ranking"]) == ["mlp-16", "mlp-8"]
+    assert rest and rest[-1]["epochs"] == 2 and len(rest[-1]["ranking"]) == 1
+    assert rest[-1]["ranking"][0] == first["ranking"][0]
+    errors = first["val_errors"]
+    assert errors[first["ranking"][0]] <= errors[first["ranking"][1]]
+
+    chosen = fit["chosen"]
+    assert chosen["arch"] == first["ranking"][0]
+    assert chosen["firmware"]["fits"] and chosen["firmware"]["board"] == "mps3-an547"
+    assert 0 <= chosen["test_errors_int8"] < chosen["test_total"] == 500
+    assert (out / chosen["tflite"]).is_file()
+    assert fit["next_command"] == f"tinykd build --student {chosen['arch']} --board mps3-an547"
+    assert f"next: {fit['next_command']}" in output
+    assert (out / "plots" / "fit_front.png").read_bytes()[:8] == PNG_SIGNATURE
+    report = (out / "fit.md").read_text()
+    assert "](plots/fit_front.png)" in report and fit["next_command"] in report
+    assert f"rejected: over flash by {big['flash_used'] - 524_288:,} B" in report
+
+    # The same command again: sizes, round results and the finished winner are all reused, and
+    # the rounds rank with the numbers of the first run (checkpoints have moved on since).
+    sizes = {p.name: p.stat().st_mtime_ns for p in (out / "sizes").glob("*.json")}
+    code, output = quick_fit(out, mnist_dir, "8,16,1024")
+    assert code == 0, output
+    assert "int8 model finished earlier, kept" in output
+    again = json.loads((out / "fit.json").read_text())
+    assert again["rounds"] == fit["rounds"] and again["chosen"] == fit["chosen"]
+
+    # A latency limit between the two: the larger is dropped before training; sizes come from the cache.
+    limit = (by_arch["mlp-8"]["latency_ms_estimate"] + by_arch["mlp-16"]["latency_ms_estimate"]) / 2
+    code, output = quick_fit(out, mnist_dir, "8,16", "--max-latency", f"{limit:.4f}")
+    assert code == 0, output
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "sizes").glob("*.json")} == sizes
+    fit = json.loads((out / "fit.json").read_text())
+    by_arch = {c["arch"]: c for c in fit["candidates"]}
+    assert by_arch["mlp-16"]["rejected"] == (
+        f"estimated {by_arch['mlp-16']['latency_ms_estimate']:.2f} ms > {fit['max_latency_ms']:g} ms")
+    assert fit["chosen"]["arch"] == "mlp-8" and fit["max_latency_ms"] == pytest.approx(limit, abs=1e-4)
+
+    # Nothing fits: a clear error with the smallest candidate's sizes (from the cache: no compile).
+    code, output = quick_fit(out, mnist_dir, "1024")
+    assert code == 2, output
+    assert "No candidate fits mps3-an547" in output and f"{big['flash_used']:,} B" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--widths", "0,16"], "--widths: '0' is not a whole number >= 1"),
+    (["--widths", "16,wide"], "--widths: 'wide' is not a whole number"),
+    (["--depths", "1,9"], "--depths: '9' is not a whole number between 1 and 4"),
+    (["--task", "kws"], "MNIST only"),
+    (["--method", "online"], "needs extra teachers, peers or generations"),
+    (["--max-latency", "0"], "--max-latency must be > 0"),
+])
+def test_bad_fit_options_exit_2_with_a_message(args, message, tmp_path):
+    code, output = run("fit", "--out", str(tmp_path / "f"), *args)
+    assert code == 2, output
+    assert message in output and "Traceback" not in output
+    assert not (tmp_path / "f").exists()
+
+
+def test_candidates_are_buildable_mlps_and_latency_scales_with_macs():
+    widths, depths = parse_sizes("64, 16,16", "2,1")
+    assert (widths, depths) == ([16, 64], [1, 2])
+    names = candidate_archs(widths, depths)
+    assert names == ["mlp-16", "mlp-64", "mlp-16-16", "mlp-64-64"]
+    model = build_model(names[-1], (28, 28, 1), 10)
+    assert count_params(model) == 784 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
+    # 1 M MACs at 1.97 instructions each on a 25 MHz core: 78.8 ms; twice the clock, half the time.
+    assert estimate_latency_ms(1_000_000, 25_000_000) == pytest.approx(78.8)
+    assert estimate_latency_ms(1_000_000, 50_000_000) == pytest.approx(39.4)
+
+
+def test_next_command_carries_non_default_distillation_settings():
+    assert next_command("mlp-64", "nano33", resolve()) == "tinykd build --student mlp-64 --board nano33"
+    config = resolve(overrides={"distill": {"temperature": 4.0, "method": "rkd"}})
+    assert next_command("mlp-64", "nano33", config) == "tinykd build --student mlp-64 --board nano33 --method rkd -T 4"

@@ -1,0 +1,112 @@
+"""`tinykd sweep`: a tiny grid through the CLI, resuming, bad grid values, and the Pareto front."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tinykd.cli import main
+from tinykd.experiments.pareto import pareto_front
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run(*args):
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def quick_sweep(out, mnist_dir, *extra):
+    # A small teacher and one epoch: the test checks the machinery, not MNIST accuracy.
+    return run("sweep", "--quick", "--data-dir", str(mnist_dir), "--out", str(out), "--teacher", "mlp-64",
+               "--teacher-epochs", "1", "--epochs", "1", "--students", "mlp-16", "--temperatures", "1,4", *extra)
+
+
+def test_sweep_writes_points_table_and_plots_and_resumes(tmp_path, mnist_dir):
+    out = tmp_path / "sweep"
+    code, output = quick_sweep(out, mnist_dir)
+    assert code == 0, output
+    assert "3 points trained, 0 finished earlier" in output
+
+    keys = ["mlp-16__baseline", "mlp-16__hinton__T1__a0.9", "mlp-16__hinton__T4__a0.9"]
+    assert sorted(p.stem for p in (out / "points").glob("*.json")) == keys
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [p["key"] for p in summary["points"]] == keys
+    assert summary["test_examples"] == 500 and summary["board"] == "mps2-an386"
+    for point in summary["points"]:
+        assert point["test_total"] == 500 and 0 <= point["test_errors"] < 500
+        assert point["val_total"] == 500 and 0 <= point["val_errors"] < 500
+    baseline, *kd = summary["points"]
+    assert baseline["method"] == "none" and baseline["int8"] is None
+    for point in kd:
+        q = point["int8"]
+        assert q["test_total"] == 500 and 0 <= q["test_errors"] < 500
+        # int8 after one QAT epoch stays close to the float student it came from
+        assert abs(q["test_errors"] - point["test_errors"]) <= 50
+        # Flash holds at least the int8 weights; RAM at least the tensor arena; mps2-an386 has room
+        assert q["flash_used"] >= q["params"] > 12_000 and q["ram_used"] >= q["arena_bytes"]
+        assert q["fits"] and q["flash_budget"] == 4_194_304
+        assert (out / q["tflite"]).is_file()
+    assert summary["pareto_front_flash"] and set(summary["pareto_front_flash"]) <= set(keys[1:])
+
+    soft = summary["soft_targets"]["probabilities"]
+    assert set(soft) == {"1", "4"}
+    p1, p4 = np.asarray(soft["1"]), np.asarray(soft["4"])
+    assert abs(p1.sum() - 1) < 1e-4 and abs(p4.sum() - 1) < 1e-4
+    # A higher temperature softens the targets: more entropy, a smaller top probability.
+    entropy = lambda p: -(p * np.log(np.clip(p, 1e-12, None))).sum()  # noqa: E731
+    assert entropy(p4) > entropy(p1) and p4.max() < p1.max()
+
+    plots = ["errors_vs_temperature.png", "int8_errors_vs_temperature.png", "accuracy_vs_flash.png",
+             "soft_targets.png"]
+    assert sorted(summary["plots"]) == sorted(f"plots/{p}" for p in plots)
+    table = (out / "sweep.md").read_text()
+    for name in plots:
+        assert (out / "plots" / name).read_bytes()[:8] == PNG_SIGNATURE
+        assert f"](plots/{name})" in table
+    assert "| mlp-16 | none (labels only) |" in table and "| mlp-16 | hinton | 4 | 0.9 |" in table
+
+    # Rerun with one point lost and one measured with other firmware sources: the lost one trains
+    # again, the other only has its firmware measured again, the baseline is kept untouched.
+    baseline_mtime = (out / "points" / f"{keys[0]}.json").stat().st_mtime_ns
+    (out / "points" / f"{keys[2]}.json").unlink()
+    stale = json.loads((out / "points" / f"{keys[1]}.json").read_text())
+    stale["firmware_sources"] = "older-runtime"
+    (out / "points" / f"{keys[1]}.json").write_text(json.dumps(stale))
+    code, output = quick_sweep(out, mnist_dir)
+    assert code == 0, output
+    assert "1 points trained, 2 finished earlier" in output
+    assert f"{keys[0]}: finished earlier, kept" in output
+    assert f"{keys[1]}: finished earlier; the firmware sources changed" in output
+    assert (out / "points" / f"{keys[0]}.json").stat().st_mtime_ns == baseline_mtime
+    assert json.loads((out / "points" / f"{keys[1]}.json").read_text())["firmware_sources"] != "older-runtime"
+    again = json.loads((out / "sweep.json").read_text())
+    # Same seed, same settings, same sources: the retrained and the re-measured points come out the same.
+    for i in (1, 2):
+        assert again["points"][i] == summary["points"][i] | {"seconds": again["points"][i]["seconds"]}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--temperatures", "0,4"], "every temperature must be > 0 (got 0)"),
+    (["--temperatures", "1,abc"], "'abc' is not a number"),
+    (["--temperatures", "1,,2"], "has an empty entry"),
+    (["--alphas", "0.5,1.5"], "must be in [0, 1] (got 1.5)"),
+    (["--students", "mlp-30-30,resnet-9000"], "--students: Unknown model 'resnet-9000'"),
+    (["--methods", "hinton,online"], "--methods: online cannot be swept"),
+])
+def test_bad_grid_values_exit_2_with_a_message(args, message, tmp_path):
+    code, output = run("sweep", "--out", str(tmp_path / "s"), *args)
+    assert code == 2, output
+    assert message in output and "Traceback" not in output
+    assert not (tmp_path / "s").exists()  # refused before anything was trained or written
+
+
+def test_pareto_front_on_a_hand_made_case():
+    costs = [10, 20, 30, 15, 20, 40, 5]
+    accuracies = [0.50, 0.70, 0.90, 0.40, 0.70, 0.85, 0.50]
+    # 6 (cost 5) beats 0 (same accuracy, dearer); 3 is beaten by 6; 4 repeats 1; 5 is beaten by 2.
+    assert pareto_front(costs, accuracies) == [6, 1, 2]
+    assert pareto_front([], []) == []
+    assert pareto_front([3], [0.1]) == [0]
+    with pytest.raises(ValueError):
+        pareto_front([1, 2], [0.5])

@@ -1,0 +1,252 @@
+"""One student, trained and measured: the unit of work of `tinykd sweep` and `tinykd fit`.
+
+An `Experiment` holds what every student of a sweep or search shares (configuration, data,
+the teacher); the functions here train one student with the pipeline's own loop (`Distiller`
++ `train`, per-epoch checkpoints), fine-tune it with QAT, convert it to int8, count its errors
+in TFLite Micro and size its firmware for a board.
+
+Every student of one architecture starts from the same initial weights and sees the same
+batches (the seed does not depend on T, alpha or method): points of a sweep then differ only
+in what is swept, and their differences are not seed noise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import BuildConfig
+from ..errors import TinykdError
+
+# Methods that distil one student from one teacher at (T, alpha), as get_method builds them;
+# ensemble, specialists, online and self need extra teachers, peers or generations.
+SINGLE_TEACHER_METHODS = ("hinton", "fitnets", "rkd")
+
+# Offsets from seed * 100, distinct from the pipeline's stage offsets (1-4).
+_INIT_SEED_OFFSET = 11
+_TRAIN_SEED_OFFSET = 12
+_QAT_SEED_OFFSET = 13
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """What one student is: its architecture and how it learns (method None: labels only)."""
+
+    arch: str
+    method: str | None = "hinton"
+    temperature: float = 20.0
+    alpha: float = 0.9
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.method is None
+
+    @property
+    def key(self) -> str:
+        """A readable file name for the point, e.g. mlp-30-30__hinton__T4__a0.9."""
+        if self.is_baseline:
+            return f"{self.arch}__baseline"
+        return f"{self.arch}__{self.method}__T{self.temperature:g}__a{self.alpha:g}"
+
+
+@dataclass
+class Experiment:
+    """What every student of one sweep or search shares."""
+
+    config: BuildConfig
+    out: Path
+    dataset: Any                  # tinykd.data.base.Dataset
+    task: Any                     # tinykd.data.Task
+    teacher_path: Path
+    teacher_id: str               # the teacher stage's fingerprint: part of every point's settings
+    log: Callable[[str], None] = print
+
+    def load_teacher(self):
+        from ..models.store import load_model
+
+        return load_model(self.teacher_path)
+
+    def data_settings(self) -> dict:
+        # Where the data was found does not matter (checksums make every copy equal).
+        return dataclasses.asdict(dataclasses.replace(self.config.data, dir=""))
+
+
+@dataclass
+class FirmwareSize:
+    """Flash and RAM of a model's firmware on a board, whether or not it fits."""
+
+    board: str
+    flash_used: int
+    ram_used: int
+    flash_budget: int
+    ram_budget: int
+    arena_bytes: int
+    macs: int
+    params: int                   # parameters stored in flash, as the code generator counts them
+    exact: bool = True            # False: the linker refused before the sizes could be read
+
+    @property
+    def fits(self) -> bool:
+        return self.flash_used <= self.flash_budget and self.ram_used <= self.ram_budget
+
+    def over_budget(self) -> str:
+        """'flash by N B and RAM by M B', or '' when it fits."""
+        if not self.exact:
+            return "its budget (the linker refused it before its sizes could be read)"
+        over = []
+        if self.flash_used > self.flash_budget:
+            over.append(f"flash by {self.flash_used - self.flash_budget:,} B")
+        if self.ram_used > self.ram_budget:
+            over.append(f"RAM by {self.ram_used - self.ram_budget:,} B")
+        return " and ".join(over)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "fits": self.fits, "over_budget": self.over_budget()}
+
+
+def open_experiment(config: BuildConfig, out: str | Path, log: Callable[[str], None] = print) -> Experiment:
+    """Load the data and get the teacher through the pipeline's train-teacher stage in
+    out/teacher: trained once and reused while its settings hold, or, with [teacher] model
+    (--teacher-model), the given file, checked against the task and known by its bytes."""
+    from ..pipeline import Build
+
+    teacher_build = Build(config, Path(out) / "teacher", log=log)  # also checks that out is writable
+    teacher_build.run("train-teacher")
+    return Experiment(config, Path(out), teacher_build.dataset, teacher_build.task,
+                      teacher_build.out / "teacher.keras", teacher_build.fingerprint("train-teacher"), log)
+
+
+def seed_everything(seed: int) -> None:
+    """Fresh Keras naming state (names land in the .tflite) and every random generator seeded."""
+    import tinykd  # noqa: F401
+    import tensorflow as tf
+    import tf_keras as keras
+
+    keras.backend.clear_session()
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+
+
+def _method(spec: StudentSpec):
+    from ..distill.methods import get_method
+
+    return None if spec.is_baseline else get_method(spec.method, spec.temperature, spec.alpha)
+
+
+def train_student(experiment: Experiment, spec: StudentSpec, epochs: int, checkpoint_dir: Path):
+    """Build the student from its fixed initial weights and train it for `epochs` in total.
+
+    A checkpoint in `checkpoint_dir` from a shorter run is continued, not restarted (the
+    successive halving of `tinykd fit` trains survivors further this way). Returns
+    (student, TrainResult).
+    """
+    from ..distill import Distiller, train
+    from ..models import build_model
+
+    c, d = experiment.config, experiment.dataset
+    seed_everything(c.seed * 100 + _INIT_SEED_OFFSET)
+    # Loaded after the session reset, like every model of this run (see seed_everything).
+    teacher = None if spec.is_baseline else experiment.load_teacher()
+    student = build_model(spec.arch, d.input_shape, d.num_classes)
+    wrapper = Distiller(student, teacher, spec.temperature, spec.alpha, method=_method(spec))
+    result = train(wrapper, d.x_train, d.y_train, (d.x_val, d.y_val), epochs=epochs,
+                   batch_size=c.student.batch_size, learning_rate=c.student.learning_rate,
+                   seed=c.seed * 100 + _TRAIN_SEED_OFFSET, max_shift=c.data.jitter,
+                   checkpoint_dir=checkpoint_dir, label=spec.key)
+    return student, result
+
+
+def quantize_to_int8(experiment: Experiment, student, spec: StudentSpec, checkpoint_dir: Path,
+                     tflite_path: Path):
+    """QAT (config.qat epochs, still distilling with the spec's method), then full-int8
+    conversion to `tflite_path`. Returns the QAT run's TrainResult."""
+    from ..distill import Distiller, train
+    from ..export import convert_int8
+    from ..quantize import quantize_student
+
+    c, d = experiment.config, experiment.dataset
+    seed_everything(c.seed * 100 + _QAT_SEED_OFFSET)
+    # Loaded after the session reset, like every model of this run (see seed_everything).
+    teacher = None if spec.is_baseline else experiment.load_teacher()
+    qat_student = quantize_student(student)
+    wrapper = Distiller(qat_student, teacher, spec.temperature, spec.alpha, method=_method(spec))
+    result = train(wrapper, d.x_train, d.y_train, (d.x_val, d.y_val), epochs=c.qat.epochs,
+                   batch_size=c.qat.batch_size, learning_rate=c.qat.learning_rate,
+                   seed=c.seed * 100 + _QAT_SEED_OFFSET, max_shift=c.data.jitter,
+                   checkpoint_dir=checkpoint_dir, label=f"{spec.key} QAT")
+    convert_int8(qat_student, d.x_train, tflite_path, samples=c.qat.calibration_samples,
+                 input_quantization=experiment.task.input_quantization)
+    return result
+
+
+def float_errors(model, x: np.ndarray, y: np.ndarray, num_classes: int):
+    from ..evaluate import classification_result, predict_logits
+
+    return classification_result("float", predict_logits(model, x), y, num_classes)
+
+
+def int8_test_errors(experiment: Experiment, tflite_path: Path):
+    """Errors of the int8 model on the test set in the TFLite Micro interpreter (the kernels a device runs)."""
+    from ..evaluate import classification_result, int8_outputs_tflm
+    from ..export import tflite_io_quantization
+    from ..export.convert import quantize_input
+
+    d = experiment.dataset
+    x_int8 = quantize_input(d.x_test, tflite_io_quantization(tflite_path).input)
+    return classification_result("int8_tflm", int8_outputs_tflm(tflite_path, x_int8), d.y_test, d.num_classes)
+
+
+# The fit error of tinykd.firmware.project, which carries the sizes of an image that is too big.
+_FIT_ERROR = re.compile(r"does not fit board \S+: it needs (\d+) B of flash \(budget (\d+) B\) and "
+                        r"(\d+) B of RAM \(budget (\d+) B\)")
+
+
+def measure_firmware(tflite_path: Path, board, out_dir: Path) -> FirmwareSize:
+    """Generate and compile the board's firmware for the model and read its sizes; a model
+    that does not fit is measured too (from build_firmware's fit error) instead of failing."""
+    from ..boards import load_board
+    from ..firmware.build import build_firmware
+    from ..firmware.codegen import generate_model_sources
+
+    board = load_board(board)
+    try:
+        fw = build_firmware(tflite_path, board, out_dir)
+    except TinykdError as exc:
+        match = _FIT_ERROR.search(str(exc))
+        if not match:
+            raise
+        flash_used, flash_budget, ram_used, ram_budget = (int(v) for v in match.groups())
+        with tempfile.TemporaryDirectory() as tmp:
+            sources = generate_model_sources(tflite_path, Path(tmp) / "model")
+        return FirmwareSize(board.name, flash_used, ram_used, flash_budget, ram_budget, sources.arena_bytes,
+                            sources.macs, sources.param_count, exact="The linker said" not in str(exc))
+    b, s = fw.build, fw.sources
+    return FirmwareSize(board.name, b.flash_used, b.ram_used, b.flash_budget, b.ram_budget, s.arena_bytes,
+                        s.macs, s.param_count)
+
+
+def settings_digest(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_finished(path: Path, settings: dict) -> dict | None:
+    """The saved result at `path` if it was made with exactly `settings`, else None."""
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return saved if saved.get("settings") == json.loads(json.dumps(settings, default=str)) else None
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
