@@ -1,6 +1,7 @@
 """Packaging hook: an installed (non-editable) tinykd carries copies of the checkout's
 firmware/ and boards/ inside the package, as tinykd/_shipped/, where tinykd.resources finds
 them when there is no checkout beside the package. Everything else is in pyproject.toml."""
+
 import shutil
 from pathlib import Path
 

@@ -11,6 +11,7 @@ interpreter (a benchmark of wrong answers would mean nothing).
 QEMU with `-icount shift=0` counts executed INSTRUCTIONS (SysTick, resolution 40), not
 cycles: a real M4 takes more cycles than instructions (loads, SMLAD are 1-2 cycles, flash
 wait states, branches)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,19 +30,31 @@ import tinykd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tensorflow loads)
 from tinykd.models.from_spec import build_from_spec
 
 BOARD = "mps2-an386"
-N_INPUTS = 8          # inferences per model and variant (counts are deterministic)
+N_INPUTS = 8  # inferences per model and variant (counts are deterministic)
 
 # (input shape, layers): the same small spec language as tests/_tflite_models.py
 MODELS = {
-    "mnist_mlp_784_300_300_10": ((784,), [("dense", 300, "relu"), ("dense", 300, "relu"),
-                                          ("dense", 10, None), ("softmax",)]),
-    "small_cnn": ((28, 28, 1), [("conv", 8, 3, 1, "same", "relu"), ("maxpool", 2, 2, "valid"),
-                                ("conv", 16, 3, 1, "same", "relu"),
-                                ("avgpool", 2, 2, "valid"), ("flatten",), ("dense", 10, None)]),
-    "ds_cnn_kws": ((49, 10, 1), [("conv", 64, (10, 4), 2, "same", "relu")]
-                   + [("dw", 3, 1, "same", 1, "relu"), ("conv", 64, 1, 1, "same", "relu")] * 4
-                   + [("avgpool", (25, 5), 1, "valid"), ("flatten",), ("dense", 12, None),
-                      ("softmax",)]),
+    "mnist_mlp_784_300_300_10": (
+        (784,),
+        [("dense", 300, "relu"), ("dense", 300, "relu"), ("dense", 10, None), ("softmax",)],
+    ),
+    "small_cnn": (
+        (28, 28, 1),
+        [
+            ("conv", 8, 3, 1, "same", "relu"),
+            ("maxpool", 2, 2, "valid"),
+            ("conv", 16, 3, 1, "same", "relu"),
+            ("avgpool", 2, 2, "valid"),
+            ("flatten",),
+            ("dense", 10, None),
+        ],
+    ),
+    "ds_cnn_kws": (
+        (49, 10, 1),
+        [("conv", 64, (10, 4), 2, "same", "relu")]
+        + [("dw", 3, 1, "same", 1, "relu"), ("conv", 64, 1, 1, "same", "relu")] * 4
+        + [("avgpool", (25, 5), 1, "valid"), ("flatten",), ("dense", 12, None), ("softmax",)],
+    ),
 }
 
 
@@ -53,6 +66,7 @@ INPUT_RANGES = {"ds_cnn_kws": (-86.5, 41.0)}
 
 def convert_int8(model, path: Path, seed: int, input_range=None) -> Path:
     import tensorflow as tf
+
     rng = np.random.default_rng(seed)
     shape = (1, *model.input_shape[1:])
     if input_range:
@@ -76,6 +90,7 @@ def make_model(name: str, out_dir: Path, seed: int = 0) -> Path:
     path = Path(out_dir) / f"{name}.tflite"
     if not path.exists():
         import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
         tmp = path.with_name(path.name + ".tmp")
         convert_int8(build_from_spec(MODELS[name], seed), tmp, seed, INPUT_RANGES.get(name))
@@ -85,6 +100,7 @@ def make_model(name: str, out_dir: Path, seed: int = 0) -> Path:
 
 def tflm_reference(tflite: Path, x: np.ndarray, shape) -> np.ndarray:
     from tflite_micro.python.tflite_micro import runtime
+
     interp = runtime.Interpreter.from_file(str(tflite))
     out = []
     for row in x:
@@ -120,6 +136,7 @@ def _capture_fds():
 def tflm_arena_bytes(tflite: Path) -> int | None:
     """Arena TFLite Micro's recording allocator needs for the model (print_allocations)."""
     from tflite_micro.python.tflite_micro import runtime
+
     interp = runtime.Interpreter.from_file(str(tflite))
     with _capture_fds() as box:
         interp.print_allocations()
@@ -132,8 +149,7 @@ def _runtime_text_bytes(fw_dir: Path) -> int:
     linker keeps a subset; here the sum over the runtime's objects as compiled)."""
     total = 0
     for obj in sorted((fw_dir / "build" / "runtime").glob("*.o")):
-        r = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], capture_output=True, text=True,
-                           check=True)
+        r = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], capture_output=True, text=True, check=True)
         total += sum(int(v) for k, v in re.findall(r"^(\.text\S*)\s+(\d+)", r.stdout, re.M))
     return total
 
@@ -141,10 +157,9 @@ def _runtime_text_bytes(fw_dir: Path) -> int:
 def _linked_runtime_text(fw_dir: Path) -> int:
     """Bytes of runtime code the linker kept in firmware.elf (symbols from runtime/*.o)."""
     mapfile = (fw_dir / "build" / "firmware.map").read_text(errors="replace")
-    mapfile = mapfile.split("Linker script and memory map", 1)[-1]   # skip discarded sections
+    mapfile = mapfile.split("Linker script and memory map", 1)[-1]  # skip discarded sections
     total = 0
-    for m in re.finditer(r"^ \.text\.\S+\s*\n?\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+build/runtime/",
-                         mapfile, re.M):
+    for m in re.finditer(r"^ \.text\.\S+\s*\n?\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+build/runtime/", mapfile, re.M):
         total += int(m.group(1), 16)
     return total
 
@@ -154,6 +169,7 @@ def build_variant(tflite: Path, out: Path, dsp: bool):
     from tinykd.boards import load_board
     from tinykd.firmware.codegen import generate_model_sources
     from tinykd.firmware.project import build_project, generate_project
+
     board = load_board(BOARD)
     src = generate_model_sources(tflite, out / "model")
     proj = generate_project(board, out / "model", out)
@@ -169,10 +185,15 @@ def run_runtime_bench(out_dir: str | os.PathLike) -> dict:
     """Build every model portable and DSP, run on QEMU, compare with TFLM, write
     out_dir/runtime_bench.json and return the same dict."""
     from tinykd.device.evaluate import run_on_device
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict = {"board": BOARD, "unit": "instructions (QEMU -icount shift=0)",
-                     "inputs_per_model": N_INPUTS, "models": {}}
+    results: dict = {
+        "board": BOARD,
+        "unit": "instructions (QEMU -icount shift=0)",
+        "inputs_per_model": N_INPUTS,
+        "models": {},
+    }
     for name in MODELS:
         tflite = make_model(name, out_dir)
         entry: dict = {"tflite_bytes": tflite.stat().st_size}
@@ -183,8 +204,7 @@ def run_runtime_bench(out_dir: str | os.PathLike) -> dict:
             x = np.random.default_rng(1).integers(-128, 128, (N_INPUTS, n_in), dtype=np.int16)
             x = x.astype(np.int8)
             ref = tflm_reference(tflite, x, src.input_shape)
-            run = run_on_device(BOARD, res.elf, x, expected_sha256=src.sha256, instances=1,
-                                progress=False)
+            run = run_on_device(BOARD, res.elf, x, expected_sha256=src.sha256, instances=1, progress=False)
             mismatches = int(np.any(run.outputs != ref, axis=1).sum())
             counts = run.counts.astype(np.int64)
             entry["macs"] = src.macs
@@ -200,8 +220,10 @@ def run_runtime_bench(out_dir: str | os.PathLike) -> dict:
                 "seconds": round(time.perf_counter() - t0, 1),
             }
             if mismatches:
-                raise RuntimeError(f"{name} ({variant}): {mismatches} of {N_INPUTS} outputs "
-                                   "differ from TFLite Micro; the benchmark is void")
+                raise RuntimeError(
+                    f"{name} ({variant}): {mismatches} of {N_INPUTS} outputs "
+                    "differ from TFLite Micro; the benchmark is void"
+                )
         entry["tflm_arena_bytes"] = tflm_arena_bytes(tflite)
         results["models"][name] = entry
     (out_dir / "runtime_bench.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -215,6 +237,7 @@ def run_layer_bench(out_dir: str | os.PathLike, dsp: bool = True) -> dict:
     tail (84 260 instructions with the runtime of benchmarks/runtime.md).
     Checked against TFLite Micro like the main benchmark. Writes out_dir/layer_bench.json."""
     from tinykd.device.evaluate import run_on_device
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shape, layers = MODELS["ds_cnn_kws"]
@@ -223,19 +246,17 @@ def run_layer_bench(out_dir: str | os.PathLike, dsp: bool = True) -> dict:
         path = out_dir / f"ds_cnn_first{n}.tflite"
         if not path.exists():
             import tensorflow as tf
+
             tf.config.experimental.enable_op_determinism()
-            convert_int8(build_from_spec((shape, layers[:n] + layers[-4:]), 0), path, 0,
-                         INPUT_RANGES["ds_cnn_kws"])
+            convert_int8(build_from_spec((shape, layers[:n] + layers[-4:]), 0), path, 0, INPUT_RANGES["ds_cnn_kws"])
         src, res = build_variant(path, out_dir / f"first{n}", dsp=dsp)
         x = np.random.default_rng(1).integers(-128, 128, (4, int(np.prod(src.input_shape))))
         x = x.astype(np.int8)
-        run = run_on_device(BOARD, res.elf, x, expected_sha256=src.sha256, instances=1,
-                            progress=False)
+        run = run_on_device(BOARD, res.elf, x, expected_sha256=src.sha256, instances=1, progress=False)
         if np.any(run.outputs != tflm_reference(path, x, src.input_shape)):
             raise RuntimeError(f"first {n} layers: outputs differ from TFLite Micro")
         counts[n] = int(np.median(run.counts))
-    result = {"first_conv_plus_tail": counts[1], "depthwise": counts[2] - counts[1],
-              "pointwise": counts[3] - counts[2]}
+    result = {"first_conv_plus_tail": counts[1], "depthwise": counts[2] - counts[1], "pointwise": counts[3] - counts[2]}
     (out_dir / "layer_bench.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -2,6 +2,7 @@
 .tflite files, the TFLite Micro reference interpreter, and the generated C run via ctypes.
 
 Models are cached per test session (keyed by their spec) so each converts once."""
+
 from __future__ import annotations
 
 import ctypes
@@ -18,11 +19,13 @@ from tinykd.models.from_spec import build_from_spec as build_keras
 def _tf():
     import tensorflow as tf
     import tf_keras as keras
+
     return tf, keras
 
 
-def convert_full_int8(model, out_path: Path, seed: int, int8_io: bool = True,
-                      per_tensor: bool = False, quantize: bool = True) -> Path:
+def convert_full_int8(
+    model, out_path: Path, seed: int, int8_io: bool = True, per_tensor: bool = False, quantize: bool = True
+) -> Path:
     tf, _ = _tf()
     rng = np.random.default_rng(seed)
     shape = (1, *model.input_shape[1:])
@@ -33,7 +36,7 @@ def convert_full_int8(model, out_path: Path, seed: int, int8_io: bool = True,
             yield [c]
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if not quantize:            # a plain float model
+    if not quantize:  # a plain float model
         out_path.write_bytes(conv.convert())
         return out_path
     if per_tensor:
@@ -56,8 +59,15 @@ class ModelFactory:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def get(self, spec: tuple, seed: int = 0, int8_io: bool = True, per_tensor: bool = False,
-            quantize: bool = True, name: str | None = None) -> Path:
+    def get(
+        self,
+        spec: tuple,
+        seed: int = 0,
+        int8_io: bool = True,
+        per_tensor: bool = False,
+        quantize: bool = True,
+        name: str | None = None,
+    ) -> Path:
         key = hashlib.sha256(repr((spec, seed, int8_io, per_tensor, quantize)).encode()).hexdigest()[:12]
         path = self.root / f"{name or 'm'}_{key}.tflite"
         if not path.exists():
@@ -92,7 +102,8 @@ class GeneratedModel:
 
         self.sources = generate_model_sources(tflite_path, out_dir)
         lib_path = build_shared_library(
-            runtime_sources() + [self.sources.model_c], include_dirs=[self.sources.model_h.parent])
+            runtime_sources() + [self.sources.model_c], include_dirs=[self.sources.model_h.parent]
+        )
         self.lib = ctypes.CDLL(str(lib_path))
         self.lib.tkd_model_invoke.restype = ctypes.c_int
         self.lib.tkd_model_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]

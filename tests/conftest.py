@@ -1,4 +1,5 @@
 """Shared fixtures: the real MNIST copy in ../shared/data and one quick build reused by many tests."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Boards as data: the shipped board files load, aliases resolve, bad input is explained."""
+
 import pytest
 
 from tinykd.boards import Board, list_boards, load_board
@@ -22,8 +23,7 @@ def test_all_five_boards_are_listed():
 def test_qemu_boards_match_measured_facts(name):
     b = load_board(name)
     cpu, flash, ram, uart, systick = QEMU_FACTS[name]
-    assert (b.cpu, b.flash_origin, b.ram_origin, b.uart_base, b.systick_hz) == \
-        (cpu, flash, ram, uart, systick)
+    assert (b.cpu, b.flash_origin, b.ram_origin, b.uart_base, b.systick_hz) == (cpu, flash, ram, uart, systick)
     assert b.is_qemu and b.qemu_machine == name and b.project == "makefile"
     assert b.counter == "systick-icount" and b.counter_unit == "instructions"
     assert "-mfloat-abi=hard" in b.cflags and f"-mcpu={cpu}" in b.cflags
@@ -41,8 +41,10 @@ def test_nano33_facts():
     assert 0 < b.mbed_flash_allowance < b.flash_bytes and 0 < b.mbed_ram_allowance < b.ram_bytes
 
 
-@pytest.mark.parametrize("alias,name", [("an386", "mps2-an386"), ("QEMU-M7", "mps2-an500"),
-                                        ("nano33ble", "nano33"), (" mps3-an547 ", "mps3-an547")])
+@pytest.mark.parametrize(
+    "alias,name",
+    [("an386", "mps2-an386"), ("QEMU-M7", "mps2-an500"), ("nano33ble", "nano33"), (" mps3-an547 ", "mps3-an547")],
+)
 def test_aliases_and_default(alias, name):
     assert load_board(alias).name == name
     assert load_board(None).name == "mps2-an386"
@@ -62,8 +64,9 @@ def test_boards_dir_from_env(tmp_path, monkeypatch):
         'name = "tiny"\naliases = ["t"]\ncpu = "cortex-m0plus"\nclock_hz = 48000000\n'
         'flash_bytes = 262144\nram_bytes = 32768\nproject = "makefile"\n'
         'flash_method = "qemu"\nport = "qemu-mps"\n[qemu]\nmachine = "x"\n'
-        '[memory]\nflash_origin = 0\nram_origin = 0x20000000\n[uart]\nbase = 0x40004000\n'
-        '[counter]\nkind = "systick-icount"\nsystick_hz = 48000000\n')
+        "[memory]\nflash_origin = 0\nram_origin = 0x20000000\n[uart]\nbase = 0x40004000\n"
+        '[counter]\nkind = "systick-icount"\nsystick_hz = 48000000\n'
+    )
     monkeypatch.setenv("TINYKD_BOARDS", str(tmp_path))
     assert [b.name for b in list_boards()] == ["tiny"]
     assert load_board("t").ram_bytes == 32768
@@ -72,11 +75,14 @@ def test_boards_dir_from_env(tmp_path, monkeypatch):
         list_boards()
 
 
-@pytest.mark.parametrize("bad,match", [
-    ('name = "x"\n', "project"),
-    ('name = "x"\nproject = "cmake"\nflash_method = "qemu"\n', "cmake"),
-    ('name = [\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ('name = "x"\n', "project"),
+        ('name = "x"\nproject = "cmake"\nflash_method = "qemu"\n', "cmake"),
+        ("name = [\n", "not valid TOML"),
+    ],
+)
 def test_bad_board_files_are_explained(tmp_path, monkeypatch, bad, match):
     (tmp_path / "x.toml").write_text(bad)
     monkeypatch.setenv("TINYKD_BOARDS", str(tmp_path))

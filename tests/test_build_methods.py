@@ -1,6 +1,7 @@
 """Every distillation method through the build: tiny --quick builds sharing one loaded teacher
 (`teacher.model`), up to the host int8 evaluation; the method's extra models in the artifacts
 and the evaluation; the teacher file's fingerprint; user errors in the method settings."""
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,11 @@ def shared_teacher(mnist_dir, tmp_path_factory):
 
 METHODS = {
     "ensemble": ({"teachers": 2}, ["teacher1.keras"], ["teacher1", "ensemble"]),
-    "specialists": ({"specialists": 2, "specialist_classes": 2, "specialist_epochs": 1},
-                    ["specialist0.keras", "specialist1.keras", "specialists.json"], ["specialists"]),
+    "specialists": (
+        {"specialists": 2, "specialist_classes": 2, "specialist_epochs": 1},
+        ["specialist0.keras", "specialist1.keras", "specialists.json"],
+        ["specialists"],
+    ),
     "online": ({"temperature": 1.0, "alpha": 0.5}, ["peer.keras"], ["peer"]),
     "self": ({"generations": 2, "temperature": 1.0, "alpha": 0.5}, ["generation1.keras"], ["generation1"]),
 }
@@ -93,18 +97,20 @@ def test_teacher_model_fingerprint_is_its_bytes(mnist_dir, shared_teacher, tmp_p
     copy = tmp_path / "copy.keras"
     shutil.copyfile(shared_teacher, copy)
     assert Build(small_config(mnist_dir, teacher={"model": str(copy)}), build.out, log=lambda m: None).is_done(
-        "train-teacher")
+        "train-teacher"
+    )
     # Other bytes: a different teacher, so the stage (and all after it) is redone.
     other = tmp_path / "other.keras"
     other.write_bytes(shared_teacher.read_bytes() + b"\0")
-    assert not Build(small_config(mnist_dir, teacher={"model": str(other)}), build.out,
-                     log=lambda m: None).is_done("train-teacher")
+    assert not Build(small_config(mnist_dir, teacher={"model": str(other)}), build.out, log=lambda m: None).is_done(
+        "train-teacher"
+    )
 
 
 def test_teacher_model_for_another_task_is_a_user_error(mnist_dir, tmp_path):
-    import tinykd  # noqa: F401
     import tf_keras as keras
 
+    import tinykd  # noqa: F401
     from tinykd.models.store import save_model
 
     inputs = keras.Input(shape=(4,))
@@ -114,15 +120,18 @@ def test_teacher_model_for_another_task_is_a_user_error(mnist_dir, tmp_path):
         build.run("train-teacher")
 
 
-@pytest.mark.parametrize("distill, message", [
-    ({"method": "dark"}, "Unknown distillation method 'dark'"),
-    ({"method": "ensemble", "teachers": 1}, "teachers must be at least 2"),
-    ({"mean": "median"}, "mean must be 'arithmetic'"),
-    ({"specialists": 0}, "specialists >= 1"),
-    ({"specialist_classes": 1}, "specialist_classes >= 2"),
-    ({"generations": 0}, "generations must be at least 1"),
-    ({"peer": "transformer-9000"}, "transformer-9000"),
-])
+@pytest.mark.parametrize(
+    "distill, message",
+    [
+        ({"method": "dark"}, "Unknown distillation method 'dark'"),
+        ({"method": "ensemble", "teachers": 1}, "teachers must be at least 2"),
+        ({"mean": "median"}, "mean must be 'arithmetic'"),
+        ({"specialists": 0}, "specialists >= 1"),
+        ({"specialist_classes": 1}, "specialist_classes >= 2"),
+        ({"generations": 0}, "generations must be at least 1"),
+        ({"peer": "transformer-9000"}, "transformer-9000"),
+    ],
+)
 def test_bad_method_settings_are_user_errors(distill, message):
     with pytest.raises(TinykdError, match=message):
         resolve(task="mnist", quick=True, overrides={"distill": distill})
@@ -130,8 +139,19 @@ def test_bad_method_settings_are_user_errors(distill, message):
 
 def test_cli_methods_and_teacher_model_option(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(main, ["build", "--quick", "--method", "specialists", "--teacher-model",
-                                  str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x")])
+    result = runner.invoke(
+        main,
+        [
+            "build",
+            "--quick",
+            "--method",
+            "specialists",
+            "--teacher-model",
+            str(tmp_path / "missing.keras"),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert result.exit_code == 2 and "missing.keras" in result.output and "not a .keras or .h5 file" in result.output
     help_text = runner.invoke(main, ["build", "--help"]).output
     assert "--teacher-model" in help_text

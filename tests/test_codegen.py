@@ -1,5 +1,6 @@
 """Code generation from .tflite: the model.h contract, determinism, planning, errors, and a
 warning-free Cortex-M4 build of the runtime plus a generated model."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,10 +21,19 @@ from tinykd.firmware.codegen import SUPPORTED_OPS, generate_model_sources  # noq
 from tinykd.firmware.host_build import runtime_sources  # noqa: E402
 from tinykd.firmware.tflite_model import read_tflite  # noqa: E402
 
-CNN = ((12, 12, 2), [("conv", 4, 3, 1, "same", "relu"), ("maxpool", 2, 2, "valid"),
-                     ("dw", 3, 1, "same", 2, "relu6"), ("add_branch", None),
-                     ("avgpool", 2, 2, "valid"), ("flatten",), ("dense", 6, None),
-                     ("softmax",)])
+CNN = (
+    (12, 12, 2),
+    [
+        ("conv", 4, 3, 1, "same", "relu"),
+        ("maxpool", 2, 2, "valid"),
+        ("dw", 3, 1, "same", 2, "relu6"),
+        ("add_branch", None),
+        ("avgpool", 2, 2, "valid"),
+        ("flatten",),
+        ("dense", 6, None),
+        ("softmax",),
+    ],
+)
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +56,10 @@ def test_header_contract(cnn, tmp_path):
     h = src.model_h.read_text()
     m = macros(h)
     tfl = read_tflite(cnn)
-    tin, tout = tfl.tensors[tfl.inputs[0]], tfl.tensors[tfl.outputs[0]]
     assert int(m["TKD_MODEL_INPUT_BYTES"]) == 12 * 12 * 2 == int(np.prod(src.input_shape))
     assert int(m["TKD_MODEL_OUTPUT_BYTES"]) == 6
     assert int(m["TKD_MODEL_ARENA_BYTES"]) == src.arena_bytes > 0
+    tin = tfl.tensors[tfl.inputs[0]]
     assert np.float32(m["TKD_MODEL_INPUT_SCALE"].rstrip("f")) == np.float32(tin.scale[0])
     assert int(m["TKD_MODEL_INPUT_ZERO_POINT"]) == tin.zero_point[0] == src.input_zero_point
     assert np.float32(m["TKD_MODEL_OUTPUT_SCALE"].rstrip("f")) == np.float32(1 / 256)
@@ -65,11 +75,23 @@ def test_header_contract(cnn, tmp_path):
     assert "static int8_t arena[TKD_MODEL_ARENA_BYTES] TKD_ALIGN(16);" in c
     assert "malloc" not in c
     # ModelSources bookkeeping
-    assert src.ops == ["CONV_2D", "MAX_POOL_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "ADD",
-                       "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    assert src.ops == [
+        "CONV_2D",
+        "MAX_POOL_2D",
+        "DEPTHWISE_CONV_2D",
+        "CONV_2D",
+        "ADD",
+        "AVERAGE_POOL_2D",
+        "RESHAPE",
+        "FULLY_CONNECTED",
+        "SOFTMAX",
+    ]
     assert src.input_shape == (1, 12, 12, 2) and src.output_shape == (1, 6)
-    consts = [t for t in tfl.tensors if t.is_constant and t.type in ("INT8",) or
-              (t.is_constant and t.type == "INT32" and t.scale)]
+    consts = [
+        t
+        for t in tfl.tensors
+        if t.is_constant and t.type in ("INT8",) or (t.is_constant and t.type == "INT32" and t.scale)
+    ]
     assert src.param_count == sum(t.num_elements for t in consts)
     assert src.weight_bytes == sum(t.nbytes for t in consts)
     # one static function per layer (the RESHAPE is an in-place alias with no function)
@@ -79,8 +101,7 @@ def test_header_contract(cnn, tmp_path):
 def test_arena_is_planned_by_lifetime(cnn, tmp_path):
     src = generate_model_sources(cnn, tmp_path)
     tfl = read_tflite(cnn)
-    acts = {t for op in tfl.operators for t in op.inputs + op.outputs
-            if t >= 0 and not tfl.tensors[t].is_constant}
+    acts = {t for op in tfl.operators for t in op.inputs + op.outputs if t >= 0 and not tfl.tensors[t].is_constant}
     total = sum(tfl.tensors[t].nbytes for t in acts)
     assert src.activations_total_bytes == total
     # Without input/output and with reuse the arena is well below the sum of all tensors.
@@ -97,7 +118,7 @@ def test_arena_is_planned_by_lifetime(cnn, tmp_path):
     assert len(plan) >= 5
     for i, (t1, r1, o1, n1, f1, l1) in enumerate(plan):
         assert o1 % 4 == 0 and o1 + n1 <= src.arena_bytes
-        for t2, r2, o2, n2, f2, l2 in plan[i + 1:]:
+        for t2, r2, o2, n2, f2, l2 in plan[i + 1 :]:
             if r1 == r2 or l1 < f2 or l2 < f1:
                 continue
             assert o1 + n1 <= o2 or o2 + n2 <= o1, (t1, t2)
@@ -108,7 +129,7 @@ def test_deterministic_output(cnn, tmp_path):
     b = generate_model_sources(cnn, tmp_path / "b")
     assert a.model_c.read_bytes() == b.model_c.read_bytes()
     assert a.model_h.read_bytes() == b.model_h.read_bytes()
-    assert str(tmp_path) not in a.model_c.read_text()     # no absolute paths leak in
+    assert str(tmp_path) not in a.model_c.read_text()  # no absolute paths leak in
 
 
 @pytest.mark.parametrize("act,opname", [("tanh", "TANH"), ("sigmoid", "LOGISTIC")])
@@ -151,17 +172,31 @@ def test_cortex_m4_build_is_warning_free(cnn, tmp_path):
     assert gcc, "arm-none-eabi-gcc is required for this test"
     src = generate_model_sources(cnn, tmp_path / "model")
     rt_dir = runtime_sources()[0].parent
-    flags = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-O2",
-             "-std=c99", "-Wall", "-Wextra", "-Werror", "-c"]
+    flags = [
+        "-mcpu=cortex-m4",
+        "-mthumb",
+        "-mfpu=fpv4-sp-d16",
+        "-mfloat-abi=hard",
+        "-O2",
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-c",
+    ]
     objs = []
     for c in runtime_sources() + [src.model_c]:
         obj = tmp_path / (c.stem + ".o")
-        r = subprocess.run([gcc, *flags, f"-I{rt_dir}", f"-I{src.model_c.parent}", str(c),
-                            "-o", str(obj)], capture_output=True, text=True)
+        r = subprocess.run(
+            [gcc, *flags, f"-I{rt_dir}", f"-I{src.model_c.parent}", str(c), "-o", str(obj)],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0 and not r.stderr, f"{c.name}:\n{r.stderr}"
         objs.append(obj)
     # model.c's only undefined symbols are runtime functions (no libc, no malloc)
-    nm = subprocess.run(["arm-none-eabi-nm", "-u", str(tmp_path / "model.o")],
-                        capture_output=True, text=True, check=True).stdout.split()
+    nm = subprocess.run(
+        ["arm-none-eabi-nm", "-u", str(tmp_path / "model.o")], capture_output=True, text=True, check=True
+    ).stdout.split()
     undefined = [s for s in nm if s != "U"]
     assert undefined and all(s.startswith("tkd_") for s in undefined), undefined

@@ -1,4 +1,5 @@
 """Bad input: each a clear one-paragraph message and exit status 2, never a traceback."""
+
 import pytest
 from click.testing import CliRunner
 
@@ -12,16 +13,19 @@ def run(*args):
     return result.exit_code, result.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--temperature", "0"], "Temperature must be > 0"),
-    (["--temperature", "-3"], "Temperature must be > 0"),
-    (["--alpha", "1.5"], "alpha must be between 0 and 1"),
-    (["--alpha", "-0.1"], "alpha must be between 0 and 1"),
-    (["--student", "resnet-9000"], "Unknown model 'resnet-9000'"),
-    (["--teacher", "nope"], "Unknown model 'nope'"),
-    (["--board", "esp32"], "esp32"),
-    (["--task", "cifar"], "Unknown task 'cifar'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--temperature", "0"], "Temperature must be > 0"),
+        (["--temperature", "-3"], "Temperature must be > 0"),
+        (["--alpha", "1.5"], "alpha must be between 0 and 1"),
+        (["--alpha", "-0.1"], "alpha must be between 0 and 1"),
+        (["--student", "resnet-9000"], "Unknown model 'resnet-9000'"),
+        (["--teacher", "nope"], "Unknown model 'nope'"),
+        (["--board", "esp32"], "esp32"),
+        (["--task", "cifar"], "Unknown task 'cifar'"),
+    ],
+)
 def test_bad_options_exit_2_with_a_message(args, message, tmp_path):
     code, output = run("build", "--out", str(tmp_path / "b"), *args)
     assert code == 2, output
@@ -31,7 +35,7 @@ def test_bad_options_exit_2_with_a_message(args, message, tmp_path):
 
 def test_unknown_config_key_is_named(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[distill]\ntemprature = 4\n')
+    cfg.write_text("[distill]\ntemprature = 4\n")
     code, output = run("build", "--config", str(cfg), "--out", str(tmp_path / "b"))
     assert code == 2 and "unknown setting 'distill.temprature'" in output and "temperature" in output
 
@@ -41,7 +45,7 @@ def test_config_file_wrong_type_and_bad_toml(tmp_path):
     cfg.write_text('[student]\nepochs = "many"\n')
     with pytest.raises(TinykdError, match="'student.epochs' must be a int"):
         resolve(config_file=cfg)
-    cfg.write_text('[student\n')
+    cfg.write_text("[student\n")
     with pytest.raises(TinykdError, match="not valid TOML"):
         resolve(config_file=cfg)
     with pytest.raises(TinykdError, match="does not exist"):

@@ -2,6 +2,7 @@
 for each virtual board, spoken to over the serial socket. Also the link's error handling
 (wrong port, silent device, garbage, hash mismatch, retries) and the C protocol code
 compiled for the host (COBS edge cases the fixture's short frames would not reach)."""
+
 import hashlib
 import os
 import pty
@@ -33,9 +34,11 @@ QEMU_BOARDS = ["mps2-an386", "mps2-an500", "mps2-an505", "mps3-an547"]
 
 
 def _require(tool):
-    assert shutil.which(tool), (f"{tool} is required for these tests and is not on PATH "
-                                "(apt-get install qemu-system-arm gcc-arm-none-eabi "
-                                "libnewlib-arm-none-eabi)")
+    assert shutil.which(tool), (
+        f"{tool} is required for these tests and is not on PATH "
+        "(apt-get install qemu-system-arm gcc-arm-none-eabi "
+        "libnewlib-arm-none-eabi)"
+    )
 
 
 def fixture_model(x: np.ndarray, n_out: int = 10) -> np.ndarray:
@@ -55,10 +58,10 @@ def fixture_model(x: np.ndarray, n_out: int = 10) -> np.ndarray:
 def _inputs(n, n_in=784, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, size=(n, n_in), dtype=np.int8)
-    x[0] = 127                       # saturates high
+    x[0] = 127  # saturates high
     if n > 2:
         x[1] = np.where(np.arange(n_in) % 5 == 0, 127, -128).astype(np.int8)
-        x[2] = 0                     # many zero bytes on the wire
+        x[2] = 0  # many zero bytes on the wire
     return x
 
 
@@ -107,8 +110,7 @@ def test_fixture_firmware_on_qemu(firmwares, board_name):
         assert np.all(np.abs(counts2 - counts[:5]) <= per_tick + 1)
         assert np.all(counts > 784) and np.all(counts < 784 * 40)
         ticks = np.round(counts / per_tick)
-        np.testing.assert_array_equal(np.floor(ticks * per_tick + 1e-9).astype(np.int64),
-                                      counts)
+        np.testing.assert_array_equal(np.floor(ticks * per_tick + 1e-9).astype(np.int64), counts)
 
         # the device's own error answers become TinykdErrors that say what is wrong
         with pytest.raises(TinykdError, match="model invoke failed"):
@@ -122,8 +124,7 @@ def test_fixture_firmware_on_qemu(firmwares, board_name):
         with pytest.raises(TinykdError, match="hash"):
             check_model_hash(link, hashlib.sha256(b"another model").hexdigest())
         # the link still works after errors
-        np.testing.assert_array_equal(run_inference(link, x[3:4], progress=False)[0],
-                                      fixture_model(x[3:4]))
+        np.testing.assert_array_equal(run_inference(link, x[3:4], progress=False)[0], fixture_model(x[3:4]))
         # semihosting exit ends QEMU with our status
         link.send_exit(5)
         assert dev.qemu.wait(10) == 5
@@ -133,16 +134,23 @@ def test_fixture_firmware_on_qemu(firmwares, board_name):
 def test_sharded_over_two_qemu_instances_keeps_order(firmwares):
     x = _inputs(40, seed=1)
     t0 = time.monotonic()
-    out, counts = run_inference_qemu("mps2-an386", firmwares["mps2-an386"].elf, x,
-                                     instances=2, expected_sha256_hex=FIXTURE_SHA256,
-                                     progress=False, time_limit=120)
+    out, counts = run_inference_qemu(
+        "mps2-an386",
+        firmwares["mps2-an386"].elf,
+        x,
+        instances=2,
+        expected_sha256_hex=FIXTURE_SHA256,
+        progress=False,
+        time_limit=120,
+    )
     dt = time.monotonic() - t0
     np.testing.assert_array_equal(out, fixture_model(x))
     assert counts.shape == (40,) and np.all(counts > 0)
     print(f"\n2 QEMU instances: {len(x) / dt:.1f} inferences/s (784-byte frames, incl. boot)")
     with pytest.raises(TinykdError, match="hash"):
-        run_inference_qemu("mps2-an386", firmwares["mps2-an386"].elf, x[:4], instances=2,
-                           expected_sha256_hex="00" * 32, progress=False)
+        run_inference_qemu(
+            "mps2-an386", firmwares["mps2-an386"].elf, x[:4], instances=2, expected_sha256_hex="00" * 32, progress=False
+        )
 
 
 @pytest.mark.slow
@@ -151,8 +159,9 @@ def test_input_larger_than_a_frame_goes_in_load_chunks(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "model.c").write_bytes((FIXTURE / "model.c").read_bytes())
-    (model / "model.h").write_text((FIXTURE / "model.h").read_text().replace(
-        "TKD_MODEL_INPUT_BYTES   784", "TKD_MODEL_INPUT_BYTES   2500"))
+    (model / "model.h").write_text(
+        (FIXTURE / "model.h").read_text().replace("TKD_MODEL_INPUT_BYTES   784", "TKD_MODEL_INPUT_BYTES   2500")
+    )
     build = build_project(generate_project("mps2-an386", model, tmp_path / "proj"))
     x = _inputs(3, n_in=2500, seed=2)
     with QemuInstance("mps2-an386", build.elf, time_limit=120) as q, DeviceLink(q.url) as link:
@@ -173,13 +182,18 @@ def test_model_too_big_for_the_board_names_both_sizes(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "model.h").write_bytes((FIXTURE / "model.h").read_bytes())
-    src = (FIXTURE / "model.c").read_text().replace(
-        "    if (input[0] == -128", "    if (tkd_big[(uint8_t)input[2]] == 5) {\n        return 9;\n"
-        "    }\n    if (input[0] == -128")
-    (model / "model.c").write_text(src.replace(
-        "static int32_t arena", "extern const volatile int8_t tkd_big[];\nstatic int32_t arena"))
-    (model / "weights.c").write_text(
-        "#include <stdint.h>\nconst volatile int8_t tkd_big[600000] = {1, 2, 3};\n")
+    src = (
+        (FIXTURE / "model.c")
+        .read_text()
+        .replace(
+            "    if (input[0] == -128",
+            "    if (tkd_big[(uint8_t)input[2]] == 5) {\n        return 9;\n    }\n    if (input[0] == -128",
+        )
+    )
+    (model / "model.c").write_text(
+        src.replace("static int32_t arena", "extern const volatile int8_t tkd_big[];\nstatic int32_t arena")
+    )
+    (model / "weights.c").write_text("#include <stdint.h>\nconst volatile int8_t tkd_big[600000] = {1, 2, 3};\n")
     proj = generate_project("mps3-an547", model, tmp_path / "proj")
     with pytest.raises(TinykdError) as e:
         build_project(proj)
@@ -203,6 +217,7 @@ def test_qemu_refuses_bad_images(tmp_path, firmwares):
 
 
 # ------------------------------------------------------------------ link errors
+
 
 def test_wrong_port_is_explained():
     with pytest.raises(TinykdError, match="Cannot open serial port /dev/ttyTINYKD_NOPE"):
@@ -228,9 +243,11 @@ def test_busy_port_is_explained():
 
 def test_missing_qemu_says_how_to_install(firmwares, monkeypatch):
     import tinykd.device.qemu as qemu_mod
+
     real = shutil.which
-    monkeypatch.setattr(qemu_mod.shutil, "which",
-                        lambda n, *a, **k: None if n == "qemu-system-arm" else real(n, *a, **k))
+    monkeypatch.setattr(
+        qemu_mod.shutil, "which", lambda n, *a, **k: None if n == "qemu-system-arm" else real(n, *a, **k)
+    )
     with pytest.raises(TinykdError, match="qemu-system-arm.*apt-get install qemu-system-arm"):
         QemuInstance("mps2-an386", firmwares["mps2-an386"].elf, time_limit=120).start()
 
@@ -256,14 +273,15 @@ class _FakeServer:
             while not self.stop.is_set():
                 try:
                     conn.recv(4096)
-                except (socket.timeout, OSError):
+                except (TimeoutError, OSError):
                     pass
                 if self.mode == "garbage":
                     try:
-                        conn.sendall(b"Welcome to OtherFirmware 1.0\r\n> " +
-                                     bytes(rng.randrange(256) for _ in range(64)))
+                        conn.sendall(
+                            b"Welcome to OtherFirmware 1.0\r\n> " + bytes(rng.randrange(256) for _ in range(64))
+                        )
                     except OSError:
-                        return      # the host hung up
+                        return  # the host hung up
 
     def close(self):
         self.stop.set()
@@ -271,8 +289,7 @@ class _FakeServer:
         self.sock.close()
 
 
-@pytest.mark.parametrize("mode,match", [("silent", "No answer"),
-                                        ("garbage", "not in the tinykd protocol")])
+@pytest.mark.parametrize("mode,match", [("silent", "No answer"), ("garbage", "not in the tinykd protocol")])
 def test_silent_or_garbage_device(mode, match):
     srv = _FakeServer(mode)
     try:
@@ -309,8 +326,7 @@ def test_pty_link_with_banner_lost_reply_and_retry():
                         continue
                     x = np.frombuffer(fr.payload, dtype=np.int8)[None]
                     y = fixture_model(x)[0].tobytes()
-                    os.write(master, b"noise" + P.encode_frame(P.RESULT, fr.seq,
-                                                               P.Result(42, y).encode()))
+                    os.write(master, b"noise" + P.encode_frame(P.RESULT, fr.seq, P.Result(42, y).encode()))
 
     th = threading.Thread(target=device, daemon=True)
     th.start()
@@ -320,8 +336,7 @@ def test_pty_link_with_banner_lost_reply_and_retry():
             x = _inputs(2, seed=3)
             res = link.infer(x[0].tobytes())
             assert res.count == 42
-            assert np.frombuffer(res.output, dtype=np.int8).tolist() == \
-                fixture_model(x[:1])[0].tolist()
+            assert np.frombuffer(res.output, dtype=np.int8).tolist() == fixture_model(x[:1])[0].tolist()
             assert link.resends == 1
     finally:
         stop.set()
@@ -337,10 +352,9 @@ def test_device_survives_a_flood_of_garbage(firmwares):
     rng = np.random.default_rng(7)
     noise = rng.integers(0, 256, 30_000, dtype=np.uint8).tobytes()
     x = _inputs(3, seed=8)
-    with QemuInstance("mps2-an386", firmwares["mps2-an386"].elf, time_limit=120) as q, \
-            DeviceLink(q.url) as link:
+    with QemuInstance("mps2-an386", firmwares["mps2-an386"].elf, time_limit=120) as q, DeviceLink(q.url) as link:
         link.connect()
-        link.ser.write(noise + bytes(range(1, 256)) * 8)    # and one over-long frame
+        link.ser.write(noise + bytes(range(1, 256)) * 8)  # and one over-long frame
         link.ser.flush()
         time.sleep(0.5)
         link.drain()
@@ -351,8 +365,10 @@ def test_device_survives_a_flood_of_garbage(firmwares):
 
 @pytest.mark.slow
 def test_device_gone_mid_run(firmwares):
-    with QemuInstance("mps2-an386", firmwares["mps2-an386"].elf, time_limit=120) as q, \
-            DeviceLink(q.url, timeout=0.5, retries=1) as link:
+    with (
+        QemuInstance("mps2-an386", firmwares["mps2-an386"].elf, time_limit=120) as q,
+        DeviceLink(q.url, timeout=0.5, retries=1) as link,
+    ):
         link.connect()
         link.hello()
         q.stop()
@@ -411,16 +427,33 @@ def test_c_protocol_code_on_the_host(tmp_path):
     (tmp_path / "model.c").write_text(ECHO_MODEL_C)
     app = REPO / "firmware" / "app"
     exe = tmp_path / "app"
-    subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-I", str(app),
-                    "-I", str(tmp_path), *map(str, app.glob("*.c")), str(tmp_path / "host_port.c"),
-                    str(tmp_path / "model.c"), "-o", str(exe)], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c99",
+            "-O1",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-I",
+            str(app),
+            "-I",
+            str(tmp_path),
+            *map(str, app.glob("*.c")),
+            str(tmp_path / "host_port.c"),
+            str(tmp_path / "model.c"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
     rng = random.Random(6)
     cases = []
     for run in (1, 252, 253, 254, 255, 508, 509, 999, 1000):
         for zero_first in (False, True):
             x = bytearray(rng.randrange(1, 256) for _ in range(1000))
             if run < 1000:
-                x[run] = 0          # a zero-free run of exactly `run` bytes, then a zero
+                x[run] = 0  # a zero-free run of exactly `run` bytes, then a zero
             if zero_first:
                 x[0] = 0
             x[-1] = 0 if run % 2 else x[-1]

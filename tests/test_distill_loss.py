@@ -1,9 +1,10 @@
 """The Hinton loss against a hand computation in numpy."""
+
 import numpy as np
 import pytest
-import tinykd  # noqa: F401
 import tensorflow as tf
 
+import tinykd  # noqa: F401
 from tinykd.distill import distillation_loss
 
 

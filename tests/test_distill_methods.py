@@ -1,16 +1,16 @@
 """Distillation methods: each loss against a numpy hand computation on tiny fixed models, and
 each method training a tiny student on an MNIST subset well past chance (also under QAT)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import tinykd  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
+import tinykd  # noqa: F401
 from tinykd.distill import Distiller, born_again, distillation_loss, get_method, select_teachers, train
-from tinykd.distill.methods import (METHODS, Ensemble, FitNets, Hinton, Online, RKD, SelfDistillation,
-                                    ensemble_log_probs)
+from tinykd.distill.methods import METHODS, RKD, Ensemble, FitNets, Hinton, Online, SelfDistillation, ensemble_log_probs
 from tinykd.errors import TinykdError
 from tinykd.models import build_model
 
@@ -131,8 +131,9 @@ def test_ensemble_matches_hand(mean):
     # The two means really differ on this case (the test would not notice a swapped mean otherwise).
     other = "geometric" if mean == "arithmetic" else "arithmetic"
     logits = [np_forward(t, X)[1].astype(np.float32) for t in teachers]
-    assert not np.allclose(ensemble_log_probs(logits, T, w, mean).numpy(),
-                           ensemble_log_probs(logits, T, w, other).numpy(), atol=1e-3)
+    assert not np.allclose(
+        ensemble_log_probs(logits, T, w, mean).numpy(), ensemble_log_probs(logits, T, w, other).numpy(), atol=1e-3
+    )
 
 
 def test_ensemble_includes_distiller_teacher_and_rejects_bad_weights():
@@ -188,8 +189,9 @@ def test_fitnets_matches_hand():
     total, soft, hard = hinton_hand(Y, s, t, 2.0, 0.6)
     hint = np.mean((s_acts["fc1"] @ wa + ba - t_acts["fc1"]) ** 2)
     got = method.loss(tf.constant(X), tf.constant(Y), training=False)
-    np.testing.assert_allclose([float(got.total), float(got.soft), float(got.hard)],
-                               [total + 0.5 * hint, soft + 0.5 * hint, hard], rtol=1e-4)
+    np.testing.assert_allclose(
+        [float(got.total), float(got.soft), float(got.hard)], [total + 0.5 * hint, soft + 0.5 * hint, hard], rtol=1e-4
+    )
     # The adapter is trained (its variables are in the update) but is no part of the student.
     wrapper = Distiller(student, teacher, method=FitNets())
     adapter_vars = {id(v) for v in wrapper.method.adapter.trainable_variables}
@@ -219,6 +221,7 @@ def test_rkd_matches_hand():
     np.testing.assert_allclose(got, (total + rel, soft + rel, hard), rtol=1e-4)
     # Relations are invariant to scale: a student whose embedding is the teacher's times 3 pays nothing.
     from tinykd.distill.methods import rkd_angle_loss, rkd_distance_loss
+
     assert float(rkd_distance_loss(3.0 * et.astype(np.float32), et.astype(np.float32))) < 1e-6
     assert float(rkd_angle_loss(3.0 * et.astype(np.float32), et.astype(np.float32))) < 1e-6
 
@@ -236,8 +239,11 @@ def test_online_matches_hand_and_trains_both_peers():
         hard = ce(Y, z[k])
         parts.append((alpha * soft + (1 - alpha) * hard, soft, hard))
     got = method.loss(tf.constant(X), tf.constant(Y), training=False)
-    np.testing.assert_allclose([float(got.total), float(got.soft), float(got.hard)],
-                               [sum(p[0] for p in parts), parts[0][1], parts[0][2]], rtol=1e-4)
+    np.testing.assert_allclose(
+        [float(got.total), float(got.soft), float(got.hard)],
+        [sum(p[0] for p in parts), parts[0][1], parts[0][2]],
+        rtol=1e-4,
+    )
     ids = {id(v) for v in wrapper.trained_variables}
     assert all(id(v) in ids for m in (student, peer, peer2) for v in m.trainable_variables)
 
@@ -283,8 +289,16 @@ def mnist_small(mnist_dir):
 
 
 def fit(wrapper, d, tmp_path, seed=1, limit=None, **overrides):
-    return train(wrapper, d.x_train[:limit], d.y_train[:limit], None, seed=seed, checkpoint_dir=tmp_path,
-                 label="test", **{**FIT, **overrides})
+    return train(
+        wrapper,
+        d.x_train[:limit],
+        d.y_train[:limit],
+        None,
+        seed=seed,
+        checkpoint_dir=tmp_path,
+        label="test",
+        **{**FIT, **overrides},
+    )
 
 
 def accuracy(model, d):
@@ -335,8 +349,16 @@ def test_method_trains_tiny_student(name, mnist_small, teacher, second_teacher, 
 
 
 def test_born_again_generations(mnist_small, tmp_path):
-    gens = born_again(lambda: build_model("mlp-30-30", mnist_small.input_shape, mnist_small.num_classes), 1,
-                      mnist_small.x_train, mnist_small.y_train, None, checkpoint_dir=tmp_path, seed=3, **FIT)
+    gens = born_again(
+        lambda: build_model("mlp-30-30", mnist_small.input_shape, mnist_small.num_classes),
+        1,
+        mnist_small.x_train,
+        mnist_small.y_train,
+        None,
+        checkpoint_dir=tmp_path,
+        seed=3,
+        **FIT,
+    )
     assert len(gens) == 2 and gens[0].model is not gens[1].model
     assert gens[1].history["soft"][-1] > 0  # generation 1 was taught by generation 0
     assert gens[0].history["soft"][-1] == 0  # generation 0 learnt from the labels alone
@@ -352,6 +374,7 @@ class _Interrupt(keras.callbacks.Callback):
 
 def test_resume_restores_method_state(mnist_small, teacher, tmp_path):
     """A FitNets run cut after epoch 1 resumes with its adapter and ends where an uninterrupted one does."""
+
     def wrapper(seed):
         s = student(mnist_small, seed=seed)  # a new process would start from fresh weights, then restore
         return Distiller(s, teacher, method=FitNets(4.0, 0.9))
@@ -393,9 +416,17 @@ def test_method_with_qat_student(name, mnist_small, teacher, float_student, tmp_
 
 # ---- specialists (Hinton et al. 2015, §5) ---------------------------------------------------------
 
-from tinykd.distill.methods import (Specialist, Specialists, build_specialist, combine_log_probs,  # noqa: E402
-                                    find_groups, soft_confusion, specialist_data, specialist_labels,
-                                    train_specialists)
+from tinykd.distill.methods import (
+    Specialist,
+    Specialists,
+    build_specialist,
+    combine_log_probs,  # noqa: E402
+    find_groups,
+    soft_confusion,
+    specialist_data,
+    specialist_labels,
+    train_specialists,
+)
 
 
 def paper_objective(q, p_g, p_ms, groups):
@@ -437,11 +468,14 @@ def test_specialists_agreeing_with_the_generalist_leave_its_targets_unchanged():
 
 
 def test_sure_specialist_moves_mass_to_its_class_and_matches_the_paper_objective():
-    p_g = np.array([0.30, 0.05, 0.30, 0.20, 0.15])        # the generalist hesitates between 0 and 2
+    p_g = np.array([0.30, 0.05, 0.30, 0.20, 0.15])  # the generalist hesitates between 0 and 2
     groups = [[0, 2]]
-    p_s = [np.array([0.90, 0.05, 0.05])]                 # the specialist is sure: class 0
-    q = np.exp(combine_log_probs(np.log(p_g)[None].astype(np.float32), [np.log(p_s[0])[None].astype(np.float32)],
-                                 groups).numpy()[0]).astype(np.float64)
+    p_s = [np.array([0.90, 0.05, 0.05])]  # the specialist is sure: class 0
+    q = np.exp(
+        combine_log_probs(
+            np.log(p_g)[None].astype(np.float32), [np.log(p_s[0])[None].astype(np.float32)], groups
+        ).numpy()[0]
+    ).astype(np.float64)
     np.testing.assert_allclose(q.sum(), 1.0, atol=1e-6)
     assert q[0] > p_g[0] + 0.1 and q[2] < p_g[2] - 0.1 and q.argmax() == 0
     # The closed form is the minimum the paper finds by gradient steps, and nothing near it is lower.
@@ -457,22 +491,28 @@ def test_sure_specialist_moves_mass_to_its_class_and_matches_the_paper_objective
 def test_combination_with_two_groups_covering_every_class_matches_gradient_descent():
     rng = np.random.default_rng(5)
     p_g = softmax(rng.normal(size=5))
-    groups = [[0, 3], [1, 2, 4]]                          # no class is left outside a group
+    groups = [[0, 3], [1, 2, 4]]  # no class is left outside a group
     p_s = [softmax(rng.normal(size=3) * 2), softmax(rng.normal(size=4) * 2)]
-    q = np.exp(combine_log_probs(np.log(p_g)[None].astype(np.float32),
-                                 [np.log(p)[None].astype(np.float32) for p in p_s], groups, 1.0).numpy()[0])
+    q = np.exp(
+        combine_log_probs(
+            np.log(p_g)[None].astype(np.float32), [np.log(p)[None].astype(np.float32) for p in p_s], groups, 1.0
+        ).numpy()[0]
+    )
     np.testing.assert_allclose(q, minimise_by_gradient(p_g, p_s, groups), atol=2e-3)
     # At temperature T the inputs are logits divided by T: T = 2 on doubled logits is the same.
-    q2 = np.exp(combine_log_probs(2 * np.log(p_g)[None].astype(np.float32),
-                                  [2 * np.log(p)[None].astype(np.float32) for p in p_s], groups, 2.0).numpy()[0])
+    q2 = np.exp(
+        combine_log_probs(
+            2 * np.log(p_g)[None].astype(np.float32), [2 * np.log(p)[None].astype(np.float32) for p in p_s], groups, 2.0
+        ).numpy()[0]
+    )
     np.testing.assert_allclose(q2, q, atol=1e-5)
 
 
 def test_find_groups_on_a_hand_made_confusion():
     c = np.diag([100.0] * 6)
-    c[4, 1], c[1, 4] = 9, 7        # 1 <-> 4: the most confused pair
-    c[4, 5], c[5, 1] = 9, 8        # 5 mixes with both (mean 8.5 >= half of 16): joins them
-    c[0, 2], c[2, 0] = 4, 4        # 0 <-> 2: the next group
+    c[4, 1], c[1, 4] = 9, 7  # 1 <-> 4: the most confused pair
+    c[4, 5], c[5, 1] = 9, 8  # 5 mixes with both (mean 8.5 >= half of 16): joins them
+    c[0, 2], c[2, 0] = 4, 4  # 0 <-> 2: the next group
     c[3, 0] = 1
     assert find_groups(c, 2, max_classes=3) == [[1, 4, 5], [0, 2]]
     assert find_groups(c, 2, max_classes=2) == [[1, 4], [0, 2]]
@@ -510,8 +550,9 @@ def test_specialists_method_loss_is_hinton_on_the_combined_targets():
     # A specialist copied from the generalist is nearly (not exactly: its dustbin's row is the mean
     # of the other rows) the generalist restricted; the method must use exactly the combined target,
     # made at T = 1 and softened at T like a teacher's logits.
-    target = softmax(combine_log_probs(generalist(X), [spec(X)], [[0, 1]], 1.0, top_k=1).numpy().astype(np.float64)
-                     / 3.0)
+    target = softmax(
+        combine_log_probs(generalist(X), [spec(X)], [[0, 1]], 1.0, top_k=1).numpy().astype(np.float64) / 3.0
+    )
     soft = 9.0 * kl(target, softmax(s / 3.0))
     hard = ce(Y, s)
     got = loss_of(method, student, generalist)
@@ -525,24 +566,34 @@ def test_specialists_method_loss_is_hinton_on_the_combined_targets():
 
 def test_specialist_counts_only_where_its_classes_are_the_generalists_top_k():
     p_g = np.array([[0.6, 0.25, 0.1, 0.05], [0.1, 0.2, 0.6, 0.1]])
-    p_s = np.array([[0.05, 0.9, 0.05], [0.05, 0.9, 0.05]])   # group [0, 1]: "it is class 1"
+    p_s = np.array([[0.05, 0.9, 0.05], [0.05, 0.9, 0.05]])  # group [0, 1]: "it is class 1"
     z_g, z_s = np.log(p_g).astype(np.float32), np.log(p_s).astype(np.float32)
     q1 = np.exp(combine_log_probs(z_g, [z_s], [[0, 1]], 1.0, top_k=1).numpy())
     q_all = np.exp(combine_log_probs(z_g, [z_s], [[0, 1]], 1.0).numpy())
-    assert q1[0, 1] > p_g[0, 1] + 0.2                  # example 0: first choice 0 is in the group
+    assert q1[0, 1] > p_g[0, 1] + 0.2  # example 0: first choice 0 is in the group
     np.testing.assert_allclose(q1[1], p_g[1], atol=1e-6)  # example 1: first choice 2 is not, nothing changes
-    assert q_all[1, 1] > p_g[1, 1] + 0.1               # ...unless every specialist counts everywhere
+    assert q_all[1, 1] > p_g[1, 1] + 0.1  # ...unless every specialist counts everywhere
     q2 = np.exp(combine_log_probs(z_g, [z_s], [[0, 1]], 1.0, top_k=2).numpy())
-    assert q2[1, 1] > p_g[1, 1] + 0.1                  # class 1 is example 1's second choice
+    assert q2[1, 1] > p_g[1, 1] + 0.1  # class 1 is example 1's second choice
 
 
 def test_specialists_train_and_teach_a_tiny_student(mnist_small, teacher, tmp_path):
     logits = teacher.predict(mnist_small.x_val, verbose=0)
     groups = find_groups(soft_confusion(softmax(logits), mnist_small.y_val, 10), 1, max_classes=2)
     assert len(groups) == 1 and len(groups[0]) == 2
-    specialists = train_specialists(teacher, groups, mnist_small.x_train, mnist_small.y_train, None,
-                                    checkpoint_dir=tmp_path / "spec", seed=0, epochs=1, batch_size=64,
-                                    learning_rate=1e-3, max_shift=0)
+    specialists = train_specialists(
+        teacher,
+        groups,
+        mnist_small.x_train,
+        mnist_small.y_train,
+        None,
+        checkpoint_dir=tmp_path / "spec",
+        seed=0,
+        epochs=1,
+        batch_size=64,
+        learning_rate=1e-3,
+        max_shift=0,
+    )
     s = specialists[0]
     own = specialist_labels(mnist_small.y_test, groups[0])
     predicted = s.model.predict(mnist_small.x_test, verbose=0).argmax(-1)
@@ -562,8 +613,9 @@ def test_rkd_angle_term_uses_the_first_angle_batch_examples():
     t_acts, t = np_forward(teacher, X)
     es, et = s_acts["fc2"], t_acts["fc1"]
     total, soft, hard = hinton_hand(Y, s, t, 3.0, 0.9)
-    rel = 25.0 * huber(np_rkd_distance(es), np_rkd_distance(et)) + 50.0 * huber(np_rkd_angle(es[:3]),
-                                                                              np_rkd_angle(et[:3]))
+    rel = 25.0 * huber(np_rkd_distance(es), np_rkd_distance(et)) + 50.0 * huber(
+        np_rkd_angle(es[:3]), np_rkd_angle(et[:3])
+    )
     got = loss_of(RKD(3.0, 0.9, angle_batch=3), student, teacher)
     np.testing.assert_allclose(got, (total + rel, soft + rel, hard), rtol=1e-4)
     with pytest.raises(TinykdError, match="angle_batch must be at least 3"):

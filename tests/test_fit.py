@@ -1,4 +1,5 @@
 """`tinykd fit --board B`: sizing, rejection with sizes, successive halving, latency limit, errors."""
+
 import json
 
 import pytest
@@ -19,8 +20,25 @@ def run(*args):
 
 def quick_fit(out, mnist_dir, widths, *extra):
     # mps3-an547 has 512 KB of flash: a 784-1024-10 MLP (~0.8 MB of int8 weights) cannot fit.
-    return run("fit", "--quick", "--board", "mps3-an547", "--data-dir", str(mnist_dir), "--out", str(out),
-               "--teacher", "mlp-64", "--teacher-epochs", "1", "--widths", widths, "--depths", "1", *extra)
+    return run(
+        "fit",
+        "--quick",
+        "--board",
+        "mps3-an547",
+        "--data-dir",
+        str(mnist_dir),
+        "--out",
+        str(out),
+        "--teacher",
+        "mlp-64",
+        "--teacher-epochs",
+        "1",
+        "--widths",
+        widths,
+        "--depths",
+        "1",
+        *extra,
+    )
 
 
 def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
@@ -79,7 +97,8 @@ def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
     fit = json.loads((out / "fit.json").read_text())
     by_arch = {c["arch"]: c for c in fit["candidates"]}
     assert by_arch["mlp-16"]["rejected"] == (
-        f"estimated {by_arch['mlp-16']['latency_ms_estimate']:.2f} ms > {fit['max_latency_ms']:g} ms")
+        f"estimated {by_arch['mlp-16']['latency_ms_estimate']:.2f} ms > {fit['max_latency_ms']:g} ms"
+    )
     assert fit["chosen"]["arch"] == "mlp-8" and fit["max_latency_ms"] == pytest.approx(limit, abs=1e-4)
 
     # Nothing fits: a clear error with the smallest candidate's sizes (from the cache: no compile).
@@ -89,14 +108,17 @@ def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
     assert "Traceback" not in output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--widths", "0,16"], "--widths: '0' is not a whole number >= 1"),
-    (["--widths", "16,wide"], "--widths: 'wide' is not a whole number"),
-    (["--depths", "1,9"], "--depths: '9' is not a whole number between 1 and 4"),
-    (["--task", "kws"], "MNIST only"),
-    (["--method", "online"], "needs extra teachers, peers or generations"),
-    (["--max-latency", "0"], "--max-latency must be > 0"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--widths", "0,16"], "--widths: '0' is not a whole number >= 1"),
+        (["--widths", "16,wide"], "--widths: 'wide' is not a whole number"),
+        (["--depths", "1,9"], "--depths: '9' is not a whole number between 1 and 4"),
+        (["--task", "kws"], "MNIST only"),
+        (["--method", "online"], "needs extra teachers, peers or generations"),
+        (["--max-latency", "0"], "--max-latency must be > 0"),
+    ],
+)
 def test_bad_fit_options_exit_2_with_a_message(args, message, tmp_path):
     code, output = run("fit", "--out", str(tmp_path / "f"), *args)
     assert code == 2, output

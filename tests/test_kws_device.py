@@ -1,14 +1,15 @@
 """KWS on the device: the firmware's INFER_AUDIO path (raw audio -> C frontend -> model) under
 QEMU gives the host's feature bytes and the host's int8 outputs; the DS-CNN models convert to
 int8 with only ops our runtime runs, with the frontend's input quantisation, and fit the Nano 33."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import tinykd  # noqa: F401
 from tinykd.errors import TinykdError
+
 
 def _ops(path) -> set[str]:
     from tinykd.firmware.tflite_model import read_tflite
@@ -57,14 +58,14 @@ def test_ds_cnn_s_converts_to_supported_int8_ops_and_fits_nano33(kws_qat_model, 
     ops = _ops(kws_qat_model)
     assert ops <= set(SUPPORTED_OPS), ops
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED"} <= ops
-    assert not ops & {"MEAN", "MUL", "ADD", "SUB"}    # batch norm folded, no global mean
+    assert not ops & {"MEAN", "MUL", "ADD", "SUB"}  # batch norm folded, no global mean
     q = tflite_io_quantization(kws_qat_model)
     assert q.input.shape == (1, 49, 10, 1)
     assert (q.input.scale, q.input.zero_point) == (0.5, 45)
     fw = build_firmware(kws_qat_model, "nano33", tmp_path / "fw")
     s = fw.summary()
     assert s["flash_used"] <= s["flash_budget"] and s["ram_used"] <= s["ram_budget"]
-    assert 15_000 < s["params"] < 40_000            # Hello Edge DS-CNN S: ~24 k parameters
+    assert 15_000 < s["params"] < 40_000  # Hello Edge DS-CNN S: ~24 k parameters
     # the audio path is in: the 32 000-byte clip buffer and the frontend's tables
     assert s["ram_used"] > 32_000 + s["arena_bytes"]
 
@@ -82,8 +83,9 @@ def test_other_kws_models_convert_with_supported_ops(arch, tmp_path):
     keras.utils.set_random_seed(2)
     model = build_model(arch, (49, 10, 1), 12)
     x = frontend.dequantize(np.random.default_rng(2).integers(-128, 100, (16, 49, 10, 1))).astype(np.float32)
-    out = convert_int8(model, x, tmp_path / "m.tflite", samples=16,
-                       input_quantization=(frontend.SCALE, frontend.ZERO_POINT))
+    out = convert_int8(
+        model, x, tmp_path / "m.tflite", samples=16, input_quantization=(frontend.SCALE, frontend.ZERO_POINT)
+    )
     ops = _ops(out)
     assert ops <= set(SUPPORTED_OPS) and "MEAN" not in ops and "MUL" not in ops, ops
     if arch == "ds-cnn-xs":
@@ -98,8 +100,7 @@ def test_fixed_input_quantisation_must_contain_zero(tmp_path):
 
     model = build_model("ds-cnn-xs", (49, 10, 1), 12)
     with pytest.raises(TinykdError, match="zero point"):
-        convert_int8(model, np.zeros((2, 49, 10, 1), np.float32), tmp_path / "m.tflite",
-                     input_quantization=(0.5, 200))
+        convert_int8(model, np.zeros((2, 49, 10, 1), np.float32), tmp_path / "m.tflite", input_quantization=(0.5, 200))
     assert not (tmp_path / "m.tflite").exists()
 
 
@@ -114,11 +115,17 @@ def test_device_frontend_and_model_on_raw_audio_match_the_host(kws_qat_model, tm
     fw = build_firmware(kws_qat_model, "mps2-an386", tmp_path / "fw")
     audio = _clips()
     outputs, features, counts, fcounts = run_audio_qemu(
-        "mps2-an386", fw.build.elf, audio, instances=2, expected_sha256_hex=fw.sources.sha256,
-        progress=False, time_limit=300)
+        "mps2-an386",
+        fw.build.elf,
+        audio,
+        instances=2,
+        expected_sha256_hex=fw.sources.sha256,
+        progress=False,
+        time_limit=300,
+    )
     host_features = frontend.features(audio)
     np.testing.assert_array_equal(features.reshape(host_features.shape), host_features)
-    assert len({f.tobytes() for f in host_features}) == 4          # the clips really differ
+    assert len({f.tobytes() for f in host_features}) == 4  # the clips really differ
     host = int8_outputs_tflm(kws_qat_model, host_features[..., None])
     np.testing.assert_array_equal(outputs, host)
     # instruction counts: the frontend ~6 M per clip, the model its own (non-zero) share
@@ -138,8 +145,7 @@ def test_raw_audio_to_a_non_kws_firmware_is_refused(tmp_path):
     project = generate_project("mps2-an386", fixture, tmp_path / "fw")
     elf = build_project(project).elf
     with pytest.raises(TinykdError, match="cannot run on raw audio"):
-        run_audio_qemu("mps2-an386", elf, np.zeros((1, 16000), np.int16), instances=1,
-                       progress=False, time_limit=60)
+        run_audio_qemu("mps2-an386", elf, np.zeros((1, 16000), np.int16), instances=1, progress=False, time_limit=60)
     # and the firmware itself answers INFER_AUDIO with ERROR(UNSUPPORTED)
     from tinykd.device import protocol as P
     from tinykd.device.link import DeviceLink

@@ -1,4 +1,5 @@
 """The fixed-point KWS frontend (firmware/frontend): host binding, arithmetic, device build."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,10 +31,18 @@ def extreme_clips() -> np.ndarray:
     half = np.where((np.arange(RATE) % 640) < 320, 32767, -32768).astype(np.int16)
     alt = np.where(np.arange(RATE) % 2 == 0, 32767, -32768).astype(np.int16)
     square_1k = np.where(np.sin(2 * np.pi * 1000 * T) >= 0, 32767, -32768).astype(np.int16)
-    return np.stack([
-        np.full(RATE, 32767, np.int16), np.full(RATE, -32768, np.int16), step, half, alt,
-        square_1k, rng.integers(-32768, 32768, RATE).astype(np.int16), np.zeros(RATE, np.int16),
-    ])
+    return np.stack(
+        [
+            np.full(RATE, 32767, np.int16),
+            np.full(RATE, -32768, np.int16),
+            step,
+            half,
+            alt,
+            square_1k,
+            rng.integers(-32768, 32768, RATE).astype(np.int16),
+            np.zeros(RATE, np.int16),
+        ]
+    )
 
 
 def espeak_clip(word: str, index: int, peak_db: float | None = None) -> np.ndarray:
@@ -48,8 +57,9 @@ def test_generated_tables_are_fresh():
     spec = importlib.util.spec_from_file_location("gen_tables", FRONTEND_DIR / "gen_tables.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
-    assert (FRONTEND_DIR / "tkd_frontend_tables.h").read_text() == gen.generate(), \
+    assert (FRONTEND_DIR / "tkd_frontend_tables.h").read_text() == gen.generate(), (
         "tkd_frontend_tables.h is stale: run python firmware/frontend/gen_tables.py"
+    )
 
 
 def test_shape_dtype_determinism_and_batching():
@@ -71,7 +81,7 @@ def test_streaming_and_frame_api_match_whole_clip():
     whole = fe.features(clip)[0]
     assert np.array_equal(fe.stream_features(clip), whole)
     for f in (0, 17, 48):
-        assert np.array_equal(fe.frame_features(clip[f * 320:f * 320 + 640]), whole[f])
+        assert np.array_equal(fe.frame_features(clip[f * 320 : f * 320 + 640]), whole[f])
 
 
 def test_bad_input_raises_tinykd_error():
@@ -132,10 +142,16 @@ def test_silence_noise_and_speech_differ():
 
 def test_fixed_point_tracks_float_reference():
     rng = np.random.default_rng(5)
-    chirp = np.round(6000 * np.sin(2 * np.pi * (100 * T + 1900 * T ** 2))).astype(np.int16)
-    clips = [tone(440.0), chirp, rng.normal(0, 300, RATE).astype(np.int16),
-             rng.normal(0, 3, RATE).astype(np.int16),
-             espeak_clip("left", 1), espeak_clip("stop", 2), espeak_clip("marvin", 3, peak_db=-25.0)]
+    chirp = np.round(6000 * np.sin(2 * np.pi * (100 * T + 1900 * T**2))).astype(np.int16)
+    clips = [
+        tone(440.0),
+        chirp,
+        rng.normal(0, 300, RATE).astype(np.int16),
+        rng.normal(0, 3, RATE).astype(np.int16),
+        espeak_clip("left", 1),
+        espeak_clip("stop", 2),
+        espeak_clip("marvin", 3, peak_db=-25.0),
+    ]
     audio = np.stack(clips)
     q = fe.features(audio)
     ref = fe.float_reference(audio)
@@ -149,8 +165,12 @@ def test_fixed_point_tracks_float_reference():
 
 
 def _compile(cc: list[str], out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*cc, "-c", str(FRONTEND_DIR / "tkd_frontend.c"), "-o", str(out), *extra],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*cc, "-c", str(FRONTEND_DIR / "tkd_frontend.c"), "-o", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cortex_m4_build_is_warning_free_and_self_contained(tmp_path):
@@ -164,21 +184,48 @@ def test_cortex_m4_build_is_warning_free_and_self_contained(tmp_path):
     assert m0.returncode == 0 and not m0.stderr.strip(), m0.stderr
     lean = _compile([gcc, "-mcpu=cortex-m4", *flags, "-DTKD_FRONTEND_STATIC_SCRATCH=0"], tmp_path / "lean.o")
     assert lean.returncode == 0 and not lean.stderr.strip(), lean.stderr
-    size = subprocess.run([shutil.which("arm-none-eabi-size") or "arm-none-eabi-size", str(tmp_path / "lean.o")],
-                          capture_output=True, text=True, timeout=60).stdout.splitlines()[-1].split()
+    size = (
+        subprocess.run(
+            [shutil.which("arm-none-eabi-size") or "arm-none-eabi-size", str(tmp_path / "lean.o")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        .stdout.splitlines()[-1]
+        .split()
+    )
     text, data, bss = (int(v) for v in size[:3])
     assert text < 12000 and data == 0 and bss == 0, size  # all tables const, no hidden RAM
     for obj in ("m4.o", "m0.o"):
-        nm = subprocess.run([shutil.which("arm-none-eabi-nm") or "arm-none-eabi-nm", "-u", str(tmp_path / obj)],
-                            capture_output=True, text=True, timeout=60)
+        nm = subprocess.run(
+            [shutil.which("arm-none-eabi-nm") or "arm-none-eabi-nm", "-u", str(tmp_path / obj)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         undefined = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip()}
         floaty = {s for s in undefined if s.startswith(("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_i2d"))}
         assert not floaty, floaty
-        assert undefined <= {"memcpy", "memset", "memmove", "__aeabi_memcpy", "__aeabi_memset",
-                             "__aeabi_memclr", "__aeabi_memmove", "__aeabi_memclr4", "__aeabi_memcpy4",
-                             "__aeabi_lasr", "__aeabi_llsl", "__aeabi_llsr", "__aeabi_lmul",
-                             "__aeabi_uldivmod", "__aeabi_idiv", "__aeabi_idivmod", "__aeabi_uidiv",
-                             "__aeabi_uidivmod"}, undefined
+        assert undefined <= {
+            "memcpy",
+            "memset",
+            "memmove",
+            "__aeabi_memcpy",
+            "__aeabi_memset",
+            "__aeabi_memclr",
+            "__aeabi_memmove",
+            "__aeabi_memclr4",
+            "__aeabi_memcpy4",
+            "__aeabi_lasr",
+            "__aeabi_llsl",
+            "__aeabi_llsr",
+            "__aeabi_lmul",
+            "__aeabi_uldivmod",
+            "__aeabi_idiv",
+            "__aeabi_idivmod",
+            "__aeabi_uidiv",
+            "__aeabi_uidivmod",
+        }, undefined
 
 
 HARNESS = r"""
@@ -208,15 +255,34 @@ def test_no_undefined_behaviour_at_extremes_and_same_bytes_at_O0(tmp_path):
     assert cc, "a host C compiler is required"
     (tmp_path / "main.c").write_text(HARNESS)
     exe = tmp_path / "harness"
-    r = subprocess.run([cc, "-O0", "-g", "-std=c99", "-Wall", "-Wextra", "-Werror",
-                        "-fsanitize=undefined", "-fno-sanitize-recover=all", "-I", str(FRONTEND_DIR),
-                        str(tmp_path / "main.c"), str(FRONTEND_DIR / "tkd_frontend.c"), "-o", str(exe)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            cc,
+            "-O0",
+            "-g",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsanitize=undefined",
+            "-fno-sanitize-recover=all",
+            "-I",
+            str(FRONTEND_DIR),
+            str(tmp_path / "main.c"),
+            str(FRONTEND_DIR / "tkd_frontend.c"),
+            "-o",
+            str(exe),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     audio = np.concatenate([extreme_clips(), np.stack([tone(3000.0, 32767.0)])])
     audio.astype("<i2").tofile(tmp_path / "in.bin")
-    run = subprocess.run([str(exe), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [str(exe), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0 and "runtime error" not in run.stderr, run.stderr
     got = np.fromfile(tmp_path / "out.bin", dtype=np.int8).reshape(len(audio), 49, 10)
     assert np.array_equal(got, fe.features(audio))
@@ -293,16 +359,56 @@ def test_cortex_m4_under_qemu_gives_the_host_bytes(tmp_path):
     (tmp_path / "link.ld").write_text(QEMU_LINK)
     (tmp_path / "main.c").write_text(QEMU_MAIN)
     elf = tmp_path / "fe.elf"
-    r = subprocess.run([gcc, "-mcpu=cortex-m4", "-mthumb", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
-                        "-ffreestanding", "-nostartfiles", "-T", str(tmp_path / "link.ld"), "-I", str(FRONTEND_DIR),
-                        "-I", str(tmp_path), str(tmp_path / "main.c"), str(FRONTEND_DIR / "tkd_frontend.c"),
-                        "-o", str(elf), "-lc", "-lgcc"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            gcc,
+            "-mcpu=cortex-m4",
+            "-mthumb",
+            "-O2",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-ffreestanding",
+            "-nostartfiles",
+            "-T",
+            str(tmp_path / "link.ld"),
+            "-I",
+            str(FRONTEND_DIR),
+            "-I",
+            str(tmp_path),
+            str(tmp_path / "main.c"),
+            str(FRONTEND_DIR / "tkd_frontend.c"),
+            "-o",
+            str(elf),
+            "-lc",
+            "-lgcc",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
-    run = subprocess.run([qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none",
-                          "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
-                         capture_output=True, text=True, timeout=120, start_new_session=True)
+    run = subprocess.run(
+        [
+            qemu,
+            "-M",
+            "mps2-an386",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-kernel",
+            str(elf),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
-    lines = [l for l in (run.stdout + run.stderr).split() if len(l) == 2 * 490]
+    lines = [word for word in (run.stdout + run.stderr).split() if len(word) == 2 * 490]
     assert len(lines) == len(audio), (run.stdout[-500:], run.stderr[-500:])
-    device = np.array([np.frombuffer(bytes.fromhex(l), dtype=np.int8) for l in lines]).reshape(-1, 49, 10)
+    device = np.array([np.frombuffer(bytes.fromhex(line), dtype=np.int8) for line in lines]).reshape(-1, 49, 10)
     assert np.array_equal(device, fe.features(audio))

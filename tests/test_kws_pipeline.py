@@ -1,5 +1,6 @@
 """The KWS task end to end: `--quick` on a small espeak-ng set generated into the cache,
 distilled DS-CNN, int8 with the frontend's input quantisation, evaluated on QEMU from raw audio."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,8 @@ def test_kws_task_defaults_and_quick():
     assert (full.teacher.arch, full.student.arch, full.data.jitter) == ("ds-cnn-l", "ds-cnn-s", 0)
     quick = resolve(task="kws", quick=True)
     assert quick.student.arch == "ds-cnn-s" and quick.data.train_limit == 150
-    assert quick.teacher.arch.startswith("ds-cnn")          # not --quick's MNIST MLP teacher
-    mnist_quick = resolve(task="mnist", quick=True)         # MNIST's --quick is untouched
+    assert quick.teacher.arch.startswith("ds-cnn")  # not --quick's MNIST MLP teacher
+    mnist_quick = resolve(task="mnist", quick=True)  # MNIST's --quick is untouched
     assert mnist_quick.teacher.arch == "mlp-256-256" and mnist_quick.data.train_limit == 3000
 
 
@@ -83,7 +84,7 @@ def test_kws_augment_and_synth_size_settings(tmp_path):
     # the same 16-clip set (train_limit sizes it to 16 too); two augmented copies appended
     assert len(augmented.y_train) == 3 * len(plain.y_train)
     assert np.array_equal(augmented.y_train, np.tile(plain.y_train, 3))
-    assert np.array_equal(augmented.x_train[:len(plain.y_train)], plain.x_train)
+    assert np.array_equal(augmented.x_train[: len(plain.y_train)], plain.x_train)
     assert np.array_equal(augmented.x_test, plain.x_test)  # evaluation data is never augmented
     with pytest.raises(TinykdError, match="only apply to the kws task"):
         resolve(task="mnist", overrides={"data": {"augment": 1}})

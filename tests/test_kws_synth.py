@@ -1,4 +1,5 @@
 """The espeak-ng synthetic KWS dataset: layout, audio format, split lists, determinism."""
+
 from __future__ import annotations
 
 import shutil
@@ -57,11 +58,13 @@ def test_layout_and_audio_format(dataset):
     for name in noise:
         x, fmt = read(root / "_background_noise_" / name)
         assert fmt == (1, 2, 16000) and len(x) == 32000 and x.std() > 100
+
     # The noises really differ in colour: white is flat, brown is mostly low frequency.
     def low_share(name):
         x, _ = read(root / "_background_noise_" / name)
         p = np.abs(np.fft.rfft(x.astype(float))) ** 2
         return p[: len(p) // 16].sum() / p.sum()  # below 500 Hz
+
     assert low_share("white_noise.wav") < 0.1 < low_share("pink_noise.wav") < low_share("brown_noise.wav")
 
 

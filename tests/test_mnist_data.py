@@ -1,4 +1,5 @@
 """MNIST loading: the real files, checksums, truncated files, the download path, the errors."""
+
 import gzip
 import shutil
 

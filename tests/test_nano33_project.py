@@ -1,6 +1,7 @@
 """The Arduino Nano 33 BLE project: sketch generated, the portable part compiles for the
 core's Cortex-M4F softfp ABI and fits the board's budget minus the Mbed OS allowance, and
 the Arduino port itself compiles against a minimal stand-in for Arduino.h."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,8 +35,9 @@ extern FakeSerial Serial;
 
 def _no_arduino_cli(monkeypatch):
     real = shutil.which
-    monkeypatch.setattr(project_mod.shutil, "which",
-                        lambda name, *a, **k: None if name == "arduino-cli" else real(name, *a, **k))
+    monkeypatch.setattr(
+        project_mod.shutil, "which", lambda name, *a, **k: None if name == "arduino-cli" else real(name, *a, **k)
+    )
 
 
 def _require(tool):
@@ -48,8 +50,16 @@ def test_nano33_sketch_is_generated(tmp_path):
     sketch = proj.sketch_dir
     assert sketch.name == "tinykd_nano33"
     names = {p.name for p in sketch.iterdir()}
-    assert {"tinykd_nano33.ino", "tkd_port_arduino.cpp", "tkd_app.c", "tkd_protocol.c",
-            "tkd_port.h", "model.c", "model.h", "tkd_board.h"} <= names
+    assert {
+        "tinykd_nano33.ino",
+        "tkd_port_arduino.cpp",
+        "tkd_app.c",
+        "tkd_protocol.c",
+        "tkd_port.h",
+        "model.c",
+        "model.h",
+        "tkd_board.h",
+    } <= names
     # Mbed OS brings its own start-up and main(): none of ours may end up in the sketch
     assert not names & {"tkd_startup.c", "tkd_port_qemu.c", "tkd_port_standin.c"}
     board_h = (sketch / "tkd_board.h").read_text()
@@ -68,12 +78,12 @@ def test_nano33_portable_part_compiles_softfp_and_fits(tmp_path, monkeypatch):
     assert res.ram_budget == 262_144 - board.mbed_ram_allowance == 212_992
     assert 1000 < res.flash_used < 16_384 and 0 < res.ram_used < 16_384
     assert any("Mbed" in n for n in res.notes)
-    attrs = subprocess.run(["arm-none-eabi-readelf", "-A", str(res.elf)], capture_output=True,
-                           text=True, check=True).stdout
+    attrs = subprocess.run(
+        ["arm-none-eabi-readelf", "-A", str(res.elf)], capture_output=True, text=True, check=True
+    ).stdout
     assert "Tag_CPU_arch: v7E-M" in attrs and "Tag_FP_arch: VFPv4-D16" in attrs
-    assert "Tag_ABI_VFP_args: VFP registers" not in attrs      # softfp, not hard-float
-    print(f"\nnano33 fit check: flash {res.flash_used}/{res.flash_budget} B, "
-          f"RAM {res.ram_used}/{res.ram_budget} B")
+    assert "Tag_ABI_VFP_args: VFP registers" not in attrs  # softfp, not hard-float
+    print(f"\nnano33 fit check: flash {res.flash_used}/{res.flash_budget} B, RAM {res.ram_used}/{res.ram_budget} B")
 
 
 def test_nano33_arduino_port_compiles_against_stand_in_core(tmp_path):
@@ -82,12 +92,27 @@ def test_nano33_arduino_port_compiles_against_stand_in_core(tmp_path):
     inc = tmp_path / "core"
     inc.mkdir()
     (inc / "Arduino.h").write_text(FAKE_ARDUINO_H)
-    flags = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=softfp",
-             "-Wall", "-Wextra", "-Werror", "-I", str(inc), "-I", str(proj.sketch_dir)]
-    for src, lang in ((proj.sketch_dir / "tkd_port_arduino.cpp", "c++"),
-                      (proj.sketch_dir / "tinykd_nano33.ino", "c++")):
-        subprocess.run(["arm-none-eabi-g++", *flags, "-x", lang, "-c", str(src), "-o",
-                        str(tmp_path / (src.name + ".o"))], check=True)
+    flags = [
+        "-mcpu=cortex-m4",
+        "-mthumb",
+        "-mfpu=fpv4-sp-d16",
+        "-mfloat-abi=softfp",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-I",
+        str(inc),
+        "-I",
+        str(proj.sketch_dir),
+    ]
+    for src, lang in (
+        (proj.sketch_dir / "tkd_port_arduino.cpp", "c++"),
+        (proj.sketch_dir / "tinykd_nano33.ino", "c++"),
+    ):
+        subprocess.run(
+            ["arm-none-eabi-g++", *flags, "-x", lang, "-c", str(src), "-o", str(tmp_path / (src.name + ".o"))],
+            check=True,
+        )
 
 
 def test_nano33_model_too_big(tmp_path, monkeypatch):
@@ -97,13 +122,13 @@ def test_nano33_model_too_big(tmp_path, monkeypatch):
     model.mkdir()
     (model / "model.h").write_bytes((FIXTURE / "model.h").read_bytes())
     src = (FIXTURE / "model.c").read_text()
-    src = src.replace("static int32_t arena", "extern const volatile int8_t tkd_big[];\n"
-                      "static int32_t arena")
-    src = src.replace("    if (input[0] == -128", "    if (tkd_big[(uint8_t)input[2]] == 5) {\n"
-                      "        return 9;\n    }\n    if (input[0] == -128")
+    src = src.replace("static int32_t arena", "extern const volatile int8_t tkd_big[];\nstatic int32_t arena")
+    src = src.replace(
+        "    if (input[0] == -128",
+        "    if (tkd_big[(uint8_t)input[2]] == 5) {\n        return 9;\n    }\n    if (input[0] == -128",
+    )
     (model / "model.c").write_text(src)
-    (model / "weights.c").write_text(
-        "#include <stdint.h>\nconst volatile int8_t tkd_big[900000] = {1};\n")
+    (model / "weights.c").write_text("#include <stdint.h>\nconst volatile int8_t tkd_big[900000] = {1};\n")
     with pytest.raises(TinykdError) as e:
         build_project(generate_project("nano33", model, tmp_path / "fw"))
     msg = str(e.value)
@@ -114,8 +139,9 @@ def test_nano33_model_too_big(tmp_path, monkeypatch):
 def test_nano33_flash_without_arduino_cli_says_how_to_install(tmp_path, monkeypatch):
     proj = generate_project("nano33", FIXTURE, tmp_path / "fw")
     real = shutil.which
-    monkeypatch.setattr(flash_mod.shutil, "which",
-                        lambda name, *a, **k: None if name == "arduino-cli" else real(name, *a, **k))
+    monkeypatch.setattr(
+        flash_mod.shutil, "which", lambda name, *a, **k: None if name == "arduino-cli" else real(name, *a, **k)
+    )
     with pytest.raises(TinykdError, match="arduino-cli.*install"):
         flash_mod.flash("nano33", proj)
 
@@ -123,8 +149,9 @@ def test_nano33_flash_without_arduino_cli_says_how_to_install(tmp_path, monkeypa
 def test_missing_toolchain_says_how_to_install(tmp_path, monkeypatch):
     proj = generate_project("mps2-an386", FIXTURE, tmp_path / "fw")
     real = shutil.which
-    monkeypatch.setattr(project_mod.shutil, "which",
-                        lambda n, *a, **k: None if n == "arm-none-eabi-gcc" else real(n, *a, **k))
+    monkeypatch.setattr(
+        project_mod.shutil, "which", lambda n, *a, **k: None if n == "arm-none-eabi-gcc" else real(n, *a, **k)
+    )
     with pytest.raises(TinykdError, match="arm-none-eabi-gcc.*gcc-arm-none-eabi"):
         build_project(proj)
 

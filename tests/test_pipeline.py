@@ -1,11 +1,12 @@
 """End to end on a data subset: every artifact, C arrays, determinism, resume."""
+
 import json
 
 import numpy as np
 import pytest
-import tinykd  # noqa: F401
 import tf_keras as keras
 
+import tinykd  # noqa: F401
 from tinykd.config import resolve
 from tinykd.distill import Distiller, train
 from tinykd.export.c_array import read_c_array
@@ -15,10 +16,22 @@ from tinykd.pipeline import Build
 
 def test_quick_build_makes_every_artifact(quick_build):
     out = quick_build.out
-    for name in ["config.toml", "teacher.keras", "baseline.keras", "student.keras", "student_qat.h5",
-                 "model_int8.tflite", "model_data.cc", "model_data.h", "evaluation.json",
-                 "report.json", "report.md", "plots/training_curves.png", "plots/confusion_int8.png",
-                 "plots/errors.png"]:
+    for name in [
+        "config.toml",
+        "teacher.keras",
+        "baseline.keras",
+        "student.keras",
+        "student_qat.h5",
+        "model_int8.tflite",
+        "model_data.cc",
+        "model_data.h",
+        "evaluation.json",
+        "report.json",
+        "report.md",
+        "plots/training_curves.png",
+        "plots/confusion_int8.png",
+        "plots/errors.png",
+    ]:
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     results = report["results"]
@@ -95,8 +108,15 @@ def test_training_resumes_from_the_epoch_checkpoint(mnist_dir, tmp_path):
 
     cut = fresh()
     with pytest.raises(KeyboardInterrupt):
-        train(Distiller(cut), d.x_train, d.y_train, None, checkpoint_dir=tmp_path / "b",
-              callbacks=[_Interrupt()], **kwargs)
+        train(
+            Distiller(cut),
+            d.x_train,
+            d.y_train,
+            None,
+            checkpoint_dir=tmp_path / "b",
+            callbacks=[_Interrupt()],
+            **kwargs,
+        )
     resumed = fresh()  # a new process would start from fresh weights, then restore
     result = train(Distiller(resumed), d.x_train, d.y_train, None, checkpoint_dir=tmp_path / "b", **kwargs)
     assert len(result.history["loss"]) == 2
@@ -106,9 +126,15 @@ def test_training_resumes_from_the_epoch_checkpoint(mnist_dir, tmp_path):
 
 
 def test_build_from_python_with_overrides(mnist_dir, tmp_path):
-    config = resolve(quick=True, overrides={"data": {"dir": str(mnist_dir), "train_limit": 500, "test_limit": 50},
-                                            "teacher": {"epochs": 1}, "student": {"epochs": 1, "arch": "mlp-30-30"},
-                                            "qat": {"epochs": 1}})
+    config = resolve(
+        quick=True,
+        overrides={
+            "data": {"dir": str(mnist_dir), "train_limit": 500, "test_limit": 50},
+            "teacher": {"epochs": 1},
+            "student": {"epochs": 1, "arch": "mlp-30-30"},
+            "qat": {"epochs": 1},
+        },
+    )
     build = Build(config, tmp_path / "py", log=lambda m: None)
     record = build.run("convert")
     assert record.info["bytes"] == (tmp_path / "py" / "model_int8.tflite").stat().st_size
@@ -138,8 +164,20 @@ def test_any_tflite_checked_on_the_device_from_the_cli(quick_build, tmp_path):
 
     from tinykd.cli import main
 
-    result = CliRunner().invoke(main, ["evaluate", "--model", str(quick_build.out / "model_int8.tflite"),
-                                       "--board", "mps2-an505", "--random", "40", "--out", str(tmp_path / "chk")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            str(quick_build.out / "model_int8.tflite"),
+            "--board",
+            "mps2-an505",
+            "--random",
+            "40",
+            "--out",
+            str(tmp_path / "chk"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "40 random inputs on mps2-an505: 0 outputs differ" in result.output
     check = json.loads((tmp_path / "chk" / "device_check.json").read_text())
@@ -155,9 +193,15 @@ def test_student_too_big_for_the_board_is_a_clear_error(mnist_dir, tmp_path):
     from tinykd.firmware.build import build_firmware
 
     small = dataclasses.replace(load_board("mps2-an386"), flash_bytes=64 * 1024)
-    config = resolve(quick=True, overrides={"data": {"dir": str(mnist_dir), "train_limit": 300, "test_limit": 20},
-                                            "teacher": {"epochs": 1}, "student": {"epochs": 1},
-                                            "qat": {"epochs": 1}})
+    config = resolve(
+        quick=True,
+        overrides={
+            "data": {"dir": str(mnist_dir), "train_limit": 300, "test_limit": 20},
+            "teacher": {"epochs": 1},
+            "student": {"epochs": 1},
+            "qat": {"epochs": 1},
+        },
+    )
     build = Build(config, tmp_path / "big", log=lambda m: None)
     build.run("convert")  # mlp-300-300: ~330 KB of weights
     with pytest.raises(TinykdError) as info:
@@ -174,8 +218,9 @@ def test_changed_settings_never_resume_from_old_checkpoints(quick_build, tmp_pat
 
     base = quick_build.config
     moved = dataclasses.replace(base, data=dataclasses.replace(base.data, dir=str(base.data.dir) + "/"))
-    assert Build(moved, quick_build.out, log=lambda m: None).fingerprint("train-teacher") == \
-        quick_build.fingerprint("train-teacher")
+    assert Build(moved, quick_build.out, log=lambda m: None).fingerprint("train-teacher") == quick_build.fingerprint(
+        "train-teacher"
+    )
     changed = dataclasses.replace(base, teacher=dataclasses.replace(base.teacher, learning_rate=1e-4))
     build = Build(changed, quick_build.out, log=lambda m: None)
     assert build.fingerprint("train-teacher") != quick_build.fingerprint("train-teacher")
@@ -196,14 +241,21 @@ def test_method_option_reaches_the_build(mnist_dir, tmp_path):
         resolve(overrides={"distill": {"method": "nope"}})
     histories = {}
     for method in ("hinton", "fitnets"):
-        config = resolve(quick=True, overrides={
-            "data": {"dir": str(mnist_dir), "train_limit": 500, "test_limit": 50},
-            "teacher": {"epochs": 1}, "student": {"epochs": 1, "arch": "mlp-30-30"},
-            "distill": {"method": method}})
+        config = resolve(
+            quick=True,
+            overrides={
+                "data": {"dir": str(mnist_dir), "train_limit": 500, "test_limit": 50},
+                "teacher": {"epochs": 1},
+                "student": {"epochs": 1, "arch": "mlp-30-30"},
+                "distill": {"method": method},
+            },
+        )
         build = Build(config, tmp_path / method, log=lambda m: None)
         build.run("distill")
-        histories[method] = {name: json.loads((build.out / "history" / f"{name}.json").read_text())["history"]
-                             for name in ("baseline", "student")}
+        histories[method] = {
+            name: json.loads((build.out / "history" / f"{name}.json").read_text())["history"]
+            for name in ("baseline", "student")
+        }
     # Same seed: the labels-only baseline is identical, the distilled student is not.
     assert histories["hinton"]["baseline"]["loss"] == histories["fitnets"]["baseline"]["loss"]
     assert histories["hinton"]["student"]["soft"] != histories["fitnets"]["student"]["soft"]

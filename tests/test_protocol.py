@@ -1,4 +1,5 @@
 """The serial protocol in pure Python: CRC, COBS, frames, resynchronisation, messages."""
+
 import binascii
 import random
 import struct
@@ -7,8 +8,8 @@ import pytest
 
 from tinykd.device import protocol as P
 
-
 # ------------------------------------------------------------------ CRC
+
 
 def _crc_bitwise(data: bytes) -> int:
     crc = 0xFFFF
@@ -21,7 +22,7 @@ def _crc_bitwise(data: bytes) -> int:
 
 
 def test_crc16_ccitt_false_check_values():
-    assert P.crc16_ccitt(b"123456789") == 0x29B1      # the catalogue check value
+    assert P.crc16_ccitt(b"123456789") == 0x29B1  # the catalogue check value
     assert P.crc16_ccitt(b"") == 0xFFFF
     assert P.crc16_ccitt(b"A") == 0xB915
     rng = random.Random(1)
@@ -69,8 +70,7 @@ def test_cobs_round_trip_random_and_zero_free():
     rng = random.Random(2)
     for n in list(range(0, 600, 7)) + [253, 254, 255, 508, 509, 1029]:
         for zero_rate in (0.0, 0.1, 0.9):
-            data = bytes(0 if rng.random() < zero_rate else rng.randrange(1, 256)
-                         for _ in range(n))
+            data = bytes(0 if rng.random() < zero_rate else rng.randrange(1, 256) for _ in range(n))
             enc = P.cobs_encode(data)
             assert 0 not in enc
             assert len(enc) <= n + n // 254 + 1
@@ -84,6 +84,7 @@ def test_cobs_decode_rejects_malformed(bad):
 
 
 # ------------------------------------------------------------------ frames
+
 
 def test_frame_layout_is_as_documented():
     wire = P.encode_frame(P.INFER, 0x1234, b"\x01\x00\x02")
@@ -99,7 +100,7 @@ def test_frame_round_trip():
     dec = P.FrameDecoder()
     sent = []
     stream = b""
-    for i in range(200):
+    for _ in range(200):
         n = rng.choice([0, 1, 10, 253, 254, 255, 784, P.MAX_PAYLOAD])
         payload = bytes(rng.randrange(256) for _ in range(n))
         t, seq = rng.randrange(256), rng.randrange(65536)
@@ -107,9 +108,9 @@ def test_frame_round_trip():
         stream += P.encode_frame(t, seq, payload)
     got = []
     pos = 0
-    while pos < len(stream):          # feed in random-sized pieces
+    while pos < len(stream):  # feed in random-sized pieces
         k = rng.randrange(1, 300)
-        got += dec.feed(stream[pos:pos + k])
+        got += dec.feed(stream[pos : pos + k])
         pos += k
     assert got == sent
     assert dec.bad_frames == 0 and dec.pending == 0
@@ -125,18 +126,17 @@ def test_resync_after_banner_noise_and_corruption():
     f1 = P.encode_frame(P.PONG, 7, b"\x01\x00\x04")
     f2 = P.encode_frame(P.RESULT, 8, bytes(range(20)))
     corrupt = bytearray(P.encode_frame(P.RESULT, 9, b"abcdefgh"))
-    corrupt[5] ^= 0x40                                     # CRC must catch this
+    corrupt[5] ^= 0x40  # CRC must catch this
     noise = bytes(rng.randrange(256) for _ in range(3000))  # contains zeros: many fake frames
     long_run = bytes(rng.randrange(1, 256) for _ in range(P.MAX_ENCODED + 500))
-    stream = (b"Booting Mbed OS...\r\n\xff\xfe" + f1 + noise + bytes(corrupt) + long_run
-              + b"\x00" + f2 + b"tail garbage")
+    stream = b"Booting Mbed OS...\r\n\xff\xfe" + f1 + noise + bytes(corrupt) + long_run + b"\x00" + f2 + b"tail garbage"
     dec = P.FrameDecoder()
     frames = []
     for i in range(0, len(stream), 13):
-        frames += dec.feed(stream[i:i + 13])
+        frames += dec.feed(stream[i : i + 13])
     assert [(f.type, f.seq) for f in frames if f.seq in (7, 8, 9)] == [(P.PONG, 7), (P.RESULT, 8)]
     assert frames[-1].payload == bytes(range(20))
-    assert dec.bad_frames >= 2           # the corrupted frame and the over-long run at least
+    assert dec.bad_frames >= 2  # the corrupted frame and the over-long run at least
     assert dec.garbage_bytes > P.MAX_ENCODED
     assert dec.pending == len(b"tail garbage")
 
@@ -145,7 +145,7 @@ def test_truncated_frames_are_dropped_not_misread():
     full = P.encode_frame(P.RESULT, 5, bytes(range(1, 50)))
     dec = P.FrameDecoder()
     for cut in range(2, len(full) - 1):
-        assert dec.feed(full[:cut] + b"\x00") == []      # cut short, then a delimiter
+        assert dec.feed(full[:cut] + b"\x00") == []  # cut short, then a delimiter
     assert dec.bad_frames == len(full) - 3
     # a frame that has not ended yet stays pending and completes later
     assert dec.feed(full[:-1]) == []
@@ -159,12 +159,25 @@ def test_truncated_frames_are_dropped_not_misread():
 
 # ------------------------------------------------------------------ messages
 
+
 def _info(**kw):
-    base = dict(version=1, counter_kind=P.COUNTER_INSTRUCTIONS, max_payload=1024,
-                clock_hz=25_000_000, arena_bytes=12345, input_bytes=784, output_bytes=10,
-                input_scale=0.00390625, input_zero_point=-128, output_scale=0.125,
-                output_zero_point=3, model_hash=bytes.fromhex("a983aa96e47b3a43"),
-                board="mps2-an386", runtime="tinykd", model_name="model_int8")
+    base = dict(
+        version=1,
+        counter_kind=P.COUNTER_INSTRUCTIONS,
+        max_payload=1024,
+        clock_hz=25_000_000,
+        arena_bytes=12345,
+        input_bytes=784,
+        output_bytes=10,
+        input_scale=0.00390625,
+        input_zero_point=-128,
+        output_scale=0.125,
+        output_zero_point=3,
+        model_hash=bytes.fromhex("a983aa96e47b3a43"),
+        board="mps2-an386",
+        runtime="tinykd",
+        model_name="model_int8",
+    )
     base.update(kw)
     return P.DeviceInfo(**base)
 

@@ -1,4 +1,5 @@
 """`tinykd reproduce hinton-mnist`: the quick run end to end through the CLI, its resume, and the bias correction."""
+
 from __future__ import annotations
 
 import json
@@ -10,17 +11,27 @@ from click.testing import CliRunner
 
 from tinykd.cli import main
 from tinykd.experiments.hinton_mnist import (
-    BIAS_GRID, PAPER_BIAS, Settings, choose_bias, errors_with_bias, plan, raise_class_bias, shifted_logits,
+    BIAS_GRID,
+    PAPER_BIAS,
+    Settings,
+    choose_bias,
+    errors_with_bias,
+    plan,
+    raise_class_bias,
+    shifted_logits,
 )
 
 # Class 3 is under-predicted: examples 0 and 1 (both 3s) need its logit raised by more than
 # 0.8 and 1.5; examples 2 and 3 turn wrong once it is raised by more than 3 and 2.
-HAND_LOGITS = np.array([
-    [1.0, 0.0, 0.0, 0.2],
-    [0.0, 2.0, 0.0, 0.5],
-    [3.0, 0.0, 0.0, 0.0],
-    [0.0, 2.0, 0.0, 0.0],
-], dtype=np.float32)
+HAND_LOGITS = np.array(
+    [
+        [1.0, 0.0, 0.0, 0.2],
+        [0.0, 2.0, 0.0, 0.5],
+        [3.0, 0.0, 0.0, 0.0],
+        [0.0, 2.0, 0.0, 0.0],
+    ],
+    dtype=np.float32,
+)
 HAND_LABELS = np.array([3, 3, 0, 1])
 
 
@@ -122,14 +133,14 @@ def test_rerun_skips_finished_rows_and_a_redone_row_gives_the_same_numbers(quick
     assert third.exit_code == 0, third.output
     assert _numbers(json.loads(redone.read_text())) == _numbers(old)
     after = _row_files(out)
-    assert {k: v for k, v in after.items() if k != redone.name} == {k: v for k, v in before.items()
-                                                                     if k != redone.name}
+    assert {k: v for k, v in after.items() if k != redone.name} == {k: v for k, v in before.items() if k != redone.name}
 
 
 def test_unwritable_out_is_a_clear_error(tmp_path, mnist_dir):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = CliRunner().invoke(main, ["reproduce", "hinton-mnist", "--quick", "--out", str(blocker / "x"),
-                                       "--data-dir", str(mnist_dir)])
+    result = CliRunner().invoke(
+        main, ["reproduce", "hinton-mnist", "--quick", "--out", str(blocker / "x"), "--data-dir", str(mnist_dir)]
+    )
     assert result.exit_code == 2
     assert "--out" in result.output

@@ -9,6 +9,7 @@
   -DTKD_DW_TAPS_MAX=0), and the short requantisation and the blocks' output stage (its fast
   form included) against a Python model of TFLite's arithmetic.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -23,47 +24,79 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(REPO / "benchmarks"))
+import runtime_bench  # noqa: E402
 from _tflite_models import ModelFactory, random_inputs, tflm_outputs  # noqa: E402
 
-import runtime_bench  # noqa: E402
 from tinykd.firmware.codegen import generate_model_sources  # noqa: E402
-from tinykd.firmware.host_build import (build_shared_library, runtime_dir,  # noqa: E402
-                                        runtime_sources)
+from tinykd.firmware.host_build import (
+    build_shared_library,
+    runtime_dir,  # noqa: E402
+    runtime_sources,
+)
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 # Mixed models: each firmware build covers several kernel configurations.
-MIX_A = ((11, 10, 3), [("conv", 6, 5, 2, "same", "relu6"),      # K = 75 (K % 4 = 3), padding
-                       ("dw", 3, 1, "same", 1, "relu"),          # 6 channels: 4 + 2 tail
-                       ("dw", 3, 2, "valid", 2, None),           # depth multiplier 2: reference
-                       ("flatten",), ("dense", 7, None)])        # 7 rows: 4 + 3 tail
-MIX_B = ((9, 9, 4), [("conv", 8, 1, 1, "valid", "relu"),         # 1x1 direct, 81 pixels (odd)
-                     ("dw", 3, 1, "same", 1, "relu6"),
-                     ("conv", 5, 3, 1, "same", None),            # K = 72, 5 filters (odd)
-                     ("maxpool", 2, 2, "valid"), ("flatten",), ("dense", 10, None),
-                     ("softmax",)])
+MIX_A = (
+    (11, 10, 3),
+    [
+        ("conv", 6, 5, 2, "same", "relu6"),  # K = 75 (K % 4 = 3), padding
+        ("dw", 3, 1, "same", 1, "relu"),  # 6 channels: 4 + 2 tail
+        ("dw", 3, 2, "valid", 2, None),  # depth multiplier 2: reference
+        ("flatten",),
+        ("dense", 7, None),
+    ],
+)  # 7 rows: 4 + 3 tail
+MIX_B = (
+    (9, 9, 4),
+    [
+        ("conv", 8, 1, 1, "valid", "relu"),  # 1x1 direct, 81 pixels (odd)
+        ("dw", 3, 1, "same", 1, "relu6"),
+        ("conv", 5, 3, 1, "same", None),  # K = 72, 5 filters (odd)
+        ("maxpool", 2, 2, "valid"),
+        ("flatten",),
+        ("dense", 10, None),
+        ("softmax",),
+    ],
+)
 # The 4-pixel conv blocks, the depthwise pixel pairs and the fast output stage: leftovers of
 # every size and every tail.
-MIX_C = ((7, 5, 3), [("conv", 7, 3, 1, "same", "relu"),          # K = 27, 35 px: 8 quads + 3
-                     ("dw", 3, 1, "same", 1, None),              # 7 ch (4 + 3), pairs across
-                                                                 # row ends, 1 odd px, all borders
-                     ("dw", 3, 2, "same", 1, "relu"),            # stride 2: 4x3 = 12 px
-                     ("conv", 15, 1, 1, "valid", "relu"),        # 1x1 direct, K = 7 (tail 3)
-                     ("conv", 5, 3, 1, "same", None),            # K = 135 > 128: 2x2 blocks
-                     ("dw", 5, 1, "same", 1, "relu6"),           # 25 taps: looped pairs, clamp
-                     ("conv", 6, 2, 1, "valid", None),           # K = 20, 3x2 = 6 px: quad + 2
-                     ("flatten",), ("dense", 6, None)])
-MIX_D = ((6, 6, 1), [("conv", 5, 3, 1, "valid", None),           # K = 9 (tail 1), 16 px
-                     ("conv", 6, (1, 2), 1, "valid", "relu"),    # K = 10 (tail 2), 12 px
-                     ("dw", 3, 1, "valid", 1, None),             # 6 ch, one pair, no padding
-                     ("dw", (1, 2), 1, "same", 1, "relu"),       # 2 taps, 2 px
-                     ("flatten",), ("dense", 5, None)])
-PER_TENSOR = ((10, 9, 2), [("conv", 4, 3, 2, "valid", "relu"), ("flatten",),
-                           ("dense", 9, None)])
+MIX_C = (
+    (7, 5, 3),
+    [
+        ("conv", 7, 3, 1, "same", "relu"),  # K = 27, 35 px: 8 quads + 3
+        ("dw", 3, 1, "same", 1, None),  # 7 ch (4 + 3), pairs across
+        # row ends, 1 odd px, all borders
+        ("dw", 3, 2, "same", 1, "relu"),  # stride 2: 4x3 = 12 px
+        ("conv", 15, 1, 1, "valid", "relu"),  # 1x1 direct, K = 7 (tail 3)
+        ("conv", 5, 3, 1, "same", None),  # K = 135 > 128: 2x2 blocks
+        ("dw", 5, 1, "same", 1, "relu6"),  # 25 taps: looped pairs, clamp
+        ("conv", 6, 2, 1, "valid", None),  # K = 20, 3x2 = 6 px: quad + 2
+        ("flatten",),
+        ("dense", 6, None),
+    ],
+)
+MIX_D = (
+    (6, 6, 1),
+    [
+        ("conv", 5, 3, 1, "valid", None),  # K = 9 (tail 1), 16 px
+        ("conv", 6, (1, 2), 1, "valid", "relu"),  # K = 10 (tail 2), 12 px
+        ("dw", 3, 1, "valid", 1, None),  # 6 ch, one pair, no padding
+        ("dw", (1, 2), 1, "same", 1, "relu"),  # 2 taps, 2 px
+        ("flatten",),
+        ("dense", 5, None),
+    ],
+)
+PER_TENSOR = ((10, 9, 2), [("conv", 4, 3, 2, "valid", "relu"), ("flatten",), ("dense", 9, None)])
 
-HOST_CASES = {"mix_a": MIX_A, "mix_b": MIX_B, "mix_c": MIX_C, "mix_d": MIX_D,
-              "fc_only": ((37,), [("dense", 13, "relu"), ("dense", 6, None)]),
-              "conv_dilated": ((9, 9, 2), [("conv", 3, 3, 1, "same", None)])}
+HOST_CASES = {
+    "mix_a": MIX_A,
+    "mix_b": MIX_B,
+    "mix_c": MIX_C,
+    "mix_d": MIX_D,
+    "fc_only": ((37,), [("dense", 13, "relu"), ("dense", 6, None)]),
+    "conv_dilated": ((9, 9, 2), [("conv", 3, 3, 1, "same", None)]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +117,12 @@ def _refs_vary(refs) -> None:
 
 # ---- host: DSP structure with emulated intrinsics, reference loops --------------------------
 
+
 def _host_model(tflite: Path, out: Path, flags: list[str]):
     src = generate_model_sources(tflite, out)
-    lib = ctypes.CDLL(str(build_shared_library(runtime_sources() + [src.model_c],
-                                               include_dirs=[out], extra_flags=flags)))
+    lib = ctypes.CDLL(
+        str(build_shared_library(runtime_sources() + [src.model_c], include_dirs=[out], extra_flags=flags))
+    )
     lib.tkd_model_invoke.restype = ctypes.c_int
     lib.tkd_model_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 
@@ -96,18 +131,22 @@ def _host_model(tflite: Path, out: Path, flags: list[str]):
         y = np.zeros(int(np.prod(src.output_shape)), np.int8)
         assert lib.tkd_model_invoke(x.ctypes.data, y.ctypes.data) == 0
         return y
+
     return src, run
 
 
-@pytest.mark.parametrize("variant,flags", [
-    ("portable", []),
-    ("dsp_emulated", ["-DTKD_USE_DSP=1", "-DTKD_DSP_EMULATE"]),
-    ("reference_loops", ["-DTKD_CONV_COL_MAX=0", "-DTKD_DW_TAPS_MAX=0"]),
-])
+@pytest.mark.parametrize(
+    "variant,flags",
+    [
+        ("portable", []),
+        ("dsp_emulated", ["-DTKD_USE_DSP=1", "-DTKD_DSP_EMULATE"]),
+        ("reference_loops", ["-DTKD_CONV_COL_MAX=0", "-DTKD_DW_TAPS_MAX=0"]),
+    ],
+)
 @pytest.mark.parametrize("name", sorted(HOST_CASES))
 def test_optimised_paths_on_host(name, variant, flags, factory, tmp_path):
     path = factory.get(HOST_CASES[name], seed=21, name="dsp_" + name)
-    if name == "conv_dilated":   # dilation 2: the gather's per-tap branch
+    if name == "conv_dilated":  # dilation 2: the gather's per-tap branch
         path = _dilated_model(tmp_path)
     src, run = _host_model(path, tmp_path / "m", flags)
     xs = random_inputs(src.input_shape, 10, 5)
@@ -119,12 +158,14 @@ def test_optimised_paths_on_host(name, variant, flags, factory, tmp_path):
 
 def _dilated_model(tmp_path: Path) -> Path:
     import tf_keras as keras
+
     keras.utils.set_random_seed(4)
     inp = keras.Input((9, 9, 2), batch_size=1)
     x = keras.layers.Conv2D(3, 3, padding="same", dilation_rate=2, activation="relu")(inp)
     x = keras.layers.DepthwiseConv2D(3, padding="same", dilation_rate=2)(x)
     model = keras.Model(inp, x)
     from _tflite_models import convert_full_int8
+
     return convert_full_int8(model, tmp_path / "dilated.tflite", seed=4)
 
 
@@ -161,9 +202,11 @@ def test_requantisation_forms_match_tflite(flags, tmp_path):
         getattr(lib, fn).argtypes = [ctypes.c_int32] * 3
     rng = np.random.default_rng(9)
     bound = (1 << 30) - 1
-    accs = [0, 1, -1, bound, -bound, 12345, -12345] + \
-        [int(v) for v in rng.integers(-bound, bound, 300)] + \
-        [int(v) for v in rng.integers(-5000, 5000, 300)]
+    accs = (
+        [0, 1, -1, bound, -bound, 12345, -12345]
+        + [int(v) for v in rng.integers(-bound, bound, 300)]
+        + [int(v) for v in rng.integers(-5000, 5000, 300)]
+    )
     mults = [0, 1 << 30, INT32_MAX] + [int(v) for v in rng.integers(1 << 30, INT32_MAX, 12)]
     for m in mults:
         for s in (-1, -2, -7, -15, -24, -31):
@@ -217,34 +260,43 @@ def test_block_output_stage_matches_tflite(flags, tmp_path):
     shim.write_text(OUT_SHIM)
     lib = ctypes.CDLL(str(build_shared_library(runtime_sources() + [shim], extra_flags=flags)))
     i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
-    lib.shim_out.argtypes = [ctypes.c_int32] * 7 + [i32p, ctypes.c_int32,
-                                                     np.ctypeslib.ndpointer(np.int8)]
-    lib.shim_fast_flag.argtypes = [i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
-                                   ctypes.c_int32]
+    lib.shim_out.argtypes = [ctypes.c_int32] * 7 + [i32p, ctypes.c_int32, np.ctypeslib.ndpointer(np.int8)]
+    lib.shim_fast_flag.argtypes = [i32p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
     rng = np.random.default_rng(12)
     bound = (1 << 30) - 1
-    accs = np.array([0, 1, -1, bound, -bound, 3, -3] + list(rng.integers(-bound, bound, 60)) +
-                    list(rng.integers(-3000, 3000, 60)), np.int32)
+    accs = np.array(
+        [0, 1, -1, bound, -bound, 3, -3] + list(rng.integers(-bound, bound, 60)) + list(rng.integers(-3000, 3000, 60)),
+        np.int32,
+    )
     for m in [1 << 30, INT32_MAX, int(rng.integers(1 << 30, INT32_MAX))]:
         for right in (1, 2, 7, 13, 22):
             for offset in (-128, 127, 0, -5):
                 # fast with lo > -128: a ReLU whose zero point is above -128 (lo = offset)
-                for fast, lo, hi in ((1, -128, 127), (1, offset, 127), (1, -31, 127), (0, -128, 127),
-                                     (0, offset, 127), (0, -128, 3)):
+                for fast, lo, hi in (
+                    (1, -128, 127),
+                    (1, offset, 127),
+                    (1, -31, 127),
+                    (0, -128, 127),
+                    (0, offset, 127),
+                    (0, -128, 3),
+                ):
                     if fast and right > 22:
                         continue
                     lo = max(lo, -128)
                     out = np.zeros(accs.size, np.int8)
                     lib.shim_out(fast, m, -right, offset, lo, hi, 1, accs, accs.size, out)
                     want = [min(hi, max(lo, _py_mbqm(int(a), m, -right) + offset)) for a in accs]
-                    np.testing.assert_array_equal(out, np.array(want, np.int8),
-                                                  err_msg=f"m={m} right={right} off={offset} "
-                                                          f"fast={fast} [{lo}, {hi}]")
+                    np.testing.assert_array_equal(
+                        out,
+                        np.array(want, np.int8),
+                        err_msg=f"m={m} right={right} off={offset} fast={fast} [{lo}, {hi}]",
+                    )
     # the general form also takes the 64-bit requantisation (not short)
     out = np.zeros(accs.size, np.int8)
     lib.shim_out(0, INT32_MAX, 2, 3, -128, 127, 0, accs, accs.size, out)
-    np.testing.assert_array_equal(out, np.array([min(127, max(-128, _py_mbqm(int(a), INT32_MAX, 2)
-                                                              + 3)) for a in accs], np.int8))
+    np.testing.assert_array_equal(
+        out, np.array([min(127, max(-128, _py_mbqm(int(a), INT32_MAX, 2) + 3)) for a in accs], np.int8)
+    )
     # the layer's fast flag: short requantisation, a clamp ending at 127, right shifts <= 22
     sh = np.array([-7, -22, -1], np.int32)
     assert lib.shim_fast_flag(sh, 3, -128, 127, 1) == 1
@@ -258,18 +310,21 @@ def test_short_requant_flag_is_proved_by_codegen(factory, tmp_path):
     """The generator sets the flag only when its bound holds; a layer with a tiny output
     scale (a multiplier >= 0.5) must get the long form."""
     from tinykd.firmware import codegen
+
     fb = np.array([100, -200])
     sums = np.array([1000, 2000])
     assert codegen.short_requant(fb, sums, [0.01, 0.2]) == 1
-    assert codegen.short_requant(fb, sums, [0.01, 0.7]) == 0          # shift 0
-    assert codegen.short_requant(fb, sums, [0.01, 3.0]) == 0          # left shift
-    assert codegen.short_requant(np.array([1 << 29, 0]), np.array([1 << 22, 0]),
-                                 [0.01, 0.01]) == 0                   # |acc| may reach 2^30
+    assert codegen.short_requant(fb, sums, [0.01, 0.7]) == 0  # shift 0
+    assert codegen.short_requant(fb, sums, [0.01, 3.0]) == 0  # left shift
+    assert (
+        codegen.short_requant(np.array([1 << 29, 0]), np.array([1 << 22, 0]), [0.01, 0.01]) == 0
+    )  # |acc| may reach 2^30
     src = generate_model_sources(factory.get(MIX_A, seed=21, name="dsp_mix_a"), tmp_path)
     assert "short requantisation" in src.model_c.read_text()
 
 
 # ---- QEMU: the DSP firmware -----------------------------------------------------------------
+
 
 def _require_tools():
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-objdump", "qemu-system-arm"):
@@ -279,9 +334,11 @@ def _require_tools():
 def _check_on_device(tflite: Path, board: str, out: Path, n: int, seed: int = 3) -> dict:
     from tinykd.device.evaluate import run_on_device
     from tinykd.firmware.build import build_firmware
+
     fw = build_firmware(tflite, board, out)
-    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(fw.build.elf)], capture_output=True,
-                         text=True, check=True).stdout
+    dis = subprocess.run(
+        ["arm-none-eabi-objdump", "-d", str(fw.build.elf)], capture_output=True, text=True, check=True
+    ).stdout
     # the DSP kernels are really in the image (chosen from __ARM_FEATURE_DSP, not by hand)
     assert "smlad" in dis and "sxtb16" in dis, "no DSP instructions in the firmware"
     shape = fw.sources.input_shape
@@ -289,20 +346,20 @@ def _check_on_device(tflite: Path, board: str, out: Path, n: int, seed: int = 3)
     refs = tflm_outputs(tflite, xs)
     _refs_vary(refs)
     x = np.stack([v.reshape(-1) for v in xs])
-    run = run_on_device(board, fw.build.elf, x, expected_sha256=fw.sources.sha256, instances=1,
-                        progress=False)
+    run = run_on_device(board, fw.build.elf, x, expected_sha256=fw.sources.sha256, instances=1, progress=False)
     ref = np.stack([r.reshape(-1) for r in refs])
     bad = np.flatnonzero(np.any(run.outputs != ref, axis=1))
-    assert bad.size == 0, (f"{board}: inputs {bad.tolist()} differ from TFLite Micro, first: "
-                           f"ours {run.outputs[bad[0]].tolist()} TFLM {ref[bad[0]].tolist()}")
+    assert bad.size == 0, (
+        f"{board}: inputs {bad.tolist()} differ from TFLite Micro, first: "
+        f"ours {run.outputs[bad[0]].tolist()} TFLM {ref[bad[0]].tolist()}"
+    )
     return {"counts": run.counts, "macs": fw.sources.macs}
 
 
 @pytest.mark.parametrize("name", ["mix_a", "mix_b", "mix_c", "mix_d", "per_tensor"])
 def test_dsp_kernels_bit_exact_on_m4(name, factory, tmp_path):
     _require_tools()
-    spec = {"mix_a": MIX_A, "mix_b": MIX_B, "mix_c": MIX_C, "mix_d": MIX_D,
-            "per_tensor": PER_TENSOR}[name]
+    spec = {"mix_a": MIX_A, "mix_b": MIX_B, "mix_c": MIX_C, "mix_d": MIX_D, "per_tensor": PER_TENSOR}[name]
     path = factory.get(spec, seed=21, per_tensor=name == "per_tensor", name="dsp_" + name)
     _check_on_device(path, "mps2-an386", tmp_path / "fw", n=10)
 

@@ -4,6 +4,7 @@ Each model below is a tiny random tf_keras model converted to full int8; the gen
 model.c + runtime, compiled for the host, must give every output byte equal to the
 tflite-micro Python interpreter (its reference kernels) on random int8 inputs. The
 fixed-point helpers are also checked one by one against a Python reference."""
+
 from __future__ import annotations
 
 import ctypes
@@ -14,8 +15,12 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _tflite_models import (GeneratedModel, ModelFactory, random_inputs,  # noqa: E402
-                            tflm_outputs)
+from _tflite_models import (
+    GeneratedModel,
+    ModelFactory,
+    random_inputs,  # noqa: E402
+    tflm_outputs,
+)
 
 from tinykd.firmware import codegen  # noqa: E402
 from tinykd.firmware.host_build import build_shared_library, runtime_sources  # noqa: E402
@@ -38,9 +43,11 @@ def check_bit_exact(path: Path, out_dir: Path, n: int = 12, seed: int = 7) -> Ge
         got = gm.run(x)
         assert got.shape == ref.shape
         diff = np.flatnonzero(got.reshape(-1) != ref.reshape(-1))
-        assert diff.size == 0, (f"input #{k}: {diff.size} of {ref.size} bytes differ, first at "
-                                f"{diff[0]}: ours {got.reshape(-1)[diff[0]]}, TFLM "
-                                f"{ref.reshape(-1)[diff[0]]}")
+        assert diff.size == 0, (
+            f"input #{k}: {diff.size} of {ref.size} bytes differ, first at "
+            f"{diff[0]}: ours {got.reshape(-1)[diff[0]]}, TFLM "
+            f"{ref.reshape(-1)[diff[0]]}"
+        )
     return gm
 
 
@@ -55,11 +62,14 @@ KERNEL_CASES = {
     "dw_same_s1_dm1": ((8, 8, 4), [("dw", 3, 1, "same", 1, "relu")]),
     "dw_valid_s2_dm2": ((9, 10, 3), [("dw", 3, 2, "valid", 2, None)]),
     "dw_same_s2_dm2_relu6": ((7, 8, 3), [("dw", 3, 2, "same", 2, "relu6")]),
-    "maxpool_valid_avgpool_same": ((8, 9, 4), [("conv", 4, 1, 1, "valid", None),
-                                               ("maxpool", 2, 2, "valid"),
-                                               ("avgpool", 3, 1, "same")]),
-    "pools_same_s2_odd": ((7, 7, 3), [("conv", 3, 1, 1, "valid", "relu"),
-                                      ("avgpool", 3, 2, "same"), ("maxpool", 3, 2, "same")]),
+    "maxpool_valid_avgpool_same": (
+        (8, 9, 4),
+        [("conv", 4, 1, 1, "valid", None), ("maxpool", 2, 2, "valid"), ("avgpool", 3, 1, "same")],
+    ),
+    "pools_same_s2_odd": (
+        (7, 7, 3),
+        [("conv", 3, 1, 1, "valid", "relu"), ("avgpool", 3, 2, "same"), ("maxpool", 3, 2, "same")],
+    ),
     "add_same_shape": ((6, 6, 4), [("conv", 4, 3, 1, "same", "relu"), ("add_branch", "relu")]),
     "add_broadcast": ((5, 4, 6), [("conv", 6, 1, 1, "valid", None), ("add_bcast",)]),
     "add_const": ((4, 4, 3), [("conv", 5, 3, 1, "same", "relu"), ("add_const",)]),
@@ -67,8 +77,7 @@ KERNEL_CASES = {
     "softmax_rows": ((4, 6), [("dense", 9, None), ("softmax",)]),
     "reshape_of_input": ((4, 4, 3), [("flatten",), ("dense", 7, "relu")]),
     "reshape_to_output": ((5, 4, 2), [("conv", 3, 3, 2, "same", None), ("flatten",)]),
-    "reshape_flatten_dense": ((4, 4, 3), [("conv", 4, 3, 1, "same", "relu"), ("flatten",),
-                                          ("dense", 5, None)]),
+    "reshape_flatten_dense": ((4, 4, 3), [("conv", 4, 3, 1, "same", "relu"), ("flatten",), ("dense", 5, None)]),
 }
 
 
@@ -82,10 +91,14 @@ def test_kernel_bit_exact(name, factory, tmp_path):
 def test_per_tensor_weights_bit_exact(name, factory, tmp_path):
     path = factory.get(KERNEL_CASES[name], seed=5, per_tensor=True, name=name + "_pt")
     from tinykd.firmware.tflite_model import read_tflite
+
     m = read_tflite(path)
-    weights = [m.tensors[op.inputs[1]] for op in m.operators
-               if op.opcode in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")]
-    assert weights and all(len(w.scale) == 1 for w in weights)   # really per-tensor
+    weights = [
+        m.tensors[op.inputs[1]]
+        for op in m.operators
+        if op.opcode in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+    ]
+    assert weights and all(len(w.scale) == 1 for w in weights)  # really per-tensor
     check_bit_exact(path, tmp_path)
 
 
@@ -97,8 +110,7 @@ def test_float_io_model_peels_boundary_quantize(factory, tmp_path):
     s = gm.sources
     assert any("QUANTIZE" in n for n in s.notes) and "QUANTIZE" not in s.ops
     xs = random_inputs(s.input_shape, 6, 11)
-    xf = [((x.astype(np.int32) - s.input_zero_point) * np.float32(s.input_scale))
-          .astype(np.float32) for x in xs]
+    xf = [((x.astype(np.int32) - s.input_zero_point) * np.float32(s.input_scale)).astype(np.float32) for x in xs]
     refs = tflm_outputs(path, xf)
     for x, ref in zip(xs, refs):
         q = gm.run(x).astype(np.int32)
@@ -108,11 +120,18 @@ def test_float_io_model_peels_boundary_quantize(factory, tmp_path):
 
 # ---- whole models ----------------------------------------------------------------------------
 
-MLP = ((784,), [("dense", 300, "relu"), ("dense", 300, "relu"), ("dense", 10, None),
-                ("softmax",)])
-CNN = ((28, 28, 1), [("conv", 8, 3, 1, "same", "relu"), ("maxpool", 2, 2, "valid"),
-                     ("conv", 16, 3, 1, "same", "relu"), ("avgpool", 2, 2, "valid"),
-                     ("flatten",), ("dense", 10, None)])
+MLP = ((784,), [("dense", 300, "relu"), ("dense", 300, "relu"), ("dense", 10, None), ("softmax",)])
+CNN = (
+    (28, 28, 1),
+    [
+        ("conv", 8, 3, 1, "same", "relu"),
+        ("maxpool", 2, 2, "valid"),
+        ("conv", 16, 3, 1, "same", "relu"),
+        ("avgpool", 2, 2, "valid"),
+        ("flatten",),
+        ("dense", 10, None),
+    ],
+)
 
 
 def test_mlp_784_300_300_10_bit_exact(factory, tmp_path):
@@ -128,21 +147,21 @@ def test_mlp_784_300_300_10_bit_exact(factory, tmp_path):
 def test_small_cnn_bit_exact(factory, tmp_path):
     gm = check_bit_exact(factory.get(CNN, seed=2, name="cnn"), tmp_path, n=10)
     s = gm.sources
-    assert s.ops == ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "AVERAGE_POOL_2D", "RESHAPE",
-                     "FULLY_CONNECTED"]
+    assert s.ops == ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED"]
     text = s.model_c.read_text()
-    assert "In place" in text and "tkd_copy" not in text     # RESHAPE aliased, no copy
+    assert "In place" in text and "tkd_copy" not in text  # RESHAPE aliased, no copy
     assert s.arena_bytes < s.activations_total_bytes
 
 
 # ---- fixed-point helpers against a Python reference ------------------------------------------
+
 
 def py_srdhm(a: int, b: int) -> int:
     if a == b == INT32_MIN:
         return INT32_MAX
     ab = a * b
     nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-    q = abs(ab + nudge) // (1 << 31)               # C division truncates toward zero
+    q = abs(ab + nudge) // (1 << 31)  # C division truncates toward zero
     return q if ab + nudge >= 0 else -q
 
 
@@ -168,34 +187,54 @@ def py_mbqm(x: int, m: int, shift: int) -> int:
 @pytest.fixture(scope="module")
 def rt():
     lib = ctypes.CDLL(str(build_shared_library(runtime_sources())))
-    for fn, args in [("tkd_sat_rounding_doubling_high_mul", [ctypes.c_int32] * 2),
-                     ("tkd_rounding_divide_by_pot", [ctypes.c_int32, ctypes.c_int]),
-                     ("tkd_multiply_by_quantized_multiplier", [ctypes.c_int32, ctypes.c_int32, ctypes.c_int]),
-                     ("tkd_multiply_by_quantized_multiplier_smaller_than_one",
-                      [ctypes.c_int32, ctypes.c_int32, ctypes.c_int]),
-                     ("tkd_multiply_by_quantized_multiplier_greater_than_one",
-                      [ctypes.c_int32, ctypes.c_int32, ctypes.c_int])]:
+    for fn, args in [
+        ("tkd_sat_rounding_doubling_high_mul", [ctypes.c_int32] * 2),
+        ("tkd_rounding_divide_by_pot", [ctypes.c_int32, ctypes.c_int]),
+        ("tkd_multiply_by_quantized_multiplier", [ctypes.c_int32, ctypes.c_int32, ctypes.c_int]),
+        ("tkd_multiply_by_quantized_multiplier_smaller_than_one", [ctypes.c_int32, ctypes.c_int32, ctypes.c_int]),
+        ("tkd_multiply_by_quantized_multiplier_greater_than_one", [ctypes.c_int32, ctypes.c_int32, ctypes.c_int]),
+    ]:
         getattr(lib, fn).restype = ctypes.c_int32
         getattr(lib, fn).argtypes = args
     return lib
 
 
-EDGE = [0, 1, -1, 2, -2, 3, -3, 5, -5, 255, -255, 256, -256, 1 << 30, -(1 << 30),
-        INT32_MAX, INT32_MIN, INT32_MIN + 1, INT32_MAX - 1, 12345678, -12345678]
+EDGE = [
+    0,
+    1,
+    -1,
+    2,
+    -2,
+    3,
+    -3,
+    5,
+    -5,
+    255,
+    -255,
+    256,
+    -256,
+    1 << 30,
+    -(1 << 30),
+    INT32_MAX,
+    INT32_MIN,
+    INT32_MIN + 1,
+    INT32_MAX - 1,
+    12345678,
+    -12345678,
+]
 
 
 def test_srdhm_edge_cases(rt):
     rng = np.random.default_rng(0)
     pairs = [(a, b) for a in EDGE for b in EDGE]
-    pairs += [tuple(int(v) for v in rng.integers(INT32_MIN, INT32_MAX, 2, endpoint=True))
-              for _ in range(3000)]
+    pairs += [tuple(int(v) for v in rng.integers(INT32_MIN, INT32_MAX, 2, endpoint=True)) for _ in range(3000)]
     for a, b in pairs:
         assert rt.tkd_sat_rounding_doubling_high_mul(a, b) == py_srdhm(a, b), (a, b)
     assert rt.tkd_sat_rounding_doubling_high_mul(INT32_MIN, INT32_MIN) == INT32_MAX
     # exact ties: 2*a*b/2^32 = +0.5 rounds up to 1, -0.5 rounds up to 0 (gemmlowp's nudge)
     assert rt.tkd_sat_rounding_doubling_high_mul(1 << 15, 1 << 15) == 1
     assert rt.tkd_sat_rounding_doubling_high_mul(-(1 << 15), 1 << 15) == 0
-    assert rt.tkd_sat_rounding_doubling_high_mul(-3 << 15, 1 << 15) == -1   # -1.5 -> -1
+    assert rt.tkd_sat_rounding_doubling_high_mul(-3 << 15, 1 << 15) == -1  # -1.5 -> -1
 
 
 def test_rounding_divide_by_pot_ties_and_negatives(rt):
@@ -219,19 +258,19 @@ def test_multiply_by_quantized_multiplier(rt):
             for s in (-31, -20, -9, -1, 0, 1, 3):
                 assert rt.tkd_multiply_by_quantized_multiplier(x, m, s) == py_mbqm(x, m, s), (x, m, s)
             for s in (-12, -1, 0):
-                assert rt.tkd_multiply_by_quantized_multiplier_smaller_than_one(x, m, s) == \
-                    py_rdbpot(py_srdhm(x, m), -s)
+                assert rt.tkd_multiply_by_quantized_multiplier_smaller_than_one(x, m, s) == py_rdbpot(
+                    py_srdhm(x, m), -s
+                )
             for s in (0, 4, 10):
-                assert rt.tkd_multiply_by_quantized_multiplier_greater_than_one(x, m, s) == \
-                    py_srdhm(wrap32(x << s), m)
+                assert rt.tkd_multiply_by_quantized_multiplier_greater_than_one(x, m, s) == py_srdhm(wrap32(x << s), m)
 
 
 def test_quantize_multiplier_matches_tflite_definition():
     assert codegen.quantize_multiplier(0.5) == (1 << 30, 0)
     assert codegen.quantize_multiplier(1.0) == (1 << 30, 1)
     assert codegen.quantize_multiplier(0.0) == (0, 0)
-    assert codegen.quantize_multiplier(2.0 ** -40) == (0, 0)          # flushed to zero
-    assert codegen.quantize_multiplier(1.0 - 2.0 ** -40) == (1 << 30, 1)  # rounds up to 2^31
+    assert codegen.quantize_multiplier(2.0**-40) == (0, 0)  # flushed to zero
+    assert codegen.quantize_multiplier(1.0 - 2.0**-40) == (1 << 30, 1)  # rounds up to 2^31
     assert codegen.quantize_multiplier(0.75) == (1610612736, 0)
     q, s = codegen.quantize_multiplier(0.0123)
     assert (1 << 30) <= q < (1 << 31) and abs(q * 2.0 ** (s - 31) - 0.0123) < 1e-11
@@ -246,8 +285,9 @@ def test_float_quantize_dequantize_kernels(rt):
     d = lib.tkd_dequantize_s8_f32
     d.argtypes = f.argtypes
     scale, zp = np.float32(0.0371), 5
-    x = np.concatenate([np.random.default_rng(3).normal(0, 3, 500),
-                        [0.0, 1e30, -1e30, 0.5 * 0.0371, -0.5 * 0.0371, 4.7, -4.8]]).astype(np.float32)
+    x = np.concatenate(
+        [np.random.default_rng(3).normal(0, 3, 500), [0.0, 1e30, -1e30, 0.5 * 0.0371, -0.5 * 0.0371, 4.7, -4.8]]
+    ).astype(np.float32)
     q = np.zeros(x.size, np.int8)
     f(x.ctypes.data, q.ctypes.data, x.size, scale, zp)
     r = (x / scale).astype(np.float32)
@@ -261,11 +301,17 @@ def test_float_quantize_dequantize_kernels(rt):
 def test_requantize_kernel_all_int8_values(rt):
     lib = ctypes.CDLL(str(build_shared_library(runtime_sources())))
     f = lib.tkd_requantize_s8
-    f.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
-                  ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
+    f.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_int32,
+    ]
     x = np.arange(-128, 128, dtype=np.int8)
-    for ratio, zin, zout in [(1.0, 0, 0), (0.37, -5, 12), (2.9, 100, -128), (0.0039, -128, 127),
-                             (1.5, 3, 3)]:
+    for ratio, zin, zout in [(1.0, 0, 0), (0.37, -5, 12), (2.9, 100, -128), (0.0039, -128, 127), (1.5, 3, 3)]:
         m, s = codegen.quantize_multiplier(ratio)
         out = np.zeros_like(x)
         f(x.ctypes.data, out.ctypes.data, x.size, zin, zout, m, s)

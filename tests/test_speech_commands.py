@@ -1,4 +1,5 @@
 """The Speech Commands loader on a tiny tree in the real layout (numpy audio, no espeak)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -73,11 +74,10 @@ def test_splits_follow_the_lists(tree):
 
 def test_label_mapping_unknown_sampling_and_silence(tree):
     audio, labels, names = sc.load_audio(tree, "train", seed=1, progress=False)
-    assert names == ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
-                     "_silence_", "_unknown_"]
+    assert names == ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "_silence_", "_unknown_"]
     assert audio.shape == (len(labels), 16000) and audio.dtype == np.int16 and labels.dtype == np.int64
     counts = np.bincount(labels, minlength=12)
-    assert (counts[:10] == 4).all()                       # every keyword clip of the split
+    assert (counts[:10] == 4).all()  # every keyword clip of the split
     assert counts[10] == counts[11] == math.ceil(40 * 0.10)  # 10 % silence, 10 % unknown
     items = sc.build_index(tree, "train", seed=1)
     assert [it.label for it in items] == labels.tolist()
@@ -91,7 +91,7 @@ def test_label_mapping_unknown_sampling_and_silence(tree):
     assert set(noise) == {"white_noise.wav", "hum.wav"}
     for it, clip in zip(items, audio):
         if it.label == 10:
-            seg = noise[it.noise][it.start:it.start + 16000].astype(np.float64)
+            seg = noise[it.noise][it.start : it.start + 16000].astype(np.float64)
             assert 0.0 <= it.gain <= 1.0
             assert np.abs(clip - np.round(seg * it.gain)).max() <= 1
     # Sampling is seeded: same seed same picks, training picks move with the seed, test does not.
@@ -101,8 +101,7 @@ def test_label_mapping_unknown_sampling_and_silence(tree):
 
 
 def test_more_unknowns_with_a_larger_share(tree):
-    _, labels, _ = sc.load_audio(tree, "train", seed=0, unknown_percentage=25.0,
-                                 silence_percentage=0.0, progress=False)
+    _, labels, _ = sc.load_audio(tree, "train", seed=0, unknown_percentage=25.0, silence_percentage=0.0, progress=False)
     counts = np.bincount(labels, minlength=12)
     assert counts[11] == 10 and counts[10] == 0
 
@@ -124,7 +123,7 @@ def test_augmentation_appends_seeded_copies_to_training_only(tree):
     n = len(plain)
     assert len(aug1) == 3 * n and np.array_equal(labels1, np.tile(labels, 3)) and np.array_equal(aug1, aug2)
     assert np.array_equal(aug1[:n], plain)  # the clips themselves come first, untouched
-    first, second = aug1[n:2 * n], aug1[2 * n:]
+    first, second = aug1[n : 2 * n], aug1[2 * n :]
     words = labels != 10
     assert not np.array_equal(first[words], plain[words])
     assert not np.array_equal(first[words], second[words])  # each copy draws its own shifts/noise
@@ -223,8 +222,9 @@ def test_download_verifies_checksum(tree, tmp_path):
 def test_archive_brought_by_hand_is_verified_and_unpacked(tree, tmp_path, monkeypatch):
     archive = _archive(tmp_path, tree)
     good = hashlib.sha256(archive.read_bytes()).hexdigest()
-    monkeypatch.setitem(sc.ARCHIVES, "v0.02", sc.Archive(("https://example.invalid/" + archive.name,),
-                                                          good, 0, "speech_commands_v0.02"))
+    monkeypatch.setitem(
+        sc.ARCHIVES, "v0.02", sc.Archive(("https://example.invalid/" + archive.name,), good, 0, "speech_commands_v0.02")
+    )
     cache = tmp_path / "cache"
     cache.mkdir(exist_ok=True)
     (cache / archive.name).write_bytes(archive.read_bytes()[:-10])  # truncated copy

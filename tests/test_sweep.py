@@ -1,4 +1,5 @@
 """`tinykd sweep`: a tiny grid through the CLI, resuming, bad grid values, and the Pareto front."""
+
 import json
 
 import numpy as np
@@ -18,8 +19,25 @@ def run(*args):
 
 def quick_sweep(out, mnist_dir, *extra):
     # A small teacher and one epoch: the test checks the machinery, not MNIST accuracy.
-    return run("sweep", "--quick", "--data-dir", str(mnist_dir), "--out", str(out), "--teacher", "mlp-64",
-               "--teacher-epochs", "1", "--epochs", "1", "--students", "mlp-16", "--temperatures", "1,4", *extra)
+    return run(
+        "sweep",
+        "--quick",
+        "--data-dir",
+        str(mnist_dir),
+        "--out",
+        str(out),
+        "--teacher",
+        "mlp-64",
+        "--teacher-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--students",
+        "mlp-16",
+        "--temperatures",
+        "1,4",
+        *extra,
+    )
 
 
 def test_sweep_writes_points_table_and_plots_and_resumes(tmp_path, mnist_dir):
@@ -57,8 +75,7 @@ def test_sweep_writes_points_table_and_plots_and_resumes(tmp_path, mnist_dir):
     entropy = lambda p: -(p * np.log(np.clip(p, 1e-12, None))).sum()  # noqa: E731
     assert entropy(p4) > entropy(p1) and p4.max() < p1.max()
 
-    plots = ["errors_vs_temperature.png", "int8_errors_vs_temperature.png", "accuracy_vs_flash.png",
-             "soft_targets.png"]
+    plots = ["errors_vs_temperature.png", "int8_errors_vs_temperature.png", "accuracy_vs_flash.png", "soft_targets.png"]
     assert sorted(summary["plots"]) == sorted(f"plots/{p}" for p in plots)
     table = (out / "sweep.md").read_text()
     for name in plots:
@@ -86,14 +103,17 @@ def test_sweep_writes_points_table_and_plots_and_resumes(tmp_path, mnist_dir):
         assert again["points"][i] == summary["points"][i] | {"seconds": again["points"][i]["seconds"]}
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--temperatures", "0,4"], "every temperature must be > 0 (got 0)"),
-    (["--temperatures", "1,abc"], "'abc' is not a number"),
-    (["--temperatures", "1,,2"], "has an empty entry"),
-    (["--alphas", "0.5,1.5"], "must be in [0, 1] (got 1.5)"),
-    (["--students", "mlp-30-30,resnet-9000"], "--students: Unknown model 'resnet-9000'"),
-    (["--methods", "hinton,online"], "--methods: online cannot be swept"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--temperatures", "0,4"], "every temperature must be > 0 (got 0)"),
+        (["--temperatures", "1,abc"], "'abc' is not a number"),
+        (["--temperatures", "1,,2"], "has an empty entry"),
+        (["--alphas", "0.5,1.5"], "must be in [0, 1] (got 1.5)"),
+        (["--students", "mlp-30-30,resnet-9000"], "--students: Unknown model 'resnet-9000'"),
+        (["--methods", "hinton,online"], "--methods: online cannot be swept"),
+    ],
+)
 def test_bad_grid_values_exit_2_with_a_message(args, message, tmp_path):
     code, output = run("sweep", "--out", str(tmp_path / "s"), *args)
     assert code == 2, output

@@ -1,4 +1,5 @@
 """tinykd: distil a model, quantise it to int8 and prove it on a Cortex-M board."""
+
 import os
 
 # tensorflow-model-optimization 0.8 needs Keras 2 (tf_keras). The switch must be set before

@@ -1,4 +1,5 @@
 """`tinykd bench`: the runtime benchmark (instructions per MAC, arena, code size) from benchmarks/."""
+
 from __future__ import annotations
 
 import runpy

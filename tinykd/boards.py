@@ -4,6 +4,7 @@
 The folder is `$TINYKD_BOARDS` when set, else `boards/` of the checkout or the installed copy
 (see tinykd.resources).
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -24,14 +25,14 @@ class Board:
     name: str
     aliases: tuple[str, ...]
     description: str
-    cpu: str                      # gcc -mcpu value, e.g. "cortex-m4"
-    fpu_flags: tuple[str, ...]    # e.g. ("-mfpu=fpv4-sp-d16", "-mfloat-abi=hard")
+    cpu: str  # gcc -mcpu value, e.g. "cortex-m4"
+    fpu_flags: tuple[str, ...]  # e.g. ("-mfpu=fpv4-sp-d16", "-mfloat-abi=hard")
     clock_hz: int
-    flash_bytes: int              # what the application may use
+    flash_bytes: int  # what the application may use
     ram_bytes: int
-    project: str                  # "makefile" | "arduino"
-    flash_method: str             # "qemu" | "arduino-cli"
-    port: str                     # firmware/ports/<port>
+    project: str  # "makefile" | "arduino"
+    flash_method: str  # "qemu" | "arduino-cli"
+    port: str  # firmware/ports/<port>
     baud: int
     usb_vid: int
     usb_pids: tuple[int, ...]
@@ -40,11 +41,11 @@ class Board:
     flash_origin: int
     ram_origin: int
     uart_base: int | None
-    uart_rx_irq: int | None       # NVIC line of the UART's receive interrupt (None: poll)
-    counter: str                  # "systick-icount" | "dwt"
+    uart_rx_irq: int | None  # NVIC line of the UART's receive interrupt (None: poll)
+    counter: str  # "systick-icount" | "dwt"
     systick_hz: int | None
     fqbn: str | None
-    mbed_flash_allowance: int     # bytes of flash/RAM taken by the OS core (arduino boards)
+    mbed_flash_allowance: int  # bytes of flash/RAM taken by the OS core (arduino boards)
     mbed_ram_allowance: int
     path: Path = field(compare=False)
 
@@ -64,12 +65,15 @@ class Board:
 
 def _req(data: dict, key: str, path: Path, typ):
     if key not in data:
-        raise TinykdError(f"Board file {path} has no `{key}`. Add it (see boards/mps2-an386.toml "
-                          "for a complete example).")
+        raise TinykdError(
+            f"Board file {path} has no `{key}`. Add it (see boards/mps2-an386.toml for a complete example)."
+        )
     val = data[key]
     if not isinstance(val, typ):
-        raise TinykdError(f"Board file {path}: `{key}` should be {typ.__name__}, got {val!r}. "
-                          "Fix the value (see boards/mps2-an386.toml).")
+        raise TinykdError(
+            f"Board file {path}: `{key}` should be {typ.__name__}, got {val!r}. "
+            "Fix the value (see boards/mps2-an386.toml)."
+        )
     return val
 
 
@@ -144,8 +148,7 @@ def load_board(name_or_alias: str | Board | None = None) -> Board:
     for b in boards:
         if key == b.name.lower() or key in (a.lower() for a in b.aliases):
             return b
-    listing = ", ".join(f"{b.name} ({', '.join(b.aliases)})" if b.aliases else b.name
-                        for b in boards)
+    listing = ", ".join(f"{b.name} ({', '.join(b.aliases)})" if b.aliases else b.name for b in boards)
     raise TinykdError(
         f"Unknown board {name_or_alias!r}. Known boards (aliases in brackets): {listing}. "
         f"Pass one of these with --board, or add a file boards/<name>.toml ({boards_dir()})."

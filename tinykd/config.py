@@ -3,6 +3,7 @@
 The resolved configuration is written to the build directory as config.toml, so any build
 can be reproduced with `tinykd build --config build/<task>-<board>/config.toml`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,11 +19,11 @@ from .errors import TinykdError
 
 @dataclass
 class DataConfig:
-    dir: str = ""            # folder with the dataset files; "" = $TINYKD_DATA, then the cache
-    val_size: int = 5000     # validation examples carved from train (fixed by the seed)
-    train_limit: int = 0     # use only this many training examples (0 = all)
-    test_limit: int = 0      # evaluate on only this many test examples (0 = all)
-    jitter: int = 2          # random shift in pixels during training (Hinton used up to 2)
+    dir: str = ""  # folder with the dataset files; "" = $TINYKD_DATA, then the cache
+    val_size: int = 5000  # validation examples carved from train (fixed by the seed)
+    train_limit: int = 0  # use only this many training examples (0 = all)
+    test_limit: int = 0  # evaluate on only this many test examples (0 = all)
+    jitter: int = 2  # random shift in pixels during training (Hinton used up to 2)
     # kws: time-shifted, noise-mixed copies of the training clips added to the training set
     augment: int = 0
     # kws without Speech Commands: keyword clips per word in the espeak-ng set (0 = 200, or
@@ -44,7 +45,7 @@ class TeacherConfig:
 @dataclass
 class StudentConfig:
     arch: str = "mlp-300-300"
-    epochs: int = 15         # the same for the KD student and its no-KD baseline
+    epochs: int = 15  # the same for the KD student and its no-KD baseline
     batch_size: int = 128
     learning_rate: float = 2e-3
 
@@ -63,11 +64,11 @@ class DistillConfig:
     # the [teacher] settings and their own seeds, as ensemble_arch ("" = teacher arch)
     teachers: int = 2
     ensemble_arch: str = ""
-    mean: str = "arithmetic"   # arithmetic (of probabilities) | geometric
+    mean: str = "arithmetic"  # arithmetic (of probabilities) | geometric
     # specialists: groups of confused classes, each with its own specialist teacher
     specialists: int = 2
     specialist_classes: int = 3  # at most this many classes per group
-    specialist_epochs: int = 2   # fine-tuning from the generalist's weights
+    specialist_epochs: int = 2  # fine-tuning from the generalist's weights
     # online: architecture of the peer learning with the student ("" = the student's)
     peer: str = ""
     # self: born-again generations after generation 0 (the no-KD baseline)
@@ -84,9 +85,9 @@ class QatConfig:
 
 @dataclass
 class DeviceConfig:
-    limit: int = 0           # test examples streamed to the device (0 = the whole test set)
-    instances: int = 2       # QEMU boards: instances side by side (its UART is slow)
-    port: str = ""           # hardware boards: serial port ("" = find by USB vendor id)
+    limit: int = 0  # test examples streamed to the device (0 = the whole test set)
+    instances: int = 2  # QEMU boards: instances side by side (its UART is slow)
+    port: str = ""  # hardware boards: serial port ("" = find by USB vendor id)
 
 
 @dataclass
@@ -188,8 +189,14 @@ def _coerce(default: Any, value: Any, where: str, source: str) -> Any:
     raise TinykdError(f"{source}: '{where}' must be a {kind.__name__}, got {value!r}.")
 
 
-_SECTIONS = {"data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig,
-             "distill": DistillConfig, "qat": QatConfig, "device": DeviceConfig}
+_SECTIONS = {
+    "data": DataConfig,
+    "teacher": TeacherConfig,
+    "student": StudentConfig,
+    "distill": DistillConfig,
+    "qat": QatConfig,
+    "device": DeviceConfig,
+}
 
 
 def _from_dict(values: dict[str, Any]) -> BuildConfig:
@@ -206,8 +213,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise TinykdError(f"Config file {path} is not valid TOML: {exc}. Fix the file and run again.") from None
 
 
-def resolve(task: str | None = None, config_file: str | Path | None = None, quick: bool = False,
-            overrides: dict[str, Any] | None = None) -> BuildConfig:
+def resolve(
+    task: str | None = None,
+    config_file: str | Path | None = None,
+    quick: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> BuildConfig:
     """Build the configuration from its layers and check it; raises TinykdError on anything wrong."""
     file_values = load_toml(config_file) if config_file else {}
     chosen_task = task or file_values.get("task") or "mnist"
@@ -215,9 +226,15 @@ def resolve(task: str | None = None, config_file: str | Path | None = None, quic
 
     task_spec = get_task(chosen_task)
     config = BuildConfig(task=chosen_task)
-    config = merge(config, {"teacher": {"arch": task_spec.default_teacher},
-                            "student": {"arch": task_spec.default_student},
-                            "data": {"jitter": task_spec.jitter_pixels}}, "task defaults")
+    config = merge(
+        config,
+        {
+            "teacher": {"arch": task_spec.default_teacher},
+            "student": {"arch": task_spec.default_student},
+            "data": {"jitter": task_spec.jitter_pixels},
+        },
+        "task defaults",
+    )
     config = merge(config, TASK_DEFAULTS.get(chosen_task, {}), "task defaults")
     if file_values:
         config = merge(config, file_values, str(config_file))
@@ -256,8 +273,9 @@ def validate(config: BuildConfig) -> None:
             )
     data = config.data
     if data.val_size < 1 or min(data.train_limit, data.test_limit, data.jitter, data.augment, data.synth_clips) < 0:
-        raise TinykdError("[data] needs val_size >= 1 and non-negative train_limit, test_limit, jitter, augment "
-                          "and synth_clips.")
+        raise TinykdError(
+            "[data] needs val_size >= 1 and non-negative train_limit, test_limit, jitter, augment and synth_clips."
+        )
     unused = [k for k in ("augment", "synth_clips") if getattr(data, k) and k not in get_task(config.task).data_options]
     if unused:
         raise TinykdError(
@@ -284,19 +302,25 @@ def _validate_distill(config: BuildConfig) -> None:
             "(--method or [distill] method)."
         )
     if kd.teachers < 2:
-        raise TinykdError(f"[distill] teachers must be at least 2 (got {kd.teachers}): the ensemble averages the "
-                          "build's teacher and teachers - 1 more. Try 2 or 3.")
+        raise TinykdError(
+            f"[distill] teachers must be at least 2 (got {kd.teachers}): the ensemble averages the "
+            "build's teacher and teachers - 1 more. Try 2 or 3."
+        )
     if kd.mean not in ("arithmetic", "geometric"):
-        raise TinykdError(f"[distill] mean must be 'arithmetic' (of probabilities) or 'geometric' (softmax of the "
-                          f"mean log-probabilities), not '{kd.mean}'.")
+        raise TinykdError(
+            f"[distill] mean must be 'arithmetic' (of probabilities) or 'geometric' (softmax of the "
+            f"mean log-probabilities), not '{kd.mean}'."
+        )
     if kd.specialists < 1 or kd.specialist_classes < 2 or kd.specialist_epochs < 1:
         raise TinykdError(
             f"[distill] needs specialists >= 1 (groups), specialist_classes >= 2 and specialist_epochs >= 1 "
             f"(got {kd.specialists}, {kd.specialist_classes}, {kd.specialist_epochs}). Try 2, 3 and 2."
         )
     if kd.generations < 1:
-        raise TinykdError(f"[distill] generations must be at least 1 (got {kd.generations}): born-again trains "
-                          "that many generations after the no-KD baseline.")
+        raise TinykdError(
+            f"[distill] generations must be at least 1 (got {kd.generations}): born-again trains "
+            "that many generations after the no-KD baseline."
+        )
     for arch in (kd.ensemble_arch, kd.peer):
         if arch:
             check_model_name(arch)

@@ -1,4 +1,5 @@
 """`tinykd doctor`: which tools, data and serial ports this machine has for tinykd."""
+
 from __future__ import annotations
 
 import shutil

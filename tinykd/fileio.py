@@ -1,12 +1,14 @@
 """Atomic file writes: a crash or Ctrl-C never leaves a half-written artifact behind."""
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 @contextlib.contextmanager

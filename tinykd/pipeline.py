@@ -5,6 +5,7 @@ stages.json. A stage whose artifacts exist with the same fingerprint is skipped,
 interrupted build resumes where it stopped and changing one setting redoes only what it
 affects. Training stages also resume mid-way from their per-epoch checkpoints.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,10 +14,11 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +26,18 @@ from .config import BuildConfig
 from .errors import TinykdError
 from .fileio import write_json, write_text
 
-STAGES = ("train-teacher", "extra-teachers", "distill", "qat", "convert", "export", "firmware", "evaluate", "device",
-          "report")
+STAGES = (
+    "train-teacher",
+    "extra-teachers",
+    "distill",
+    "qat",
+    "convert",
+    "export",
+    "firmware",
+    "evaluate",
+    "device",
+    "report",
+)
 
 # The settings each stage's result depends on (besides the upstream stages it reads).
 _STAGE_SETTINGS: dict[str, Callable[[BuildConfig], Any]] = {
@@ -97,10 +109,20 @@ def _firmware_sources_digest() -> str:
 
 
 # Training runs: the stage that owns each, and the name of its checkpoint folder.
-_OWNER_STAGE = {"train-teacher": "train-teacher", "extra-teachers": "extra-teachers", "baseline": "distill",
-                "distill": "distill", "qat": "qat"}
-_CHECKPOINT_LABEL = {"train-teacher": "teacher", "extra-teachers": "extra", "baseline": "baseline",
-                     "distill": "student", "qat": "student_qat"}
+_OWNER_STAGE = {
+    "train-teacher": "train-teacher",
+    "extra-teachers": "extra-teachers",
+    "baseline": "distill",
+    "distill": "distill",
+    "qat": "qat",
+}
+_CHECKPOINT_LABEL = {
+    "train-teacher": "teacher",
+    "extra-teachers": "extra",
+    "baseline": "baseline",
+    "distill": "student",
+    "qat": "student_qat",
+}
 # Offsets keep each stage's random stream distinct yet fixed by the one seed.
 _SEED_OFFSET = {"train-teacher": 1, "distill": 2, "baseline": 3, "qat": 4, "extra-teachers": 5}
 
@@ -116,7 +138,9 @@ class StageRecord:
 class Build:
     """One build directory and the stages that fill it. Usable from Python as from the CLI."""
 
-    def __init__(self, config: BuildConfig, out_dir: str | Path, force: bool = False, log: Callable[[str], None] = print):
+    def __init__(
+        self, config: BuildConfig, out_dir: str | Path, force: bool = False, log: Callable[[str], None] = print
+    ):
         self.config = config
         self.out = Path(out_dir)
         self.force = force
@@ -188,8 +212,10 @@ class Build:
         """Every stage. On a hardware board the device stage waits for `tinykd flash` + `evaluate`."""
         for stage in STAGES:
             if stage == "device" and not self.board.is_qemu:
-                self.log(f"[device] skipped: flash the {self.board.name} with `tinykd flash`, then run "
-                         "`tinykd evaluate` to measure on it")
+                self.log(
+                    f"[device] skipped: flash the {self.board.name} with `tinykd flash`, then run "
+                    "`tinykd evaluate` to measure on it"
+                )
                 continue
             self.run(stage)
 
@@ -217,15 +243,17 @@ class Build:
         """Keras numbers automatic layer names per process (tfmot's quantize_layer becomes
         quantize_layer_1 when loaded a second time) and names land in the .tflite. Each stage
         starts from a fresh naming state, so its bytes never depend on what ran before it."""
-        import tinykd  # noqa: F401
         import tf_keras as keras
+
+        import tinykd  # noqa: F401
 
         keras.backend.clear_session()
 
     def _seed(self, stage: str) -> int:
-        import tinykd  # noqa: F401
         import tensorflow as tf
         import tf_keras as keras
+
+        import tinykd  # noqa: F401
 
         tf.config.experimental.enable_op_determinism()
         seed = self.config.seed * 100 + _SEED_OFFSET[stage]
@@ -257,11 +285,21 @@ class Build:
 
         return load_model(self.model_path(name))
 
-    def _train(self, stage: str, model, section, kd=None, *, seed: int | None = None, checkpoint_dir=None,
-               label: str | None = None):
+    def _train(
+        self,
+        stage: str,
+        model,
+        section,
+        kd=None,
+        *,
+        seed: int | None = None,
+        checkpoint_dir=None,
+        label: str | None = None,
+    ):
         """Train `model` with `kd` = (method, teacher) from `_kd_method`, or on the labels alone (None)."""
-        import tinykd  # noqa: F401
         import tf_keras as keras
+
+        import tinykd  # noqa: F401
 
         from .distill import Distiller, train
 
@@ -272,10 +310,19 @@ class Build:
             seed = self._seed(stage)
         else:
             keras.utils.set_random_seed(seed)
-        return train(wrapper, d.x_train, d.y_train, (d.x_val, d.y_val), epochs=section.epochs,
-                     batch_size=section.batch_size, learning_rate=section.learning_rate,
-                     seed=seed, max_shift=self.config.data.jitter,
-                     checkpoint_dir=checkpoint_dir or self._checkpoints(stage), label=label or _CHECKPOINT_LABEL[stage])
+        return train(
+            wrapper,
+            d.x_train,
+            d.y_train,
+            (d.x_val, d.y_val),
+            epochs=section.epochs,
+            batch_size=section.batch_size,
+            learning_rate=section.learning_rate,
+            seed=seed,
+            max_shift=self.config.data.jitter,
+            checkpoint_dir=checkpoint_dir or self._checkpoints(stage),
+            label=label or _CHECKPOINT_LABEL[stage],
+        )
 
     def _kd_method(self, stage: str):
         """(method, teacher model) the configured method distils with in `stage` (distill or qat).
@@ -292,8 +339,9 @@ class Build:
             if stage == "qat":
                 return get_method(name, t, a), self.load_model("peer")
             d = self.dataset
-            return get_method(name, t, a), build_model(kd.peer or self.config.student.arch, d.input_shape,
-                                                       d.num_classes)
+            return get_method(name, t, a), build_model(
+                kd.peer or self.config.student.arch, d.input_shape, d.num_classes
+            )
         if name == "self":
             previous = "baseline" if kd.generations == 1 else f"generation{kd.generations - 1}"
             return get_method(name, t, a), self.load_model(previous)
@@ -364,8 +412,9 @@ class Build:
             # Each member its own seed: same data, different initialisation, order and jitter.
             seed = self._seed("extra-teachers") + 1000 * i
             model = build_model(arch, d.input_shape, d.num_classes)
-            result = self._train("extra-teachers", model, c, seed=seed, checkpoint_dir=folder / f"teacher{i}",
-                                 label=f"teacher{i}")
+            result = self._train(
+                "extra-teachers", model, c, seed=seed, checkpoint_dir=folder / f"teacher{i}", label=f"teacher{i}"
+            )
             save_model(model, self.out / f"teacher{i}.keras")
             self._save_history(f"teacher{i}", result)
             artifacts.append(f"teacher{i}.keras")
@@ -386,27 +435,40 @@ class Build:
         confusion = soft_confusion(probs, d.y_val, d.num_classes)
         groups = find_groups(confusion, kd.specialists, kd.specialist_classes)
         names = d.class_names
-        self.log("  specialist groups (most confused on validation): "
-                 + "; ".join("{" + ", ".join(names[k] for k in g) + "}" for g in groups))
+        self.log(
+            "  specialist groups (most confused on validation): "
+            + "; ".join("{" + ", ".join(names[k] for k in g) + "}" for g in groups)
+        )
         # Fine-tuning from the generalist's weights: a quarter of its learning rate keeps what the
         # body already knows while the new output layer settles.
         section = dataclasses.replace(c, epochs=kd.specialist_epochs, learning_rate=c.learning_rate / 4)
         specialists = train_specialists(
-            generalist, groups, d.x_train, d.y_train, (d.x_val, d.y_val),
-            checkpoint_dir=self._checkpoints("extra-teachers"), seed=self._seed("extra-teachers"),
-            epochs=section.epochs, batch_size=section.batch_size, learning_rate=section.learning_rate,
-            max_shift=self.config.data.jitter)
+            generalist,
+            groups,
+            d.x_train,
+            d.y_train,
+            (d.x_val, d.y_val),
+            checkpoint_dir=self._checkpoints("extra-teachers"),
+            seed=self._seed("extra-teachers"),
+            epochs=section.epochs,
+            batch_size=section.batch_size,
+            learning_rate=section.learning_rate,
+            max_shift=self.config.data.jitter,
+        )
         artifacts = []
         for i, s in enumerate(specialists):
             save_model(s.model, self.out / f"specialist{i}.keras")
             self._save_history(f"specialist{i}", s)
             artifacts.append(f"specialist{i}.keras")
-        write_json(self.out / "specialists.json", {
-            "groups": groups, "class_names": list(names),
-            "validation_soft_confusion": np.round(confusion, 3).tolist(),
-        })
-        return artifacts + ["specialists.json"], {"groups": groups,
-                                                  "train_seconds": [s.seconds for s in specialists]}
+        write_json(
+            self.out / "specialists.json",
+            {
+                "groups": groups,
+                "class_names": list(names),
+                "validation_soft_confusion": np.round(confusion, 3).tolist(),
+            },
+        )
+        return artifacts + ["specialists.json"], {"groups": groups, "train_seconds": [s.seconds for s in specialists]}
 
     def _stage_distill(self):
         from .models import build_model, count_params
@@ -446,10 +508,22 @@ class Build:
 
         d, c, kd = self.dataset, self.config.student, self.config.distill
         generations = born_again(
-            lambda: build_model(c.arch, d.input_shape, d.num_classes), kd.generations, d.x_train, d.y_train,
-            (d.x_val, d.y_val), checkpoint_dir=self._checkpoints("distill"), seed=self._seed("distill"),
-            temperature=kd.temperature, alpha=kd.alpha, first=baseline, label="student",
-            epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate, max_shift=self.config.data.jitter)
+            lambda: build_model(c.arch, d.input_shape, d.num_classes),
+            kd.generations,
+            d.x_train,
+            d.y_train,
+            (d.x_val, d.y_val),
+            checkpoint_dir=self._checkpoints("distill"),
+            seed=self._seed("distill"),
+            temperature=kd.temperature,
+            alpha=kd.alpha,
+            first=baseline,
+            label="student",
+            epochs=c.epochs,
+            batch_size=c.batch_size,
+            learning_rate=c.learning_rate,
+            max_shift=self.config.data.jitter,
+        )
         kept = []
         for k, generation in enumerate(generations[1:-1], start=1):
             save_model(generation.model, self.out / f"generation{k}.keras")
@@ -473,9 +547,13 @@ class Build:
     def _stage_convert(self):
         from .export import convert_int8
 
-        path = convert_int8(self.load_model("student_qat"), self.dataset.x_train, self.out / "model_int8.tflite",
-                            samples=self.config.qat.calibration_samples,
-                            input_quantization=self.task.input_quantization)
+        path = convert_int8(
+            self.load_model("student_qat"),
+            self.dataset.x_train,
+            self.out / "model_int8.tflite",
+            samples=self.config.qat.calibration_samples,
+            input_quantization=self.task.input_quantization,
+        )
         data = path.read_bytes()
         return ["model_int8.tflite"], {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
@@ -491,8 +569,10 @@ class Build:
 
         fw = build_firmware(self.out / "model_int8.tflite", self.board, self.out / "firmware")
         b = fw.build
-        self.log(f"  {self.board.name}: flash {b.flash_used:,} of {b.flash_budget:,} B, "
-                 f"RAM {b.ram_used:,} of {b.ram_budget:,} B (arena {fw.sources.arena_bytes:,} B)")
+        self.log(
+            f"  {self.board.name}: flash {b.flash_used:,} of {b.flash_budget:,} B, "
+            f"RAM {b.ram_used:,} of {b.ram_budget:,} B (arena {fw.sources.arena_bytes:,} B)"
+        )
         for note in fw.summary()["notes"]:
             self.log(f"  note: {note}")
         return ["firmware/firmware.json"], fw.summary()
@@ -510,30 +590,43 @@ class Build:
         x_int8 = quantize_input(d.x_test[:n], tflite_io_quantization(self.out / "model_int8.tflite").input)
         firmware = json.loads((self.out / "firmware" / "firmware.json").read_text())
         self.log(f"  streaming {n} test examples to {self.board.name}")
-        run = run_on_device(self.board, firmware["elf"], x_int8, expected_sha256=firmware["model_sha256"],
-                            port=c.port or None, instances=c.instances)
+        run = run_on_device(
+            self.board,
+            firmware["elf"],
+            x_int8,
+            expected_sha256=firmware["model_sha256"],
+            port=c.port or None,
+            instances=c.instances,
+        )
         host = np.load(self.out / "host_int8_outputs.npy")[:n]
         result = classification_result("device", run.outputs, d.y_test[:n], d.num_classes)
         host_result = classification_result("host_int8_tflm", host, d.y_test[:n], d.num_classes)
         comparison = compare_with_host(run.outputs, host)
         device = {
-            "board": run.board, "where": run.where, "examples": n, "seconds": run.seconds,
-            "device": result.to_dict(), "host_int8": host_result.to_dict(),
-            "host_vs_device": comparison, "latency": run.latency(self.board.clock_hz),
+            "board": run.board,
+            "where": run.where,
+            "examples": n,
+            "seconds": run.seconds,
+            "device": result.to_dict(),
+            "host_int8": host_result.to_dict(),
+            "host_vs_device": comparison,
+            "latency": run.latency(self.board.clock_hz),
         }
         write_json(self.out / "device.json", device)
-        self.log(f"  on device: {result.errors} errors / {n}; host int8: {host_result.errors}; "
-                 f"outputs differing from the host: {comparison['mismatches']}")
+        self.log(
+            f"  on device: {result.errors} errors / {n}; host int8: {host_result.errors}; "
+            f"outputs differing from the host: {comparison['mismatches']}"
+        )
         return ["device.json"], {"errors": result.errors, "mismatches": comparison["mismatches"]}
 
     def _stage_device_audio(self):
         """Tasks whose device preprocesses raw input itself (KWS): stream the raw test clips;
         the device runs its feature extractor, then the model. Its features must equal the
         host's (same C code) and its outputs the host's int8 outputs on those features."""
+        from .data import load_test_audio
         from .device.evaluate import compare_with_host, run_audio_on_device
         from .evaluate import classification_result
         from .export import tflite_io_quantization
-        from .data import load_test_audio
         from .export.convert import quantize_input
 
         d, c = self.dataset, self.config.device
@@ -547,8 +640,14 @@ class Build:
         host_features = quantize_input(d.x_test[:n], tflite_io_quantization(self.out / "model_int8.tflite").input)
         firmware = json.loads((self.out / "firmware" / "firmware.json").read_text())
         self.log(f"  streaming {n} raw test clips to {self.board.name} (features computed on the device)")
-        run = run_audio_on_device(self.board, firmware["elf"], audio[:n], expected_sha256=firmware["model_sha256"],
-                                  port=c.port or None, instances=c.instances)
+        run = run_audio_on_device(
+            self.board,
+            firmware["elf"],
+            audio[:n],
+            expected_sha256=firmware["model_sha256"],
+            port=c.port or None,
+            instances=c.instances,
+        )
         host = np.load(self.out / "host_int8_outputs.npy")[:n]
         feature_mismatches = int(np.any(run.features.reshape(n, -1) != host_features.reshape(n, -1), axis=1).sum())
         result = classification_result("device", run.outputs, d.y_test[:n], d.num_classes)
@@ -556,18 +655,29 @@ class Build:
         comparison = compare_with_host(run.outputs, host)
         frontend = run.frontend_latency(self.board.clock_hz)
         device = {
-            "board": run.board, "where": run.where, "examples": n, "seconds": run.seconds,
+            "board": run.board,
+            "where": run.where,
+            "examples": n,
+            "seconds": run.seconds,
             "input": "raw audio (int16, 16 kHz, 1 s); features computed on the device",
-            "device": result.to_dict(), "host_int8": host_result.to_dict(),
-            "host_vs_device": comparison, "feature_mismatches": feature_mismatches,
-            "latency": run.latency(self.board.clock_hz), "frontend_latency": frontend,
+            "device": result.to_dict(),
+            "host_int8": host_result.to_dict(),
+            "host_vs_device": comparison,
+            "feature_mismatches": feature_mismatches,
+            "latency": run.latency(self.board.clock_hz),
+            "frontend_latency": frontend,
         }
         write_json(self.out / "device.json", device)
-        self.log(f"  on device: {result.errors} errors / {n}; host int8: {host_result.errors}; "
-                 f"outputs differing from the host: {comparison['mismatches']}; "
-                 f"feature vectors differing: {feature_mismatches}")
-        return ["device.json"], {"errors": result.errors, "mismatches": comparison["mismatches"],
-                                 "feature_mismatches": feature_mismatches}
+        self.log(
+            f"  on device: {result.errors} errors / {n}; host int8: {host_result.errors}; "
+            f"outputs differing from the host: {comparison['mismatches']}; "
+            f"feature vectors differing: {feature_mismatches}"
+        )
+        return ["device.json"], {
+            "errors": result.errors,
+            "mismatches": comparison["mismatches"],
+            "feature_mismatches": feature_mismatches,
+        }
 
     def _stage_evaluate(self):
         from .evaluate import classification_result, int8_outputs_litert, int8_outputs_tflm, predict_logits
@@ -605,8 +715,10 @@ class Build:
         write_json(self.out / "evaluation.json", evaluation)
         for name, r in results.items():
             self.log(f"  {name:<12} {r.errors:>5} errors / {r.total}  ({100 * r.accuracy:.2f} %)")
-        self.log(f"  int8 outputs differing between LiteRT and TFLite Micro: {mismatches} "
-                 f"(largest difference {max_difference} step, {prediction_disagreements} different predictions)")
+        self.log(
+            f"  int8 outputs differing between LiteRT and TFLite Micro: {mismatches} "
+            f"(largest difference {max_difference} step, {prediction_disagreements} different predictions)"
+        )
         return ["evaluation.json", "host_int8_outputs.npy"], {"mismatches": mismatches}
 
     def _evaluate_method_models(self):
@@ -638,8 +750,14 @@ class Build:
                 outputs.append(predict_logits(self.load_model(f"specialist{i}"), d.x_test))
                 own = specialist_labels(d.y_test, group)
                 wrong = int(np.sum(outputs[-1].argmax(1) != own))
-                info["specialists"].append({"classes": group, "errors": wrong, "total": int(len(own)),
-                                            "test_examples_of_its_classes": int(np.sum(own < len(group)))})
+                info["specialists"].append(
+                    {
+                        "classes": group,
+                        "errors": wrong,
+                        "total": int(len(own)),
+                        "test_examples_of_its_classes": int(np.sum(own < len(group))),
+                    }
+                )
             evaluate("specialists", combine_log_probs(teacher_logits, outputs, groups, 1.0, TOP_K).numpy())
         elif kd.method == "online":
             evaluate("peer", predict_logits(self.load_model("peer"), d.x_test))

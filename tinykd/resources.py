@@ -4,6 +4,7 @@ In a checkout (and an editable install) they are firmware/ and boards/ beside th
 an installed wheel carries copies in tinykd/_shipped/ (see setup.py). $TINYKD_FIRMWARE and
 $TINYKD_BOARDS point elsewhere, e.g. at a user's own board files.
 """
+
 from __future__ import annotations
 
 import os

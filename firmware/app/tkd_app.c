@@ -49,7 +49,8 @@ static int8_t output_buf[TKD_MODEL_OUTPUT_BYTES];
 #error "features and model output do not fit one AUDIO_RESULT frame"
 #endif
 #if TKD_MODEL_INPUT_ZERO_POINT != TKD_FRONTEND_ZERO_POINT
-#error "the model's input zero point differs from the KWS frontend's: convert it with the frontend's quantisation"
+#error                                                                                             \
+    "the model's input zero point differs from the KWS frontend's: convert it with the frontend's quantisation"
 #endif
 /* one clip of int16 audio, filled by INFER_AUDIO chunks */
 static int16_t audio_buf[TKD_FRONTEND_CLIP_SAMPLES];
@@ -78,8 +79,7 @@ static void put_f32(uint8_t *p, float f)
 
 static uint32_t get_u32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 /* COBS-encode tx_body[0..len) straight to the UART, framed by zero bytes. */
@@ -157,16 +157,26 @@ static void send_info(uint16_t seq)
     uint32_t n = 0;
     p[n++] = (uint8_t)TKD_PROTOCOL_VERSION;
     p[n++] = tkd_port_counter_kind();
-    put_u16(&p[n], TKD_MAX_PAYLOAD);                      n += 2;
-    put_u32(&p[n], tkd_port_clock_hz());                  n += 4;
-    put_u32(&p[n], (uint32_t)TKD_MODEL_ARENA_BYTES);      n += 4;
-    put_u32(&p[n], (uint32_t)TKD_MODEL_INPUT_BYTES);      n += 4;
-    put_u32(&p[n], (uint32_t)TKD_MODEL_OUTPUT_BYTES);     n += 4;
-    put_f32(&p[n], TKD_MODEL_INPUT_SCALE);                n += 4;
-    put_u32(&p[n], (uint32_t)(int32_t)(TKD_MODEL_INPUT_ZERO_POINT));  n += 4;
-    put_f32(&p[n], TKD_MODEL_OUTPUT_SCALE);               n += 4;
-    put_u32(&p[n], (uint32_t)(int32_t)(TKD_MODEL_OUTPUT_ZERO_POINT)); n += 4;
-    memcpy(&p[n], tkd_model_hash, 8);                     n += 8;
+    put_u16(&p[n], TKD_MAX_PAYLOAD);
+    n += 2;
+    put_u32(&p[n], tkd_port_clock_hz());
+    n += 4;
+    put_u32(&p[n], (uint32_t)TKD_MODEL_ARENA_BYTES);
+    n += 4;
+    put_u32(&p[n], (uint32_t)TKD_MODEL_INPUT_BYTES);
+    n += 4;
+    put_u32(&p[n], (uint32_t)TKD_MODEL_OUTPUT_BYTES);
+    n += 4;
+    put_f32(&p[n], TKD_MODEL_INPUT_SCALE);
+    n += 4;
+    put_u32(&p[n], (uint32_t)(int32_t)(TKD_MODEL_INPUT_ZERO_POINT));
+    n += 4;
+    put_f32(&p[n], TKD_MODEL_OUTPUT_SCALE);
+    n += 4;
+    put_u32(&p[n], (uint32_t)(int32_t)(TKD_MODEL_OUTPUT_ZERO_POINT));
+    n += 4;
+    memcpy(&p[n], tkd_model_hash, 8);
+    n += 8;
     /* three short strings; each is cut to 255 bytes, so they always fit TKD_MAX_PAYLOAD */
     n += put_str(&p[n], tkd_port_board_name());
     n += put_str(&p[n], TKD_RUNTIME_NAME);
@@ -265,7 +275,8 @@ static void do_infer_audio(uint16_t seq, const uint8_t *payload, uint32_t len)
     put_u32(&p[4], model_count);
     memcpy(&p[8], input_buf, TKD_FRONTEND_NUM_FEATURES);
     memcpy(&p[8 + TKD_FRONTEND_NUM_FEATURES], output_buf, TKD_MODEL_OUTPUT_BYTES);
-    send(TKD_MSG_AUDIO_RESULT, seq, 8u + (uint32_t)TKD_FRONTEND_NUM_FEATURES + (uint32_t)TKD_MODEL_OUTPUT_BYTES);
+    send(TKD_MSG_AUDIO_RESULT, seq,
+         8u + (uint32_t)TKD_FRONTEND_NUM_FEATURES + (uint32_t)TKD_MODEL_OUTPUT_BYTES);
 }
 #endif
 

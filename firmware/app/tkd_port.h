@@ -14,9 +14,9 @@ extern "C" {
 #endif
 
 /* What tkd_port_counter_read() counts (sent to the host in INFO.counter_kind). */
-#define TKD_COUNTER_NONE          0u
-#define TKD_COUNTER_INSTRUCTIONS  1u  /* QEMU: SysTick under -icount shift=0 */
-#define TKD_COUNTER_CYCLES        2u  /* hardware: DWT->CYCCNT */
+#define TKD_COUNTER_NONE         0u
+#define TKD_COUNTER_INSTRUCTIONS 1u /* QEMU: SysTick under -icount shift=0 */
+#define TKD_COUNTER_CYCLES       2u /* hardware: DWT->CYCCNT */
 
 void tkd_port_init(void);
 

@@ -23,34 +23,34 @@ extern "C" {
 #define TKD_MAX_ENCODED      (TKD_MAX_BODY + (TKD_MAX_BODY + 253u) / 254u)
 
 /* host -> device */
-#define TKD_MSG_PING         0x01u
-#define TKD_MSG_HELLO        0x02u
-#define TKD_MSG_INFER        0x03u
+#define TKD_MSG_PING  0x01u
+#define TKD_MSG_HELLO 0x02u
+#define TKD_MSG_INFER 0x03u
 /* Keyword spotting: raw int16 audio in, the device runs its own feature extractor
  * (firmware/frontend) and then the model. Payload offset:u32 + clip bytes loads a chunk of
  * the 16000-sample little-endian clip (answer LOADED); an empty payload runs it (answer
  * AUDIO_RESULT). Firmware whose model does not take the frontend's 49 x 10 int8 features
  * answers ERROR(UNSUPPORTED). */
-#define TKD_MSG_INFER_AUDIO  0x04u
-#define TKD_MSG_LOAD         0x05u
-#define TKD_MSG_EXIT         0x0Eu
+#define TKD_MSG_INFER_AUDIO 0x04u
+#define TKD_MSG_LOAD        0x05u
+#define TKD_MSG_EXIT        0x0Eu
 /* device -> host */
-#define TKD_MSG_PONG         0x81u
-#define TKD_MSG_INFO         0x82u
-#define TKD_MSG_RESULT       0x83u
+#define TKD_MSG_PONG   0x81u
+#define TKD_MSG_INFO   0x82u
+#define TKD_MSG_RESULT 0x83u
 /* frontend_count:u32 model_count:u32 features:int8[490] output:int8[output_bytes] */
 #define TKD_MSG_AUDIO_RESULT 0x84u
 #define TKD_MSG_LOADED       0x85u
 #define TKD_MSG_ERROR        0x7Fu
 
 /* ERROR codes */
-#define TKD_ERR_BAD_FRAME     1u
-#define TKD_ERR_UNKNOWN_TYPE  2u
-#define TKD_ERR_BAD_LENGTH    3u
-#define TKD_ERR_MODEL_FAILED  4u
-#define TKD_ERR_UNSUPPORTED   5u
-#define TKD_ERR_TOO_LONG      6u
-#define TKD_ERR_BAD_OFFSET    7u
+#define TKD_ERR_BAD_FRAME    1u
+#define TKD_ERR_UNKNOWN_TYPE 2u
+#define TKD_ERR_BAD_LENGTH   3u
+#define TKD_ERR_MODEL_FAILED 4u
+#define TKD_ERR_UNSUPPORTED  5u
+#define TKD_ERR_TOO_LONG     6u
+#define TKD_ERR_BAD_OFFSET   7u
 
 uint16_t tkd_crc16(const uint8_t *data, uint32_t len, uint16_t crc);
 

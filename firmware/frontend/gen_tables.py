@@ -8,6 +8,7 @@ single source of truth. Only the standard library is used (math), and every valu
 to an integer here, so the C code never touches floating point. The generated header is
 committed: host and device compile the very same integers.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,7 +63,7 @@ def q(x: float, bits: int) -> int:
 def c_array(ctype: str, name: str, values: list[int], per_line: int = 12) -> str:
     lines = [f"static const {ctype} {name}[{len(values)}] = {{"]
     for i in range(0, len(values), per_line):
-        lines.append("    " + ", ".join(str(v) for v in values[i:i + per_line]) + ",")
+        lines.append("    " + ", ".join(str(v) for v in values[i : i + per_line]) + ",")
     lines.append("};")
     return "\n".join(lines)
 

@@ -21,13 +21,13 @@
 
 typedef char tkd_requires_arithmetic_right_shift[((-8 >> 1) == -4) ? 1 : -1];
 
-#define HALF_FFT (TKD_FRONTEND_FFT_SIZE / 2) /* complex points */
-#define QUARTER_FFT (TKD_FRONTEND_FFT_SIZE / 4)
-#define WINDOW_FRAC_BITS 3
+#define HALF_FFT            (TKD_FRONTEND_FFT_SIZE / 2) /* complex points */
+#define QUARTER_FFT         (TKD_FRONTEND_FFT_SIZE / 4)
+#define WINDOW_FRAC_BITS    3
 #define POWER_TO_FLOAT_LOG2 38 /* P = 2^38 * |DFT(x / 32768)|^2 */
-#define MEL_WEIGHT_BITS 15
-#define MEL_HEADROOM_BITS 20   /* sum of Q15 weights in a band < 2^20 (checked by gen_tables.py) */
-#define DCT_SHIFT 46           /* Q16 log * Q30 table */
+#define MEL_WEIGHT_BITS     15
+#define MEL_HEADROOM_BITS   20 /* sum of Q15 weights in a band < 2^20 (checked by gen_tables.py) */
+#define DCT_SHIFT           46 /* Q16 log * Q30 table */
 
 #if TKD_FRONTEND_STATIC_SCRATCH
 static tkd_frontend_scratch tkd_default_scratch;
@@ -52,12 +52,29 @@ static int64_t round_shift30(int64_t v)
 static uint32_t msb64(uint64_t x)
 {
     uint32_t n = 0;
-    if (x >> 32) { n += 32; x >>= 32; }
-    if (x >> 16) { n += 16; x >>= 16; }
-    if (x >> 8) { n += 8; x >>= 8; }
-    if (x >> 4) { n += 4; x >>= 4; }
-    if (x >> 2) { n += 2; x >>= 2; }
-    if (x >> 1) { n += 1; }
+    if (x >> 32) {
+        n += 32;
+        x >>= 32;
+    }
+    if (x >> 16) {
+        n += 16;
+        x >>= 16;
+    }
+    if (x >> 8) {
+        n += 8;
+        x >>= 8;
+    }
+    if (x >> 4) {
+        n += 4;
+        x >>= 4;
+    }
+    if (x >> 2) {
+        n += 2;
+        x >>= 2;
+    }
+    if (x >> 1) {
+        n += 1;
+    }
     return n;
 }
 
@@ -77,7 +94,8 @@ static int32_t log2_q16(uint64_t x)
     idx = frac >> (31 - TKD_LOG2_TABLE_BITS);
     rem = frac & ((1u << (31 - TKD_LOG2_TABLE_BITS)) - 1u);
     interp = ((int64_t)(tkd_log2_q16[idx + 1] - tkd_log2_q16[idx]) * rem +
-              ((int64_t)1 << (30 - TKD_LOG2_TABLE_BITS))) >> (31 - TKD_LOG2_TABLE_BITS);
+              ((int64_t)1 << (30 - TKD_LOG2_TABLE_BITS))) >>
+             (31 - TKD_LOG2_TABLE_BITS);
     return (int32_t)(e << 16) + (int32_t)tkd_log2_q16[idx] + (int32_t)interp;
 }
 
@@ -100,8 +118,8 @@ static void load_windowed(const int16_t *x, int32_t *buf)
     for (n = 0; n < TKD_FRONTEND_WINDOW; n++) {
         uint32_t wi = (n <= TKD_FRONTEND_WINDOW / 2) ? n : (TKD_FRONTEND_WINDOW - n);
         /* |x - mean| <= 65535 and w <= 32768: the product fits in int32 */
-        int32_t v = ((x[n] - mean) * (int32_t)tkd_hann_q15[wi] +
-                     (1 << (14 - WINDOW_FRAC_BITS))) >> (15 - WINDOW_FRAC_BITS);
+        int32_t v = ((x[n] - mean) * (int32_t)tkd_hann_q15[wi] + (1 << (14 - WINDOW_FRAC_BITS))) >>
+                    (15 - WINDOW_FRAC_BITS);
         buf[2u * tkd_bitrev9[n >> 1] + (n & 1u)] = v;
     }
 }

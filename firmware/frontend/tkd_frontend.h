@@ -23,23 +23,23 @@ extern "C" {
 
 #define TKD_FRONTEND_VERSION 1
 
-#define TKD_FRONTEND_SAMPLE_RATE 16000
+#define TKD_FRONTEND_SAMPLE_RATE  16000
 #define TKD_FRONTEND_CLIP_SAMPLES 16000 /* 1 s */
-#define TKD_FRONTEND_WINDOW 640         /* 40 ms */
-#define TKD_FRONTEND_STRIDE 320         /* 20 ms */
-#define TKD_FRONTEND_FFT_SIZE 1024
-#define TKD_FRONTEND_NUM_FRAMES 49      /* (16000 - 640) / 320 + 1 */
-#define TKD_FRONTEND_NUM_MEL 40
-#define TKD_FRONTEND_NUM_MFCC 10
+#define TKD_FRONTEND_WINDOW       640   /* 40 ms */
+#define TKD_FRONTEND_STRIDE       320   /* 20 ms */
+#define TKD_FRONTEND_FFT_SIZE     1024
+#define TKD_FRONTEND_NUM_FRAMES   49 /* (16000 - 640) / 320 + 1 */
+#define TKD_FRONTEND_NUM_MEL      40
+#define TKD_FRONTEND_NUM_MFCC     10
 #define TKD_FRONTEND_NUM_FEATURES (TKD_FRONTEND_NUM_FRAMES * TKD_FRONTEND_NUM_MFCC)
-#define TKD_FRONTEND_MEL_LOW_HZ 20
-#define TKD_FRONTEND_MEL_HIGH_HZ 4000
+#define TKD_FRONTEND_MEL_LOW_HZ   20
+#define TKD_FRONTEND_MEL_HIGH_HZ  4000
 /* Mel band energies (power of the float-scaled audio) are floored at 2^-TKD_FRONTEND_LOG2_FLOOR. */
 #define TKD_FRONTEND_LOG2_FLOOR 20
 
 /* int8 output quantisation (see above). Read by tools; not used in the arithmetic, which
  * has 1/SCALE folded into its generated DCT table (tkd_frontend_tables.h). */
-#define TKD_FRONTEND_SCALE 0.5f
+#define TKD_FRONTEND_SCALE      0.5f
 #define TKD_FRONTEND_ZERO_POINT 45
 
 /* Working memory for one frame (6 KiB). Pass your own to stay re-entrant (it may share RAM
@@ -50,7 +50,7 @@ extern "C" {
 #define TKD_FRONTEND_STATIC_SCRATCH 1
 #endif
 typedef struct {
-    int32_t fft[TKD_FRONTEND_FFT_SIZE];   /* 512 complex values, interleaved re, im */
+    int32_t fft[TKD_FRONTEND_FFT_SIZE]; /* 512 complex values, interleaved re, im */
     uint64_t power[TKD_FRONTEND_FFT_SIZE / 4];
 } tkd_frontend_scratch;
 

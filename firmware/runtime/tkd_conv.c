@@ -64,11 +64,13 @@ static void conv_portable(const tkd_conv_params_t *p, const int8_t *input, const
                         const int y_in = iy >= 0 && iy < p->in_h;
                         for (fx = 0; fx < p->filter_w; fx++) {
                             const int32_t ix = ix0 + p->dilation_w * fx;
-                            const int8_t *w = filter + (((int32_t)oc * p->filter_h + fy) *
-                                                        p->filter_w + fx) * p->filter_in_c;
+                            const int8_t *w =
+                                filter + (((int32_t)oc * p->filter_h + fy) * p->filter_w + fx) *
+                                             p->filter_in_c;
                             if (y_in && ix >= 0 && ix < p->in_w) {
-                                const int8_t *in = input + (((int32_t)b * p->in_h + iy) *
-                                                            p->in_w + ix) * p->in_c + group_base;
+                                const int8_t *in =
+                                    input + (((int32_t)b * p->in_h + iy) * p->in_w + ix) * p->in_c +
+                                    group_base;
                                 for (ic = 0; ic < p->filter_in_c; ic++) {
                                     acc += (int32_t)w[ic] * (int32_t)in[ic];
                                 }
@@ -157,24 +159,24 @@ TKD_INLINE void dot_2x2(const int8_t *a, const uint32_t *x16, const int8_t *w, i
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
     int32_t k = 0;
 #if TKD_USE_DSP
-#define TKD_DOT2X2_STEP(KK, XX)                                                              \
-    do {                                                                                     \
-        const uint32_t a02 = (XX)[0], a13 = (XX)[1], b02 = (XX)[2], b13 = (XX)[3];           \
-        uint32_t ww = tkd_read_s8x4(w + (KK));                                               \
-        uint32_t w02 = tkd_sxtb16(ww), w13 = tkd_sxtb16_ror8(ww);                            \
-        a00 = tkd_smlad(a02, w02, a00);                                                      \
-        a00 = tkd_smlad(a13, w13, a00);                                                      \
-        a10 = tkd_smlad(b02, w02, a10);                                                      \
-        a10 = tkd_smlad(b13, w13, a10);                                                      \
-        ww = tkd_read_s8x4(w1 + (KK));                                                       \
-        w02 = tkd_sxtb16(ww);                                                                \
-        w13 = tkd_sxtb16_ror8(ww);                                                           \
-        a01 = tkd_smlad(a02, w02, a01);                                                      \
-        a01 = tkd_smlad(a13, w13, a01);                                                      \
-        a11 = tkd_smlad(b02, w02, a11);                                                      \
-        a11 = tkd_smlad(b13, w13, a11);                                                      \
+#define TKD_DOT2X2_STEP(KK, XX)                                                                    \
+    do {                                                                                           \
+        const uint32_t a02 = (XX)[0], a13 = (XX)[1], b02 = (XX)[2], b13 = (XX)[3];                 \
+        uint32_t ww = tkd_read_s8x4(w + (KK));                                                     \
+        uint32_t w02 = tkd_sxtb16(ww), w13 = tkd_sxtb16_ror8(ww);                                  \
+        a00 = tkd_smlad(a02, w02, a00);                                                            \
+        a00 = tkd_smlad(a13, w13, a00);                                                            \
+        a10 = tkd_smlad(b02, w02, a10);                                                            \
+        a10 = tkd_smlad(b13, w13, a10);                                                            \
+        ww = tkd_read_s8x4(w1 + (KK));                                                             \
+        w02 = tkd_sxtb16(ww);                                                                      \
+        w13 = tkd_sxtb16_ror8(ww);                                                                 \
+        a01 = tkd_smlad(a02, w02, a01);                                                            \
+        a01 = tkd_smlad(a13, w13, a01);                                                            \
+        a11 = tkd_smlad(b02, w02, a11);                                                            \
+        a11 = tkd_smlad(b13, w13, a11);                                                            \
     } while (0)
-    for (; k + 8 <= K; k += 8, x16 += 8) {   /* two steps per iteration: less loop overhead */
+    for (; k + 8 <= K; k += 8, x16 += 8) { /* two steps per iteration: less loop overhead */
         TKD_DOT2X2_STEP(k, x16);
         TKD_DOT2X2_STEP(k + 4, x16 + 4);
     }
@@ -240,8 +242,8 @@ static void conv_cols(const tkd_conv_params_t *p, const tkd_out_t *osp, const in
         const int8_t *w = filter + (int32_t)oc * K;
         int32_t j;
         for (j = 0; j < n; j++) {
-            out[j * p->out_c + oc] = tkd_out(&os, oc, dot_1(cols + j * K, w, K,
-                                                             bias ? bias[oc] : 0));
+            out[j * p->out_c + oc] =
+                tkd_out(&os, oc, dot_1(cols + j * K, w, K, bias ? bias[oc] : 0));
         }
     }
 }
@@ -280,25 +282,25 @@ static void conv_cols4(const tkd_conv_params_t *p, const tkd_out_t *osp, const i
         const uint32_t *x = x16;
         int32_t a0 = bias ? bias[oc] : 0, a1 = a0, a2 = a0, a3 = a0;
         int32_t k = 0;
-#define TKD_QUAD_STEP(KK, XO)                                                                \
-    do {                                                                                     \
-        const uint32_t ww = tkd_read_s8x4(w + (KK));                                         \
-        const uint32_t w02 = tkd_sxtb16(ww), w13 = tkd_sxtb16_ror8(ww);                      \
-        uint32_t lo, hi; /* each pixel's two words of this step in one LDRD */               \
-        TKD_LDRD(x, (XO), lo, hi);                                                           \
-        a0 = tkd_smlad(lo, w02, a0);                                                         \
-        a0 = tkd_smlad(hi, w13, a0);                                                         \
-        TKD_LDRD(x, (XO) + 8, lo, hi);                                                       \
-        a1 = tkd_smlad(lo, w02, a1);                                                         \
-        a1 = tkd_smlad(hi, w13, a1);                                                         \
-        TKD_LDRD(x, (XO) + 16, lo, hi);                                                      \
-        a2 = tkd_smlad(lo, w02, a2);                                                         \
-        a2 = tkd_smlad(hi, w13, a2);                                                         \
-        TKD_LDRD(x, (XO) + 24, lo, hi);                                                      \
-        a3 = tkd_smlad(lo, w02, a3);                                                         \
-        a3 = tkd_smlad(hi, w13, a3);                                                         \
+#define TKD_QUAD_STEP(KK, XO)                                                                      \
+    do {                                                                                           \
+        const uint32_t ww = tkd_read_s8x4(w + (KK));                                               \
+        const uint32_t w02 = tkd_sxtb16(ww), w13 = tkd_sxtb16_ror8(ww);                            \
+        uint32_t lo, hi; /* each pixel's two words of this step in one LDRD */                     \
+        TKD_LDRD(x, (XO), lo, hi);                                                                 \
+        a0 = tkd_smlad(lo, w02, a0);                                                               \
+        a0 = tkd_smlad(hi, w13, a0);                                                               \
+        TKD_LDRD(x, (XO) + 8, lo, hi);                                                             \
+        a1 = tkd_smlad(lo, w02, a1);                                                               \
+        a1 = tkd_smlad(hi, w13, a1);                                                               \
+        TKD_LDRD(x, (XO) + 16, lo, hi);                                                            \
+        a2 = tkd_smlad(lo, w02, a2);                                                               \
+        a2 = tkd_smlad(hi, w13, a2);                                                               \
+        TKD_LDRD(x, (XO) + 24, lo, hi);                                                            \
+        a3 = tkd_smlad(lo, w02, a3);                                                               \
+        a3 = tkd_smlad(hi, w13, a3);                                                               \
     } while (0)
-        for (; k + 16 <= K4; k += 16, x += 32) {   /* 4 steps per iteration: less overhead */
+        for (; k + 16 <= K4; k += 16, x += 32) { /* 4 steps per iteration: less overhead */
             TKD_QUAD_STEP(k, 0);
             TKD_QUAD_STEP(k + 4, 32);
             TKD_QUAD_STEP(k + 8, 64);
@@ -331,8 +333,8 @@ static void conv_blocked(const tkd_conv_params_t *p, const int8_t *input, const 
 {
     const int32_t K = p->filter_h * p->filter_w * p->in_c;
     const int direct = p->filter_h == 1 && p->filter_w == 1 && p->stride_h == 1 &&
-                       p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
-                       p->in_h == p->out_h && p->in_w == p->out_w;
+                       p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 && p->in_h == p->out_h &&
+                       p->in_w == p->out_w;
     const tkd_out_t os = tkd_conv_out_stage(p);
     int8_t cols[2 * TKD_CONV_COL_MAX] TKD_ALIGN(4);
 #if TKD_USE_DSP

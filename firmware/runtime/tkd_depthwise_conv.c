@@ -22,10 +22,10 @@
 #endif
 
 #ifndef TKD_DW_TAPS_MAX
-#define TKD_DW_TAPS_MAX 64     /* filter_h * filter_w the blocked path handles; 0: never */
+#define TKD_DW_TAPS_MAX 64 /* filter_h * filter_w the blocked path handles; 0: never */
 #endif
-#define TKD_DW_PAD_MAX 512     /* channels the zero-point row holds */
-#define TKD_DW_W16_MAX 640     /* DSP: filter_h * filter_w * channels pre-extended on the stack */
+#define TKD_DW_PAD_MAX 512 /* channels the zero-point row holds */
+#define TKD_DW_W16_MAX 640 /* DSP: filter_h * filter_w * channels pre-extended on the stack */
 
 static void dw_reference(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
                          const int32_t *bias, int8_t *output)
@@ -52,7 +52,8 @@ static void dw_reference(const tkd_conv_params_t *p, const int8_t *input, const 
                                 int32_t v = zp;
                                 if (iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w) {
                                     v = input[(((int32_t)b * p->in_h + iy) * p->in_w + ix) *
-                                                  p->in_c + ic];
+                                                  p->in_c +
+                                              ic];
                                 }
                                 acc += w * v;
                             }
@@ -68,8 +69,8 @@ static void dw_reference(const tkd_conv_params_t *p, const int8_t *input, const 
 #if TKD_DW_TAPS_MAX > 0
 /* The input address of every tap of output pixel px (row-major over the batch's out_h x
  * out_w), a zero-point row for taps outside the image, written to taps[0], taps[step], ... */
-static void dw_taps(const tkd_conv_params_t *p, const int8_t *in_b, const int8_t *pad,
-                    int32_t px, const int8_t **taps, int32_t step)
+static void dw_taps(const tkd_conv_params_t *p, const int8_t *in_b, const int8_t *pad, int32_t px,
+                    const int8_t **taps, int32_t step)
 {
     const int32_t oy = px / p->out_w, ox = px - oy * p->out_w;
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
@@ -79,16 +80,17 @@ static void dw_taps(const tkd_conv_params_t *p, const int8_t *in_b, const int8_t
         const int y_in = iy >= 0 && iy < p->in_h;
         for (fx = 0; fx < p->filter_w; fx++, taps += step) {
             const int32_t ix = ix0 + p->dilation_w * fx;
-            *taps = (y_in && ix >= 0 && ix < p->in_w) ? in_b + ((int32_t)iy * p->in_w + ix) * p->in_c
-                                                       : pad;
+            *taps = (y_in && ix >= 0 && ix < p->in_w)
+                        ? in_b + ((int32_t)iy * p->in_w + ix) * p->in_c
+                        : pad;
         }
     }
 }
 
 /* Channels [c0, C) of one pixel, one at a time (the C % 4 leftovers). */
-static void dw_channels(const tkd_out_t *os, const int8_t *const *taps, int32_t step,
-                        int32_t ntaps, const int8_t *filter, const int32_t *bias, int32_t c0,
-                        int32_t C, int8_t *out)
+static void dw_channels(const tkd_out_t *os, const int8_t *const *taps, int32_t step, int32_t ntaps,
+                        const int8_t *filter, const int32_t *bias, int32_t c0, int32_t C,
+                        int8_t *out)
 {
     int32_t c, t;
     for (c = c0; c < C; c++) {
@@ -107,28 +109,28 @@ static void dw_channels(const tkd_out_t *os, const int8_t *const *taps, int32_t 
  * tap addresses interleaved (tp[2t] first pixel, tp[2t + 1] second), wg the group's filter
  * words already extended to int16 pairs (w02 = channels 0 and 2, w13 = 1 and 3), which feed
  * both pixels. */
-#define TKD_DW_PAIR_TAP(TO)                                                                  \
-    do {                                                                                     \
-        uint32_t w02, w13, x, x02;                                                           \
-        const int8_t *p0, *p1;                                                               \
-        w02 = wg[(TO) / 4];                                                                  \
-        w13 = wg[(TO) / 4 + 1];                                                              \
-        p0 = tp[(TO) / 4];                                                                   \
-        x = tkd_read_s8x4(p0 + c);                                                           \
-        x02 = tkd_sxtb16(x);                                                                 \
-        x = tkd_sxtb16_ror8(x);                                                              \
-        a0 = tkd_smlabb(x02, w02, a0);                                                       \
-        a2 = tkd_smlatt(x02, w02, a2);                                                       \
-        a1 = tkd_smlabb(x, w13, a1);                                                         \
-        a3 = tkd_smlatt(x, w13, a3);                                                         \
-        p1 = tp[(TO) / 4 + 1]; /* loaded late: one register fewer live */                   \
-        x = tkd_read_s8x4(p1 + c);                                                           \
-        x02 = tkd_sxtb16(x);                                                                 \
-        x = tkd_sxtb16_ror8(x);                                                              \
-        b0 = tkd_smlabb(x02, w02, b0);                                                       \
-        b2 = tkd_smlatt(x02, w02, b2);                                                       \
-        b1 = tkd_smlabb(x, w13, b1);                                                         \
-        b3 = tkd_smlatt(x, w13, b3);                                                         \
+#define TKD_DW_PAIR_TAP(TO)                                                                        \
+    do {                                                                                           \
+        uint32_t w02, w13, x, x02;                                                                 \
+        const int8_t *p0, *p1;                                                                     \
+        w02 = wg[(TO) / 4];                                                                        \
+        w13 = wg[(TO) / 4 + 1];                                                                    \
+        p0 = tp[(TO) / 4];                                                                         \
+        x = tkd_read_s8x4(p0 + c);                                                                 \
+        x02 = tkd_sxtb16(x);                                                                       \
+        x = tkd_sxtb16_ror8(x);                                                                    \
+        a0 = tkd_smlabb(x02, w02, a0);                                                             \
+        a2 = tkd_smlatt(x02, w02, a2);                                                             \
+        a1 = tkd_smlabb(x, w13, a1);                                                               \
+        a3 = tkd_smlatt(x, w13, a3);                                                               \
+        p1 = tp[(TO) / 4 + 1]; /* loaded late: one register fewer live */                          \
+        x = tkd_read_s8x4(p1 + c);                                                                 \
+        x02 = tkd_sxtb16(x);                                                                       \
+        x = tkd_sxtb16_ror8(x);                                                                    \
+        b0 = tkd_smlabb(x02, w02, b0);                                                             \
+        b2 = tkd_smlatt(x02, w02, b2);                                                             \
+        b1 = tkd_smlabb(x, w13, b1);                                                               \
+        b3 = tkd_smlatt(x, w13, b3);                                                               \
     } while (0)
 
 /* Channels c..c+3 of a pixel pair (see TKD_DW_PAIR_TAP), outputs at out[c..c+3] and
@@ -136,8 +138,7 @@ static void dw_channels(const tkd_out_t *os, const int8_t *const *taps, int32_t 
  * words at fixed offsets and no loop counter -- with 8 accumulators live there is no spare
  * register for one. */
 TKD_INLINE void dw_pair_group(const tkd_out_t *os, const int8_t *const *tp, const uint32_t *wg,
-                              const int32_t *bias, int32_t c, int32_t ntaps, int32_t C,
-                              int8_t *out)
+                              const int32_t *bias, int32_t c, int32_t ntaps, int32_t C, int8_t *out)
 {
     int32_t a0 = bias ? bias[c] : 0, a1 = bias ? bias[c + 1] : 0;
     int32_t a2 = bias ? bias[c + 2] : 0, a3 = bias ? bias[c + 3] : 0;
@@ -163,8 +164,8 @@ TKD_INLINE void dw_pair_group(const tkd_out_t *os, const int8_t *const *tp, cons
         tkd_out2(os, c + 1, a1, b1, out + c + 1, C);
         tkd_out2(os, c + 2, a2, b2, out + c + 2, C);
         tkd_out2(os, c + 3, a3, b3, out + c + 3, C);
-    } else {   /* stored first: no accumulator lives across the calls (no spills above) */
-        const int32_t acc[8] = {a0, b0, a1, b1, a2, b2, a3, b3};
+    } else { /* stored first: no accumulator lives across the calls (no spills above) */
+        const int32_t acc[8] = { a0, b0, a1, b1, a2, b2, a3, b3 };
         for (t = 0; t < 4; t++) {
             tkd_out_n(os, c + t, acc + 2 * t, 2, out + c + t, C);
         }
@@ -231,7 +232,7 @@ static void dw_blocked(const tkd_conv_params_t *p, const int8_t *input, const in
                 acc[0] = bias ? bias[c] : 0, acc[1] = bias ? bias[c + 1] : 0;
                 acc[2] = bias ? bias[c + 2] : 0, acc[3] = bias ? bias[c + 3] : 0;
 #if TKD_USE_DSP
-                if (w16) {   /* filter pairs extended once per call (see above) */
+                if (w16) { /* filter pairs extended once per call (see above) */
                     const uint32_t *wg = w16 + (c >> 2) * ntaps * 2;
                     for (t = 0; t < ntaps; t++, wg += 2) {
                         const uint32_t xv = tkd_read_s8x4(taps[t] + c);
@@ -278,8 +279,8 @@ static void dw_blocked(const tkd_conv_params_t *p, const int8_t *input, const in
 
 #endif
 
-void tkd_depthwise_conv_s8(const tkd_conv_params_t *p, const int8_t *input,
-                           const int8_t *filter, const int32_t *bias, int8_t *output)
+void tkd_depthwise_conv_s8(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                           const int32_t *bias, int8_t *output)
 {
 #if TKD_DW_TAPS_MAX > 0
     if (p->depth_multiplier == 1 && p->filter_h * p->filter_w <= TKD_DW_TAPS_MAX &&

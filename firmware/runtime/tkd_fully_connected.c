@@ -8,7 +8,6 @@
  *             once into two int16 pairs (SXTB16) and used by eight SMLADs. */
 #include "tkd_internal.h"
 
-
 /* One output row, any filter offset (the reference loop, used for the leftover rows). */
 static int32_t dot_row(const int8_t *in, const int8_t *w, int32_t n, int32_t filter_offset,
                        int32_t acc)
@@ -20,8 +19,8 @@ static int32_t dot_row(const int8_t *in, const int8_t *w, int32_t n, int32_t fil
     return acc;
 }
 
-void tkd_fully_connected_s8(const tkd_fc_params_t *p, const int8_t *input,
-                            const int8_t *filter, const int32_t *bias, int8_t *output)
+void tkd_fully_connected_s8(const tkd_fc_params_t *p, const int8_t *input, const int8_t *filter,
+                            const int32_t *bias, int8_t *output)
 {
     const int32_t n = p->accum_depth;
     const int32_t pc = p->per_channel ? 1 : 0;
@@ -79,8 +78,8 @@ void tkd_fully_connected_s8(const tkd_fc_params_t *p, const int8_t *input,
             }
         }
         for (; o < p->output_depth; o++) {
-            const int32_t acc = dot_row(in, filter + (int32_t)o * n, n, p->filter_offset,
-                                        bias ? bias[o] : 0);
+            const int32_t acc =
+                dot_row(in, filter + (int32_t)o * n, n, p->filter_offset, bias ? bias[o] : 0);
             out[o] = tkd_out(&os, pc * o, acc);
         }
     }

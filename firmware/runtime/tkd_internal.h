@@ -139,8 +139,8 @@ TKD_INLINE int32_t tkd_sat_s8(int32_t v)
  *   for any lo >= -128.
  * An output then costs LSL, SMMULR, SUB, ADD, ASR, SSAT (+ CMP/MOVLT) and the store;
  * otherwise tkd_out. */
-#define TKD_OUT_FAST_CONSTS(o, ch)                                                           \
-    const int32_t fm_ = (o)->mult[ch], fr_ = -(o)->shift[ch], fl_ = (o)->lo;                 \
+#define TKD_OUT_FAST_CONSTS(o, ch)                                                                 \
+    const int32_t fm_ = (o)->mult[ch], fr_ = -(o)->shift[ch], fl_ = (o)->lo;                       \
     const int32_t fk_ = (int32_t)(((uint32_t)1 << (fr_ - 1)) + ((uint32_t)(o)->offset << fr_))
 
 TKD_INLINE int8_t tkd_out_fast(int32_t acc, int32_t m, int32_t right, int32_t round, int32_t lo)
@@ -173,7 +173,7 @@ TKD_INLINE void tkd_out2(const tkd_out_t *o, int32_t ch, int32_t a0, int32_t a1,
         out[0] = tkd_out_fast(a0, fm_, fr_, fk_, fl_);
         out[stride] = tkd_out_fast(a1, fm_, fr_, fk_, fl_);
     } else {
-        const int32_t acc[2] = {a0, a1};
+        const int32_t acc[2] = { a0, a1 };
         tkd_out_n(o, ch, acc, 2, out, stride);
     }
 }
@@ -188,7 +188,7 @@ TKD_INLINE void tkd_out4(const tkd_out_t *o, int32_t ch, int32_t a0, int32_t a1,
         out[2 * stride] = tkd_out_fast(a2, fm_, fr_, fk_, fl_);
         out[3 * stride] = tkd_out_fast(a3, fm_, fr_, fk_, fl_);
     } else {
-        const int32_t acc[4] = {a0, a1, a2, a3};
+        const int32_t acc[4] = { a0, a1, a2, a3 };
         tkd_out_n(o, ch, acc, 4, out, stride);
     }
 }
@@ -224,7 +224,10 @@ TKD_INLINE uint32_t tkd_read_s8x4(const int8_t *p)
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TKD_DSP_EMULATE)
 #include <arm_acle.h>
 /* bytes 0 and 2, sign-extended to two int16 lanes */
-TKD_INLINE uint32_t tkd_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int32_t)x); }
+TKD_INLINE uint32_t tkd_sxtb16(uint32_t x)
+{
+    return (uint32_t)__sxtb16((int32_t)x);
+}
 /* bytes 1 and 3 (SXTB16 with its built-in rotate by 8) */
 TKD_INLINE uint32_t tkd_sxtb16_ror8(uint32_t x)
 {
@@ -236,10 +239,10 @@ TKD_INLINE uint32_t tkd_sxtb16_ror8(uint32_t x)
  * LDRD; GCC splits 64-bit loads of this kind into two LDRs. The "m" operand tells the
  * compiler which memory the instruction reads, so it is ordered after the stores that wrote
  * it. */
-#define TKD_LDRD(P, O, LO, HI)                                                                 \
-    __asm__("ldrd %0, %1, [%2, #%c3]"                                                           \
-            : "=&r"(LO), "=&r"(HI)                                                             \
-            : "r"(P), "n"(O), "m"(*(const uint32_t(*)[2])((const char *)(P) + (O))))
+#define TKD_LDRD(P, O, LO, HI)                                                                     \
+    __asm__("ldrd %0, %1, [%2, #%c3]"                                                              \
+            : "=&r"(LO), "=&r"(HI)                                                                 \
+            : "r"(P), "n"(O), "m"(*(const uint32_t (*)[2])((const char *)(P) + (O))))
 /* acc + lo(a)*lo(b) + hi(a)*hi(b), int16 lanes, wrapping */
 TKD_INLINE int32_t tkd_smlad(uint32_t a, uint32_t b, int32_t acc)
 {
@@ -255,20 +258,29 @@ TKD_INLINE int32_t tkd_smlatt(uint32_t a, uint32_t b, int32_t acc)
 }
 #else
 /* Plain C twins (host testing with -DTKD_USE_DSP=1 -DTKD_DSP_EMULATE). */
-#define TKD_LDRD(P, O, LO, HI)                                                                 \
-    do {                                                                                       \
-        (LO) = (P)[(O) / 4];                                                                   \
-        (HI) = (P)[(O) / 4 + 1];                                                               \
+#define TKD_LDRD(P, O, LO, HI)                                                                     \
+    do {                                                                                           \
+        (LO) = (P)[(O) / 4];                                                                       \
+        (HI) = (P)[(O) / 4 + 1];                                                                   \
     } while (0)
-TKD_INLINE int32_t tkd_lo16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x & 0xFFFFu); }
-TKD_INLINE int32_t tkd_hi16(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x >> 16); }
+TKD_INLINE int32_t tkd_lo16(uint32_t x)
+{
+    return (int32_t)(int16_t)(uint16_t)(x & 0xFFFFu);
+}
+TKD_INLINE int32_t tkd_hi16(uint32_t x)
+{
+    return (int32_t)(int16_t)(uint16_t)(x >> 16);
+}
 TKD_INLINE uint32_t tkd_sxtb16(uint32_t x)
 {
     const uint32_t lo = (uint32_t)(int32_t)(int8_t)(uint8_t)(x & 0xFFu) & 0xFFFFu;
     const uint32_t hi = (uint32_t)(int32_t)(int8_t)(uint8_t)((x >> 16) & 0xFFu) & 0xFFFFu;
     return lo | (hi << 16);
 }
-TKD_INLINE uint32_t tkd_sxtb16_ror8(uint32_t x) { return tkd_sxtb16((x >> 8) | (x << 24)); }
+TKD_INLINE uint32_t tkd_sxtb16_ror8(uint32_t x)
+{
+    return tkd_sxtb16((x >> 8) | (x << 24));
+}
 TKD_INLINE int32_t tkd_smlad(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(tkd_lo16(a) * tkd_lo16(b)) +

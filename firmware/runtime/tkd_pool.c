@@ -1,8 +1,14 @@
 /* AVERAGE_POOL_2D and MAX_POOL_2D, int8 (input and output share scale and zero point). */
 #include "tkd_runtime.h"
 
-static int32_t imax(int32_t a, int32_t b) { return a > b ? a : b; }
-static int32_t imin(int32_t a, int32_t b) { return a < b ? a : b; }
+static int32_t imax(int32_t a, int32_t b)
+{
+    return a > b ? a : b;
+}
+static int32_t imin(int32_t a, int32_t b)
+{
+    return a < b ? a : b;
+}
 
 int tkd_avg_pool_s8(const tkd_pool_params_t *p, const int8_t *input, int8_t *output)
 {
@@ -23,7 +29,8 @@ int tkd_avg_pool_s8(const tkd_pool_params_t *p, const int8_t *input, int8_t *out
                     for (fy = fy0; fy < fy1; fy++) {
                         for (fx = fx0; fx < fx1; fx++) {
                             acc += input[(((int32_t)b * p->in_h + iy0 + fy) * p->in_w + ix0 + fx) *
-                                             p->channels + c];
+                                             p->channels +
+                                         c];
                         }
                     }
                     /* Round half away from zero; C99 division truncates toward zero. */
@@ -52,8 +59,10 @@ void tkd_max_pool_s8(const tkd_pool_params_t *p, const int8_t *input, int8_t *ou
                     int32_t m = -128;
                     for (fy = fy0; fy < fy1; fy++) {
                         for (fx = fx0; fx < fx1; fx++) {
-                            m = imax(m, input[(((int32_t)b * p->in_h + iy0 + fy) * p->in_w + ix0 +
-                                               fx) * p->channels + c]);
+                            m = imax(
+                                m, input[(((int32_t)b * p->in_h + iy0 + fy) * p->in_w + ix0 + fx) *
+                                             p->channels +
+                                         c]);
                         }
                     }
                     m = imin(imax(m, p->act_min), p->act_max);

@@ -76,8 +76,8 @@ void tkd_out_n(const tkd_out_t *o, int32_t ch, const int32_t *acc, int32_t n, in
     const tkd_rq_t r = tkd_rq_make(o->mult[ch], o->shift[ch]);
     int32_t j;
     for (j = 0; j < n; j++) {
-        const int32_t v = o->is_short ? tkd_rq_short(acc[j], r.mult, -r.right)
-                                      : tkd_rq_apply(&r, acc[j]);
+        const int32_t v =
+            o->is_short ? tkd_rq_short(acc[j], r.mult, -r.right) : tkd_rq_apply(&r, acc[j]);
         out[j * stride] = tkd_clamp_s8(v + o->offset, o->lo, o->hi);
     }
 }

@@ -84,8 +84,8 @@ typedef struct {
  * reference's wrapping int32 accumulator). Equal to the reference's
  * sum_i (w+filter_offset)*(x+input_offset) + bias. input_offset is not read. bias may be
  * NULL (zero). */
-void tkd_fully_connected_s8(const tkd_fc_params_t *p, const int8_t *input,
-                            const int8_t *filter, const int32_t *bias, int8_t *output);
+void tkd_fully_connected_s8(const tkd_fc_params_t *p, const int8_t *input, const int8_t *filter,
+                            const int32_t *bias, int8_t *output);
 
 /* ---- CONV_2D and DEPTHWISE_CONV_2D (tkd_conv.c, tkd_depthwise_conv.c) ------------------ */
 typedef struct {
@@ -97,7 +97,7 @@ typedef struct {
     int32_t depth_multiplier; /* depthwise: out_c = in_c * depth_multiplier; conv: unused */
     int32_t stride_h, stride_w;
     int32_t dilation_h, dilation_w;
-    int32_t pad_h, pad_w;     /* top/left padding (SAME padding as TFLite computes it) */
+    int32_t pad_h, pad_w; /* top/left padding (SAME padding as TFLite computes it) */
     int32_t input_offset, output_offset;
     int32_t act_min, act_max;
     const int32_t *multiplier; /* out_c entries (per-tensor weights: repeated) */
@@ -115,8 +115,8 @@ typedef struct {
 void tkd_conv_s8(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
                  const int32_t *bias, int8_t *output);
 /* filter: [1][filter_h][filter_w][out_c]; output channel = in_channel*depth_multiplier + m. */
-void tkd_depthwise_conv_s8(const tkd_conv_params_t *p, const int8_t *input,
-                           const int8_t *filter, const int32_t *bias, int8_t *output);
+void tkd_depthwise_conv_s8(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                           const int32_t *bias, int8_t *output);
 
 /* ---- AVERAGE_POOL_2D / MAX_POOL_2D (tkd_pool.c) --------------------------------------- */
 typedef struct {
@@ -156,7 +156,7 @@ typedef struct {
     int32_t depth;            /* elements per row (softmax axis, the last one) */
     int32_t input_multiplier; /* beta * input scale as Q(5).26 multiplier, see codegen */
     int32_t input_left_shift;
-    int32_t diff_min;         /* differences below this give exp() = 0 */
+    int32_t diff_min; /* differences below this give exp() = 0 */
 } tkd_softmax_params_t;
 
 /* int8 in, int8 out (output scale 1/256, zero point -128), gemmlowp fixed-point exp. */

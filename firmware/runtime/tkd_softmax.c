@@ -9,7 +9,7 @@
 #include "tkd_runtime.h"
 
 #define SCALED_DIFF_INT_BITS 5  /* Q5.26 input differences */
-#define ACCUM_INT_BITS 12       /* Q12.19 sum of exps */
+#define ACCUM_INT_BITS       12 /* Q12.19 sum of exps */
 
 /* Multiplication of two fixed-point numbers: integer bits add up. */
 static int32_t fx_mul(int32_t a, int32_t b)
@@ -54,13 +54,13 @@ static int32_t exp_quarter_interval(int32_t a)
 static int32_t exp_on_negative_values(int32_t a)
 {
     /* exp(-2^k) in Q0.31 for k = -2 .. 4 (the bits of the integer/quarter part of -a). */
-    static const int32_t exp_of_minus_pot[7] = {
-        1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+    static const int32_t exp_of_minus_pot[7] = { 1672461947, 1302514674, 790015084, 290630308,
+                                                 39332535,   720401,     242 };
     const int frac_bits = 31 - SCALED_DIFF_INT_BITS;
     const int32_t one_quarter = (int32_t)1 << (frac_bits - 2);
     const int32_t a_mod_quarter_minus_quarter = (a & (one_quarter - 1)) - one_quarter;
-    int32_t result = exp_quarter_interval(fx_mul_pot(a_mod_quarter_minus_quarter,
-                                                     SCALED_DIFF_INT_BITS));
+    int32_t result =
+        exp_quarter_interval(fx_mul_pot(a_mod_quarter_minus_quarter, SCALED_DIFF_INT_BITS));
     const int32_t remainder = a_mod_quarter_minus_quarter - a;
     int k;
     for (k = -2; k < SCALED_DIFF_INT_BITS; k++) {
@@ -77,7 +77,7 @@ static int32_t exp_on_negative_values(int32_t a)
 /* 1 / (1 + x) for x in [0, 1), x and result in Q0.31 (Newton-Raphson, 3 iterations in Q2.29). */
 static int32_t one_over_one_plus_x(int32_t x)
 {
-    const int32_t c48_over_17 = 1515870810;      /* Q2.29 */
+    const int32_t c48_over_17 = 1515870810;       /* Q2.29 */
     const int32_t cminus32_over_17 = -1010580540; /* Q2.29 */
     const int32_t one_q2 = (int32_t)1 << 29;
     /* (x + 1) / 2 rounded half away from zero, in Q0.31 */
@@ -86,9 +86,9 @@ static int32_t one_over_one_plus_x(int32_t x)
     int32_t r = c48_over_17 + fx_mul(half_denominator, cminus32_over_17);
     int i;
     for (i = 0; i < 3; i++) {
-        const int32_t hd_times_r = fx_mul(half_denominator, r);         /* Q2.29 */
-        const int32_t one_minus = one_q2 - hd_times_r;                  /* Q2.29 */
-        r = r + fx_mul_pot(fx_mul(r, one_minus), 2);                    /* Q4 -> Q2 */
+        const int32_t hd_times_r = fx_mul(half_denominator, r); /* Q2.29 */
+        const int32_t one_minus = one_q2 - hd_times_r;          /* Q2.29 */
+        r = r + fx_mul_pot(fx_mul(r, one_minus), 2);            /* Q4 -> Q2 */
     }
     /* r is 1/(half denominator) in Q2.29; halve it by reading it as Q1.30, then to Q0.31. */
     return fx_mul_pot(r, 1);
@@ -131,8 +131,8 @@ void tkd_softmax_s8(const tkd_softmax_params_t *p, const int8_t *input, int8_t *
         /* Normalise the sum to [1, 2) and take its reciprocal. */
         headroom = count_leading_zeros((uint32_t)sum);
         bits_over_unit = ACCUM_INT_BITS - headroom;
-        reciprocal = one_over_one_plus_x(
-            (int32_t)(((uint32_t)sum << headroom) - ((uint32_t)1 << 31)));
+        reciprocal =
+            one_over_one_plus_x((int32_t)(((uint32_t)sum << headroom) - ((uint32_t)1 << 31)));
         for (c = 0; c < p->depth; c++) {
             const int32_t diff = (int32_t)in[c] - max_in;
             int32_t v = -128;

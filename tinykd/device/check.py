@@ -1,4 +1,5 @@
 """`tinykd evaluate --model FILE --random N`: any int8 model, checked on the device against TFLite Micro."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,9 @@ from ..firmware.build import build_firmware
 from .evaluate import compare_with_host, random_inputs, run_on_device
 
 
-def check_model_on_device(tflite_path: str | Path, board: str, out_dir: str | Path, *, n: int = 100,
-                          port: str | None = None, seed: int = 0) -> dict:
+def check_model_on_device(
+    tflite_path: str | Path, board: str, out_dir: str | Path, *, n: int = 100, port: str | None = None, seed: int = 0
+) -> dict:
     """Build firmware for the model, run N random inputs on the board and on the host, compare."""
     board = load_board(board)
     out_dir = Path(out_dir)
@@ -21,10 +23,13 @@ def check_model_on_device(tflite_path: str | Path, board: str, out_dir: str | Pa
     host = int8_outputs_tflm(tflite_path, x.reshape(n, *fw.sources.input_shape[1:]))
     run = run_on_device(board, fw.build.elf, x, expected_sha256=fw.sources.sha256, port=port)
     result = {
-        "board": board.name, "model": str(tflite_path), "examples": n, "seed": seed,
+        "board": board.name,
+        "model": str(tflite_path),
+        "examples": n,
+        "seed": seed,
         "host_vs_device": compare_with_host(run.outputs, host.reshape(n, -1)),
-        "latency": run.latency(board.clock_hz), "firmware": fw.summary(),
+        "latency": run.latency(board.clock_hz),
+        "firmware": fw.summary(),
     }
     write_json(out_dir / "device_check.json", result)
     return result
-

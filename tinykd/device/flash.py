@@ -7,6 +7,7 @@
     touch (which drops the nRF52840 into its bootloader; the port may change name) and waits
     for the bootloader port; afterwards we wait until the sketch's port is back.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -31,7 +32,7 @@ class Flashed:
         if self.qemu is not None:
             self.qemu.close()
 
-    def __enter__(self) -> "Flashed":
+    def __enter__(self) -> Flashed:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -41,6 +42,7 @@ class Flashed:
 def find_ports(board: Board) -> list[str]:
     """Serial ports whose USB vendor id is the board's (board product ids first)."""
     from serial.tools import list_ports
+
     found = []
     for p in list_ports.comports():
         if board.usb_vid and p.vid == board.usb_vid:
@@ -74,11 +76,13 @@ def wait_for_port(board: Board, timeout: float, previous: str | None = None) -> 
     raise TinykdError(
         f"The {board.name} did not come back as a serial port within {timeout:g} s after "
         "the upload. Unplug and replug it (double-tap reset to force the bootloader if "
-        "needed), then pass the port with --port.")
+        "needed), then pass the port with --port."
+    )
 
 
-def flash(board: str | Board, target, port: str | None = None, *,
-          time_limit: float = 3600.0, port_timeout: float = 20.0) -> Flashed:
+def flash(
+    board: str | Board, target, port: str | None = None, *, time_limit: float = 3600.0, port_timeout: float = 20.0
+) -> Flashed:
     """Flash `target` (an ELF, a Project, a BuildResult or a project folder) onto `board`."""
     board = load_board(board)
     if board.flash_method == "qemu":
@@ -88,24 +92,30 @@ def flash(board: str | Board, target, port: str | None = None, *,
 
     cli = shutil.which("arduino-cli")
     if not cli:
-        raise TinykdError(f"`arduino-cli` was not found on PATH; flashing the {board.name} "
-                          f"needs it. {ARDUINO_CLI_HINT}")
-    project = target if isinstance(target, Project) else Project.from_dir(
-        target if Path(target).is_dir() else Path(target).parent)
+        raise TinykdError(
+            f"`arduino-cli` was not found on PATH; flashing the {board.name} needs it. {ARDUINO_CLI_HINT}"
+        )
+    project = (
+        target
+        if isinstance(target, Project)
+        else Project.from_dir(target if Path(target).is_dir() else Path(target).parent)
+    )
     if project.sketch_dir is None:
-        raise TinykdError(f"{project.root} is not an Arduino project for {board.name}; "
-                          "generate the firmware for this board first.")
+        raise TinykdError(
+            f"{project.root} is not an Arduino project for {board.name}; generate the firmware for this board first."
+        )
     if port is None:
         ports = find_ports(board)
         if not ports:
             raise TinykdError(
                 f"No {board.name} found: no serial port with USB vendor id "
                 f"0x{board.usb_vid:04x}. Plug the board in (a data cable, not charge-only), "
-                "or pass the port with --port (`tinykd doctor` lists ports).")
+                "or pass the port with --port (`tinykd doctor` lists ports)."
+            )
         port = ports[0]
     build_dir = project.root / "build"
     if not build_dir.is_dir():
-        build_project(project)          # compile with arduino-cli (checks the fit too)
+        build_project(project)  # compile with arduino-cli (checks the fit too)
     cmd = [cli, "upload", "--fqbn", board.fqbn, "--port", port]
     if build_dir.is_dir():
         cmd += ["--input-dir", str(build_dir)]
@@ -113,13 +123,16 @@ def flash(board: str | Board, target, port: str | None = None, *,
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired as e:
-        raise TinykdError(f"arduino-cli upload to {port} took over 5 minutes and was stopped. "
-                          "Double-tap the board's reset button and try again.") from e
+        raise TinykdError(
+            f"arduino-cli upload to {port} took over 5 minutes and was stopped. "
+            "Double-tap the board's reset button and try again."
+        ) from e
     if r.returncode != 0:
         log = (r.stdout + r.stderr).strip()
         raise TinykdError(
             f"Uploading to the {board.name} on {port} failed:\n{log[-1200:]}\nCheck the port "
             "(it is busy if a serial monitor has it open), double-tap reset to enter the "
-            "bootloader, and try again.")
+            "bootloader, and try again."
+        )
     url = wait_for_port(board, port_timeout, previous=port)
     return Flashed(board, url)

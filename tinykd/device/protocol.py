@@ -29,6 +29,7 @@ INFER with an empty payload runs the model on the input buffer filled by LOAD me
 (for inputs larger than one frame). RESULT.count is what the board's counter counts
 (INFO.counter_kind: instructions under QEMU -icount, cycles from DWT on hardware).
 """
+
 from __future__ import annotations
 
 import struct
@@ -36,10 +37,10 @@ from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
 MAX_PAYLOAD = 1024
-HEADER_BYTES = 3          # type + seq
+HEADER_BYTES = 3  # type + seq
 CRC_BYTES = 2
 MAX_BODY = HEADER_BYTES + MAX_PAYLOAD + CRC_BYTES
-MAX_ENCODED = MAX_BODY + (MAX_BODY + 253) // 254   # COBS overhead, without the delimiter
+MAX_ENCODED = MAX_BODY + (MAX_BODY + 253) // 254  # COBS overhead, without the delimiter
 
 # message types
 PING = 0x01
@@ -55,30 +56,44 @@ AUDIO_RESULT = 0x84
 LOADED = 0x85
 ERROR = 0x7F
 
-TYPE_NAMES = {PING: "PING", HELLO: "HELLO", INFER: "INFER", INFER_AUDIO: "INFER_AUDIO",
-              LOAD: "LOAD", EXIT: "EXIT", PONG: "PONG", INFO: "INFO", RESULT: "RESULT",
-              AUDIO_RESULT: "AUDIO_RESULT",
-              LOADED: "LOADED", ERROR: "ERROR"}
+TYPE_NAMES = {
+    PING: "PING",
+    HELLO: "HELLO",
+    INFER: "INFER",
+    INFER_AUDIO: "INFER_AUDIO",
+    LOAD: "LOAD",
+    EXIT: "EXIT",
+    PONG: "PONG",
+    INFO: "INFO",
+    RESULT: "RESULT",
+    AUDIO_RESULT: "AUDIO_RESULT",
+    LOADED: "LOADED",
+    ERROR: "ERROR",
+}
 
 # ERROR codes
-ERR_BAD_FRAME = 1      # COBS or CRC failure (seq is 0: the device could not trust it)
+ERR_BAD_FRAME = 1  # COBS or CRC failure (seq is 0: the device could not trust it)
 ERR_UNKNOWN_TYPE = 2
-ERR_BAD_LENGTH = 3     # payload length wrong for the message; detail = expected length
-ERR_MODEL_FAILED = 4   # tkd_model_invoke returned non-zero; detail = its return value
-ERR_UNSUPPORTED = 5    # message known but not supported by this firmware/port
-ERR_TOO_LONG = 6       # frame longer than the device's receive buffer
-ERR_BAD_OFFSET = 7     # LOAD past the end of the input buffer; detail = input_bytes
+ERR_BAD_LENGTH = 3  # payload length wrong for the message; detail = expected length
+ERR_MODEL_FAILED = 4  # tkd_model_invoke returned non-zero; detail = its return value
+ERR_UNSUPPORTED = 5  # message known but not supported by this firmware/port
+ERR_TOO_LONG = 6  # frame longer than the device's receive buffer
+ERR_BAD_OFFSET = 7  # LOAD past the end of the input buffer; detail = input_bytes
 
-ERROR_NAMES = {ERR_BAD_FRAME: "bad frame (CRC/COBS)", ERR_UNKNOWN_TYPE: "unknown message type",
-               ERR_BAD_LENGTH: "wrong payload length", ERR_MODEL_FAILED: "model invoke failed",
-               ERR_UNSUPPORTED: "unsupported message", ERR_TOO_LONG: "frame too long",
-               ERR_BAD_OFFSET: "LOAD offset out of range"}
+ERROR_NAMES = {
+    ERR_BAD_FRAME: "bad frame (CRC/COBS)",
+    ERR_UNKNOWN_TYPE: "unknown message type",
+    ERR_BAD_LENGTH: "wrong payload length",
+    ERR_MODEL_FAILED: "model invoke failed",
+    ERR_UNSUPPORTED: "unsupported message",
+    ERR_TOO_LONG: "frame too long",
+    ERR_BAD_OFFSET: "LOAD offset out of range",
+}
 
 COUNTER_NONE = 0
 COUNTER_INSTRUCTIONS = 1
 COUNTER_CYCLES = 2
-COUNTER_NAMES = {COUNTER_NONE: "none", COUNTER_INSTRUCTIONS: "instructions",
-                 COUNTER_CYCLES: "cycles"}
+COUNTER_NAMES = {COUNTER_NONE: "none", COUNTER_INSTRUCTIONS: "instructions", COUNTER_CYCLES: "cycles"}
 
 
 class ProtocolError(ValueError):
@@ -86,6 +101,7 @@ class ProtocolError(ValueError):
 
 
 # ---------------------------------------------------------------- CRC
+
 
 def _make_crc_table() -> list[int]:
     table = []
@@ -108,6 +124,7 @@ def crc16_ccitt(data: bytes, crc: int = 0xFFFF) -> int:
 
 
 # ---------------------------------------------------------------- COBS
+
 
 def cobs_encode(data: bytes) -> bytes:
     """Consistent Overhead Byte Stuffing (Cheshire & Baker): the result has no zero byte.
@@ -149,7 +166,7 @@ def cobs_decode(data: bytes) -> bytes:
         end = i + code
         if end > n:
             raise ProtocolError("COBS block runs past the end of the frame")
-        block = data[i + 1:end]
+        block = data[i + 1 : end]
         if 0 in block:
             raise ProtocolError("zero byte inside a COBS block")
         out += block
@@ -160,6 +177,7 @@ def cobs_decode(data: bytes) -> bytes:
 
 
 # ---------------------------------------------------------------- frames
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -258,6 +276,7 @@ class FrameDecoder:
 
 # ---------------------------------------------------------------- messages
 
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """The INFO payload (reply to HELLO).
@@ -268,6 +287,7 @@ class DeviceInfo:
     output_zero_point:i32 [32] model_hash:8 bytes [36], then three strings, each len:u8 +
     UTF-8: board, runtime ("tinykd"), model name.
     """
+
     version: int
     counter_kind: int
     max_payload: int
@@ -291,17 +311,27 @@ class DeviceInfo:
         return COUNTER_NAMES.get(self.counter_kind, f"unknown({self.counter_kind})")
 
     def encode(self) -> bytes:
-        out = self._FIXED.pack(self.version, self.counter_kind, self.max_payload, self.clock_hz,
-                               self.arena_bytes, self.input_bytes, self.output_bytes,
-                               self.input_scale, self.input_zero_point, self.output_scale,
-                               self.output_zero_point, bytes(self.model_hash))
+        out = self._FIXED.pack(
+            self.version,
+            self.counter_kind,
+            self.max_payload,
+            self.clock_hz,
+            self.arena_bytes,
+            self.input_bytes,
+            self.output_bytes,
+            self.input_scale,
+            self.input_zero_point,
+            self.output_scale,
+            self.output_zero_point,
+            bytes(self.model_hash),
+        )
         for s in (self.board, self.runtime, self.model_name):
             b = s.encode("utf-8")[:255]
             out += bytes([len(b)]) + b
         return out
 
     @classmethod
-    def decode(cls, payload: bytes) -> "DeviceInfo":
+    def decode(cls, payload: bytes) -> DeviceInfo:
         if len(payload) < cls._FIXED.size + 3:
             raise ProtocolError(f"INFO payload of {len(payload)} bytes is too short")
         fixed = cls._FIXED.unpack_from(payload, 0)
@@ -311,7 +341,7 @@ class DeviceInfo:
             if pos >= len(payload):
                 raise ProtocolError("INFO payload truncated in its strings")
             n = payload[pos]
-            s = payload[pos + 1:pos + 1 + n]
+            s = payload[pos + 1 : pos + 1 + n]
             if len(s) != n:
                 raise ProtocolError("INFO payload truncated in its strings")
             try:
@@ -331,7 +361,7 @@ class Pong:
         return struct.pack("<BH", self.version, self.max_payload)
 
     @classmethod
-    def decode(cls, payload: bytes) -> "Pong":
+    def decode(cls, payload: bytes) -> Pong:
         if len(payload) != 3:
             raise ProtocolError(f"PONG payload of {len(payload)} bytes, expected 3")
         return cls(*struct.unpack("<BH", payload))
@@ -340,13 +370,13 @@ class Pong:
 @dataclass(frozen=True)
 class Result:
     count: int
-    output: bytes      # int8 values as raw bytes
+    output: bytes  # int8 values as raw bytes
 
     def encode(self) -> bytes:
         return struct.pack("<I", self.count) + bytes(self.output)
 
     @classmethod
-    def decode(cls, payload: bytes) -> "Result":
+    def decode(cls, payload: bytes) -> Result:
         if len(payload) < 4:
             raise ProtocolError(f"RESULT payload of {len(payload)} bytes is too short")
         (count,) = struct.unpack_from("<I", payload, 0)
@@ -356,10 +386,11 @@ class Result:
 @dataclass(frozen=True)
 class AudioResult:
     """AUDIO_RESULT: counts of the frontend and of the model, the features, the output."""
+
     frontend_count: int
     model_count: int
-    features: bytes    # int8 [49 * 10], frame-major
-    output: bytes      # int8 [output_bytes]
+    features: bytes  # int8 [49 * 10], frame-major
+    output: bytes  # int8 [output_bytes]
 
     FEATURE_BYTES = 490
 
@@ -367,11 +398,11 @@ class AudioResult:
         return struct.pack("<II", self.frontend_count, self.model_count) + bytes(self.features) + bytes(self.output)
 
     @classmethod
-    def decode(cls, payload: bytes) -> "AudioResult":
+    def decode(cls, payload: bytes) -> AudioResult:
         if len(payload) < 8 + cls.FEATURE_BYTES:
             raise ProtocolError(f"AUDIO_RESULT payload of {len(payload)} bytes is too short")
         fc, mc = struct.unpack_from("<II", payload, 0)
-        return cls(fc, mc, payload[8:8 + cls.FEATURE_BYTES], payload[8 + cls.FEATURE_BYTES:])
+        return cls(fc, mc, payload[8 : 8 + cls.FEATURE_BYTES], payload[8 + cls.FEATURE_BYTES :])
 
 
 @dataclass(frozen=True)
@@ -390,7 +421,7 @@ class DeviceErrorMsg:
         return struct.pack("<BBi", self.code, self.request_type, self.detail)
 
     @classmethod
-    def decode(cls, payload: bytes) -> "DeviceErrorMsg":
+    def decode(cls, payload: bytes) -> DeviceErrorMsg:
         if len(payload) != 6:
             raise ProtocolError(f"ERROR payload of {len(payload)} bytes, expected 6")
         return cls(*struct.unpack("<BBi", payload))
@@ -402,7 +433,7 @@ class Loaded:
     length: int
 
     @classmethod
-    def decode(cls, payload: bytes) -> "Loaded":
+    def decode(cls, payload: bytes) -> Loaded:
         if len(payload) != 6:
             raise ProtocolError(f"LOADED payload of {len(payload)} bytes, expected 6")
         return cls(*struct.unpack("<IH", payload))

@@ -10,6 +10,7 @@ group, is killed with the group on exit/close, and has a host-side time limit af
 watchdog kills it (and coreutils `timeout` a little later, should the owner die without
 cleaning up), so no QEMU outlives its owner. Several instances can run side by side.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -29,11 +30,13 @@ from tinykd.boards import Board, load_board
 from tinykd.errors import TinykdError
 
 QEMU_BINARY = "qemu-system-arm"
-QEMU_HINT = ("Install QEMU's Arm system emulator: on Debian/Ubuntu `sudo apt-get install "
-             "qemu-system-arm`, on macOS `brew install qemu`.")
+QEMU_HINT = (
+    "Install QEMU's Arm system emulator: on Debian/Ubuntu `sudo apt-get install "
+    "qemu-system-arm`, on macOS `brew install qemu`."
+)
 DEFAULT_TIME_LIMIT = 3600.0
 
-_live: "weakref.WeakSet[QemuInstance]" = weakref.WeakSet()
+_live: weakref.WeakSet[QemuInstance] = weakref.WeakSet()
 
 
 def _kill_all_live() -> None:
@@ -54,13 +57,25 @@ def free_tcp_port() -> int:
 def qemu_command(board: Board, elf: Path, port: int, *, icount_shift: int = 0) -> list[str]:
     exe = shutil.which(QEMU_BINARY)
     if not exe:
-        raise TinykdError(f"`{QEMU_BINARY}` was not found on PATH; the virtual board "
-                          f"{board.name} needs it. {QEMU_HINT}")
-    return [exe, "-M", board.qemu_machine, "-nographic", "-monitor", "none",
-            "-icount", f"shift={icount_shift}",
-            "-semihosting-config", "enable=on,target=native",
-            "-kernel", str(elf),
-            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"]
+        raise TinykdError(
+            f"`{QEMU_BINARY}` was not found on PATH; the virtual board {board.name} needs it. {QEMU_HINT}"
+        )
+    return [
+        exe,
+        "-M",
+        board.qemu_machine,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-icount",
+        f"shift={icount_shift}",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-kernel",
+        str(elf),
+        "-serial",
+        f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on",
+    ]
 
 
 def check_elf_for_board(elf: Path, board: Board) -> None:
@@ -68,42 +83,51 @@ def check_elf_for_board(elf: Path, board: Board) -> None:
     board's memory map (its vector table must sit at the board's code origin)."""
     head = elf.read_bytes()[:52]
     if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] != 1 or head[5] != 1:
-        raise TinykdError(f"{elf} is not a 32-bit little-endian ELF image. Pass the "
-                          "build/firmware.elf of a tinykd firmware project.")
+        raise TinykdError(
+            f"{elf} is not a 32-bit little-endian ELF image. Pass the build/firmware.elf of a tinykd firmware project."
+        )
     machine = struct.unpack_from("<H", head, 18)[0]
-    if machine != 40:   # EM_ARM
-        raise TinykdError(f"{elf} is an ELF for machine {machine}, not ARM. Build the "
-                          f"firmware for {board.name} with `tinykd firmware`.")
-    phoff, = struct.unpack_from("<I", head, 28)
+    if machine != 40:  # EM_ARM
+        raise TinykdError(
+            f"{elf} is an ELF for machine {machine}, not ARM. Build the "
+            f"firmware for {board.name} with `tinykd firmware`."
+        )
+    (phoff,) = struct.unpack_from("<I", head, 28)
     phentsize, phnum = struct.unpack_from("<HH", head, 42)
     data = elf.read_bytes()
     loads = []
     for i in range(phnum):
-        p_type, _off, _vaddr, paddr, filesz = struct.unpack_from("<IIIII", data,
-                                                                 phoff + i * phentsize)
-        if p_type == 1 and filesz:   # PT_LOAD
+        p_type, _off, _vaddr, paddr, filesz = struct.unpack_from("<IIIII", data, phoff + i * phentsize)
+        if p_type == 1 and filesz:  # PT_LOAD
             loads.append(paddr)
     if not loads or min(loads) != board.flash_origin:
         where = f"0x{min(loads):08x}" if loads else "nowhere"
         raise TinykdError(
             f"{elf} loads at {where}, but {board.name} boots from 0x{board.flash_origin:08x}: "
             f"the image was built for another board. Rebuild it for {board.name} "
-            f"(`tinykd firmware --board {board.name}`).")
+            f"(`tinykd firmware --board {board.name}`)."
+        )
 
 
 class QemuInstance:
     """One QEMU process running `elf` on `board`; serial at `self.url`."""
 
-    def __init__(self, board: str | Board, elf: str | os.PathLike, *,
-                 time_limit: float = DEFAULT_TIME_LIMIT, icount_shift: int = 0):
+    def __init__(
+        self,
+        board: str | Board,
+        elf: str | os.PathLike,
+        *,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+        icount_shift: int = 0,
+    ):
         self.board = load_board(board)
         if not self.board.is_qemu:
-            raise TinykdError(f"Board {self.board.name} is real hardware, not a QEMU board; "
-                              "flash it with `tinykd flash` instead.")
+            raise TinykdError(
+                f"Board {self.board.name} is real hardware, not a QEMU board; flash it with `tinykd flash` instead."
+            )
         self.elf = Path(elf)
         if not self.elf.is_file():
-            raise TinykdError(f"Firmware image {self.elf} does not exist. Build it first "
-                              "(`tinykd firmware`).")
+            raise TinykdError(f"Firmware image {self.elf} does not exist. Build it first (`tinykd firmware`).")
         check_elf_for_board(self.elf, self.board)
         self.time_limit = time_limit
         self.icount_shift = icount_shift
@@ -119,7 +143,7 @@ class QemuInstance:
             raise RuntimeError("QEMU instance not started")
         return f"socket://127.0.0.1:{self.port}"
 
-    def start(self) -> "QemuInstance":
+    def start(self) -> QemuInstance:
         last_log = ""
         for _attempt in range(3):
             self.port = free_tcp_port()
@@ -130,8 +154,9 @@ class QemuInstance:
                 # this Python process dies without running its clean-up (e.g. SIGKILL).
                 cmd = [timeout_exe, "-s", "KILL", f"{self.time_limit + 30:.0f}", *cmd]
             self._log = tempfile.TemporaryFile(prefix="tinykd-qemu-")
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            )
             _live.add(self)
             self._watchdog = threading.Timer(self.time_limit, self._expire)
             self._watchdog.daemon = True
@@ -164,7 +189,7 @@ class QemuInstance:
                         if parts[1].endswith(want) and parts[3] == "0A":  # LISTEN
                             return True
             except OSError:
-                time.sleep(0.3)   # no /proc (not Linux): give QEMU a moment instead
+                time.sleep(0.3)  # no /proc (not Linux): give QEMU a moment instead
                 return self.proc.poll() is None
             time.sleep(0.02)
         return False
@@ -217,7 +242,7 @@ class QemuInstance:
             self._log.close()
             self._log = None
 
-    def __enter__(self) -> "QemuInstance":
+    def __enter__(self) -> QemuInstance:
         return self.start() if self.proc is None else self
 
     def __exit__(self, *exc) -> None:

@@ -6,6 +6,7 @@ x, instances=K)` shards them over K QEMU instances side by side (the modelled UA
 `run_audio` / `run_audio_qemu` do the same with raw KWS clips (INFER_AUDIO): the device
 computes the features itself and returns them with its output.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,37 +39,47 @@ def check_model_hash(link: DeviceLink, expected_sha256_hex: str) -> None:
     try:
         expected = bytes.fromhex(expected_sha256_hex.strip())
     except ValueError as e:
-        raise TinykdError(f"{expected_sha256_hex!r} is not a hex SHA-256 digest. Pass the "
-                          "sha256 of the model_int8.tflite file (64 hex digits).") from e
+        raise TinykdError(
+            f"{expected_sha256_hex!r} is not a hex SHA-256 digest. Pass the "
+            "sha256 of the model_int8.tflite file (64 hex digits)."
+        ) from e
     if len(expected) < 8:
-        raise TinykdError(f"The expected model hash {expected_sha256_hex!r} is shorter than "
-                          "8 bytes. Pass the full SHA-256 of model_int8.tflite.")
+        raise TinykdError(
+            f"The expected model hash {expected_sha256_hex!r} is shorter than "
+            "8 bytes. Pass the full SHA-256 of model_int8.tflite."
+        )
     info = link.info or link.hello()
     if info.model_hash != expected[:8]:
         raise TinykdError(
             f"The device at {link.url} runs model {info.model_name!r} with hash "
             f"{info.model_hash.hex()}, but the host model's hash starts with "
             f"{expected[:8].hex()}: the firmware was built from a different .tflite. Rebuild "
-            "the firmware from this model (`tinykd firmware`) and flash it (`tinykd flash`).")
+            "the firmware from this model (`tinykd firmware`) and flash it (`tinykd flash`)."
+        )
 
 
 def _as_inputs(x: np.ndarray, input_bytes: int | None) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype != np.int8:
-        raise TinykdError(f"Device inputs must be int8 (quantised with the model's input scale "
-                          f"and zero point); got dtype {x.dtype}. Quantise them first.")
+        raise TinykdError(
+            f"Device inputs must be int8 (quantised with the model's input scale "
+            f"and zero point); got dtype {x.dtype}. Quantise them first."
+        )
     if x.ndim < 1 or x.shape[0] == 0:
         raise TinykdError("No inputs to run: pass an array of shape [N, ...] with N >= 1.")
     x = x.reshape(x.shape[0], -1)
     if input_bytes is not None and x.shape[1] != input_bytes:
-        raise TinykdError(f"Each input has {x.shape[1]} values, but the model on the device "
-                          f"takes {input_bytes}. The device runs another model, or the inputs "
-                          "are shaped for another task.")
+        raise TinykdError(
+            f"Each input has {x.shape[1]} values, but the model on the device "
+            f"takes {input_bytes}. The device runs another model, or the inputs "
+            "are shaped for another task."
+        )
     return x
 
 
-def run_inference(link: DeviceLink, x_int8: np.ndarray, *, progress: bool = True,
-                  desc: str = "device", _bar=None) -> tuple[np.ndarray, np.ndarray]:
+def run_inference(
+    link: DeviceLink, x_int8: np.ndarray, *, progress: bool = True, desc: str = "device", _bar=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Run each of the N inputs on the device. Returns (outputs int8 [N, out], counts int64 [N]);
     counts are instructions (QEMU) or cycles (hardware): see link.info.counter_name."""
     if link.ser is None:
@@ -87,8 +98,10 @@ def run_inference(link: DeviceLink, x_int8: np.ndarray, *, progress: bool = True
         for i in range(n):
             res = link.infer(x[i].tobytes())
             if len(res.output) != info.output_bytes:
-                raise TinykdError(f"The device returned {len(res.output)} output values, its "
-                                  f"INFO said {info.output_bytes}. Re-flash the firmware.")
+                raise TinykdError(
+                    f"The device returned {len(res.output)} output values, its "
+                    f"INFO said {info.output_bytes}. Re-flash the firmware."
+                )
             outputs[i] = np.frombuffer(res.output, dtype=np.int8)
             counts[i] = res.count
             if bar is not None:
@@ -99,15 +112,30 @@ def run_inference(link: DeviceLink, x_int8: np.ndarray, *, progress: bool = True
     return outputs, counts
 
 
-def run_inference_qemu(board: str | Board, elf: str | os.PathLike, x_int8: np.ndarray, *,
-                       instances: int = 2, expected_sha256_hex: str | None = None,
-                       progress: bool = True, timeout: float = 5.0,
-                       time_limit: float = 3600.0) -> tuple[np.ndarray, np.ndarray]:
+def run_inference_qemu(
+    board: str | Board,
+    elf: str | os.PathLike,
+    x_int8: np.ndarray,
+    *,
+    instances: int = 2,
+    expected_sha256_hex: str | None = None,
+    progress: bool = True,
+    timeout: float = 5.0,
+    time_limit: float = 3600.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Shard N inputs over `instances` QEMU instances running `elf`; merge in order."""
     x = _as_inputs(x_int8, None)
-    return _run_sharded(board, elf, x, lambda link, part, bar: run_inference(link, part, progress=False, _bar=bar),
-                        instances=instances, expected_sha256_hex=expected_sha256_hex,
-                        progress=progress, timeout=timeout, time_limit=time_limit)
+    return _run_sharded(
+        board,
+        elf,
+        x,
+        lambda link, part, bar: run_inference(link, part, progress=False, _bar=bar),
+        instances=instances,
+        expected_sha256_hex=expected_sha256_hex,
+        progress=progress,
+        timeout=timeout,
+        time_limit=time_limit,
+    )
 
 
 def _as_audio(audio: np.ndarray) -> np.ndarray:
@@ -115,12 +143,16 @@ def _as_audio(audio: np.ndarray) -> np.ndarray:
     if a.ndim == 1:
         a = a[None]
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] != 16000:
-        raise TinykdError(f"Audio for the device must be clips of 16000 int16 samples, shape "
-                          f"[N, 16000] with N >= 1; got shape {a.shape}. Pad or trim the clips "
-                          "(tinykd.data.kws.speech_commands.fit_length).")
+        raise TinykdError(
+            f"Audio for the device must be clips of 16000 int16 samples, shape "
+            f"[N, 16000] with N >= 1; got shape {a.shape}. Pad or trim the clips "
+            "(tinykd.data.kws.speech_commands.fit_length)."
+        )
     if a.dtype != np.int16:
-        raise TinykdError(f"Audio for the device must be int16 PCM; got dtype {a.dtype}. Convert "
-                          "float audio with np.round(x * 32768).clip(-32768, 32767).astype(np.int16).")
+        raise TinykdError(
+            f"Audio for the device must be int16 PCM; got dtype {a.dtype}. Convert "
+            "float audio with np.round(x * 32768).clip(-32768, 32767).astype(np.int16)."
+        )
     return a
 
 
@@ -129,8 +161,11 @@ def check_audio_support(info) -> None:
     from tinykd.data.kws import frontend
 
     want = frontend.NUM_FRAMES * frontend.NUM_MFCC
-    if info.input_bytes != want or abs(info.input_scale - frontend.SCALE) > 0 or \
-            info.input_zero_point != frontend.ZERO_POINT:
+    if (
+        info.input_bytes != want
+        or abs(info.input_scale - frontend.SCALE) > 0
+        or info.input_zero_point != frontend.ZERO_POINT
+    ):
         raise TinykdError(
             f"The model on the device takes {info.input_bytes} int8 inputs with scale "
             f"{info.input_scale:g} and zero point {info.input_zero_point}, not the keyword-spotting "
@@ -140,8 +175,9 @@ def check_audio_support(info) -> None:
         )
 
 
-def run_audio(link: DeviceLink, audio: np.ndarray, *, progress: bool = True, desc: str = "device",
-              _bar=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def run_audio(
+    link: DeviceLink, audio: np.ndarray, *, progress: bool = True, desc: str = "device", _bar=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Run each of N raw clips (int16 [N, 16000]) through the device's frontend and model.
     Returns (outputs int8 [N, out], features int8 [N, 490], model counts [N], frontend counts [N])."""
     if link.ser is None:
@@ -163,9 +199,11 @@ def run_audio(link: DeviceLink, audio: np.ndarray, *, progress: bool = True, des
         for i in range(n):
             res = link.infer_audio(a[i])
             if len(res.output) != info.output_bytes or len(res.features) != info.input_bytes:
-                raise TinykdError(f"The device returned {len(res.output)} output values and "
-                                  f"{len(res.features)} features; its INFO said {info.output_bytes} "
-                                  f"and {info.input_bytes}. Re-flash the firmware.")
+                raise TinykdError(
+                    f"The device returned {len(res.output)} output values and "
+                    f"{len(res.features)} features; its INFO said {info.output_bytes} "
+                    f"and {info.input_bytes}. Re-flash the firmware."
+                )
             outputs[i] = np.frombuffer(res.output, dtype=np.int8)
             features[i] = np.frombuffer(res.features, dtype=np.int8)
             counts[i] = res.model_count
@@ -178,19 +216,44 @@ def run_audio(link: DeviceLink, audio: np.ndarray, *, progress: bool = True, des
     return outputs, features, counts, fcounts
 
 
-def run_audio_qemu(board: str | Board, elf: str | os.PathLike, audio: np.ndarray, *,
-                   instances: int = 2, expected_sha256_hex: str | None = None,
-                   progress: bool = True, timeout: float = 5.0,
-                   time_limit: float = 3600.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def run_audio_qemu(
+    board: str | Board,
+    elf: str | os.PathLike,
+    audio: np.ndarray,
+    *,
+    instances: int = 2,
+    expected_sha256_hex: str | None = None,
+    progress: bool = True,
+    timeout: float = 5.0,
+    time_limit: float = 3600.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shard N raw clips over `instances` QEMU instances; merge in order (see run_audio)."""
     a = _as_audio(audio)
-    return _run_sharded(board, elf, a, lambda link, part, bar: run_audio(link, part, progress=False, _bar=bar),
-                        instances=instances, expected_sha256_hex=expected_sha256_hex,
-                        progress=progress, timeout=timeout, time_limit=time_limit)
+    return _run_sharded(
+        board,
+        elf,
+        a,
+        lambda link, part, bar: run_audio(link, part, progress=False, _bar=bar),
+        instances=instances,
+        expected_sha256_hex=expected_sha256_hex,
+        progress=progress,
+        timeout=timeout,
+        time_limit=time_limit,
+    )
 
 
-def _run_sharded(board, elf, x: np.ndarray, work, *, instances: int, expected_sha256_hex: str | None,
-                 progress: bool, timeout: float, time_limit: float) -> tuple[np.ndarray, ...]:
+def _run_sharded(
+    board,
+    elf,
+    x: np.ndarray,
+    work,
+    *,
+    instances: int,
+    expected_sha256_hex: str | None,
+    progress: bool,
+    timeout: float,
+    time_limit: float,
+) -> tuple[np.ndarray, ...]:
     """Split the rows of x over QEMU instances; work(link, rows, bar) returns a tuple of
     arrays with one row per input; concatenate them in input order."""
     board = load_board(board)
@@ -200,7 +263,7 @@ def _run_sharded(board, elf, x: np.ndarray, work, *, instances: int, expected_sh
     bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
     bar = tqdm(total=n, desc=f"{board.name} x{k}", unit="inf") if progress and tqdm else None
     lock = threading.Lock()
-    failed = threading.Event()   # one shard failed: the others stop at their next input
+    failed = threading.Event()  # one shard failed: the others stop at their next input
 
     class _LockedBar:
         def update(self, m):
@@ -213,8 +276,7 @@ def _run_sharded(board, elf, x: np.ndarray, work, *, instances: int, expected_sh
     def shard(lo_hi):
         lo, hi = lo_hi
         try:
-            with QemuInstance(board, elf, time_limit=time_limit) as q, \
-                    DeviceLink(q.url, timeout=timeout) as link:
+            with QemuInstance(board, elf, time_limit=time_limit) as q, DeviceLink(q.url, timeout=timeout) as link:
                 link.connect()
                 link.hello()
                 if expected_sha256_hex:

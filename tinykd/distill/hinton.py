@@ -5,11 +5,13 @@ loss = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, soft
 The T^2 factor keeps the soft term's gradients the same size as T changes (they scale as
 1/T^2), so alpha means the same thing at every temperature.
 """
+
 from __future__ import annotations
 
-import tinykd  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
+
+import tinykd  # noqa: F401
 
 
 def distillation_loss(y_true, student_logits, teacher_logits, temperature: float, alpha: float):
@@ -45,8 +47,14 @@ class Distiller(keras.Model):
     networks) alongside the student: `trained_variables` lists everything the optimiser updates.
     """
 
-    def __init__(self, student: keras.Model, teacher: keras.Model | None = None,
-                 temperature: float = 20.0, alpha: float = 0.9, method=None):
+    def __init__(
+        self,
+        student: keras.Model,
+        teacher: keras.Model | None = None,
+        temperature: float = 20.0,
+        alpha: float = 0.9,
+        method=None,
+    ):
         super().__init__(name="distiller")
         from .methods.hinton import Hinton
 

@@ -3,6 +3,7 @@
 Deterministic (seeded shuffling and jitter per epoch), checkpointed after every epoch so
 an interrupted run resumes where it stopped, with a progress bar.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tinykd  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 from tqdm.auto import tqdm
+
+import tinykd  # noqa: F401
 
 from ..fileio import write_json
 from .hinton import Distiller
@@ -37,7 +39,7 @@ def jitter(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.n
     dx = rng.integers(0, 2 * max_shift + 1, n)
     out = np.empty_like(images)
     for i in range(n):
-        out[i] = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        out[i] = padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
     return out
 
 
@@ -57,7 +59,7 @@ class EpochBatches(keras.utils.Sequence):
         return int(np.ceil(len(self.y) / self.batch_size))
 
     def __getitem__(self, index):
-        idx = np.sort(self._order[index * self.batch_size:(index + 1) * self.batch_size])
+        idx = np.sort(self._order[index * self.batch_size : (index + 1) * self.batch_size])
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         return jitter(self.x[idx], self.max_shift, rng), self.y[idx]
 
@@ -71,8 +73,15 @@ class _Progress(keras.callbacks.Callback):
 
     def __init__(self, label: str, total_epochs: int, first_epoch: int, steps: int):
         super().__init__()
-        self.bar = tqdm(total=total_epochs * steps, initial=first_epoch * steps, desc=label,
-                        unit="batch", dynamic_ncols=True, leave=True, mininterval=1.0)
+        self.bar = tqdm(
+            total=total_epochs * steps,
+            initial=first_epoch * steps,
+            desc=label,
+            unit="batch",
+            dynamic_ncols=True,
+            leave=True,
+            mininterval=1.0,
+        )
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(1)
@@ -88,8 +97,14 @@ class _Progress(keras.callbacks.Callback):
 class _Checkpoint(keras.callbacks.Callback):
     """After each epoch: save weights + optimizer state and the history so far."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, epoch_var: tf.Variable, history_path: Path,
-                 history: dict[str, list[float]], elapsed: float):
+    def __init__(
+        self,
+        manager: tf.train.CheckpointManager,
+        epoch_var: tf.Variable,
+        history_path: Path,
+        history: dict[str, list[float]],
+        elapsed: float,
+    ):
         super().__init__()
         self.manager, self.epoch_var, self.history_path = manager, epoch_var, history_path
         self.history, self.elapsed, self.started = history, elapsed, time.perf_counter()

@@ -1,4 +1,5 @@
 """Run models on the host and turn their outputs into errors, accuracy and confusion matrices."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,14 +55,17 @@ def int8_outputs_litert(tflite_path: str | Path, x_int8: np.ndarray, label: str 
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_path=str(tflite_path), num_threads=1,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter = Interpreter(
+        model_path=str(tflite_path),
+        num_threads=1,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     outputs = np.empty((len(x_int8), *out["shape"][1:]), dtype=np.int8)
     for i in tqdm(range(len(x_int8)), desc=label, unit="sample", mininterval=1.0, leave=False):
-        interpreter.set_tensor(inp["index"], x_int8[i:i + 1].reshape(inp["shape"]))
+        interpreter.set_tensor(inp["index"], x_int8[i : i + 1].reshape(inp["shape"]))
         interpreter.invoke()
         outputs[i] = interpreter.get_tensor(out["index"])[0]
     return outputs
@@ -75,7 +79,7 @@ def int8_outputs_tflm(tflite_path: str | Path, x_int8: np.ndarray, label: str = 
     shape = interpreter.get_input_details(0)["shape"]
     outputs = []
     for i in tqdm(range(len(x_int8)), desc=label, unit="sample", mininterval=1.0, leave=False):
-        interpreter.set_input(x_int8[i:i + 1].reshape(shape), 0)
+        interpreter.set_input(x_int8[i : i + 1].reshape(shape), 0)
         interpreter.invoke()
         outputs.append(interpreter.get_output(0)[0].copy())
     return np.asarray(outputs, dtype=np.int8)

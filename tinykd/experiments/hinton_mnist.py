@@ -14,15 +14,16 @@ The transfer set is the training images without jitter: the paper stresses that 
 learned "how to generalize ... from translated training data even though the transfer set
 does not contain any translations". So the teacher's soft targets are on the unshifted images.
 """
+
 from __future__ import annotations
 
 import math
 import shutil
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -48,22 +49,31 @@ class Settings:
     train_limit: int = 0
     test_limit: int = 0
     teacher_epochs: int = 20
-    big_epochs: int = 10          # the 800-800 nets
-    small_epochs: int = 6         # the 300-300 and 30-30 students
+    big_epochs: int = 10  # the 800-800 nets
+    small_epochs: int = 6  # the 300-300 and 30-30 students
     batch_size: int = 128
     learning_rate: float = 0.002
-    alpha: float = 0.9            # weight of the soft targets
+    alpha: float = 0.9  # weight of the soft targets
     teacher_jitter: int = 2
     big_temperature: float = 20.0
     small_widths: tuple[int, ...] = (300, 30)
     temperatures: tuple[float, ...] = (2.5, 4.0, 8.0, 20.0)
 
     @classmethod
-    def for_run(cls, seed: int = 0, quick: bool = False) -> "Settings":
+    def for_run(cls, seed: int = 0, quick: bool = False) -> Settings:
         if not quick:
             return cls(seed=seed)
-        return cls(seed=seed, quick=True, val_size=500, train_limit=2000, test_limit=1000, teacher_epochs=2,
-                   big_epochs=1, small_epochs=1, temperatures=(2.5, 20.0))
+        return cls(
+            seed=seed,
+            quick=True,
+            val_size=500,
+            train_limit=2000,
+            test_limit=1000,
+            teacher_epochs=2,
+            big_epochs=1,
+            small_epochs=1,
+            temperatures=(2.5, 20.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -74,17 +84,27 @@ class Row:
     experiment: str
     arch: str
     epochs: int
-    temperature: float | None = None   # None: labels only
+    temperature: float | None = None  # None: labels only
     jitter: int = 0
     omit_class: int | None = None
 
     def settings(self, s: Settings) -> dict:
-        shared = {"seed": s.seed, "val_size": s.val_size, "train_limit": s.train_limit, "test_limit": s.test_limit,
-                  "batch_size": s.batch_size, "learning_rate": s.learning_rate}
+        shared = {
+            "seed": s.seed,
+            "val_size": s.val_size,
+            "train_limit": s.train_limit,
+            "test_limit": s.test_limit,
+            "batch_size": s.batch_size,
+            "learning_rate": s.learning_rate,
+        }
         mine = {"arch": self.arch, "epochs": self.epochs, "jitter": self.jitter}
         if self.temperature is not None:
-            mine.update(temperature=self.temperature, alpha=s.alpha, omit_class=self.omit_class,
-                        teacher=teacher_row(s).settings(s))
+            mine.update(
+                temperature=self.temperature,
+                alpha=s.alpha,
+                omit_class=self.omit_class,
+                teacher=teacher_row(s).settings(s),
+            )
         return {**shared, **mine}
 
     def seed(self, s: Settings) -> int:
@@ -97,8 +117,9 @@ def _t_name(t: float) -> str:
 
 
 def teacher_row(s: Settings) -> Row:
-    return Row("teacher", "teacher 1200-1200, dropout, jitter ±2", "hinton-1200", s.teacher_epochs,
-               jitter=s.teacher_jitter)
+    return Row(
+        "teacher", "teacher 1200-1200, dropout, jitter ±2", "hinton-1200", s.teacher_epochs, jitter=s.teacher_jitter
+    )
 
 
 def plan(s: Settings) -> list[Row]:
@@ -108,18 +129,33 @@ def plan(s: Settings) -> list[Row]:
         teacher_row(s),
         Row("baseline-800", "800-800, labels only, no regularisation", "mlp-800-800", s.big_epochs),
         Row("kd-800", f"800-800 distilled, T={t:g}", "mlp-800-800", s.big_epochs, temperature=t),
-        Row("omit3", f"800-800 distilled, T={t:g}, no 3s in the transfer set", "mlp-800-800", s.big_epochs,
-            temperature=t, omit_class=OMITTED_CLASS),
+        Row(
+            "omit3",
+            f"800-800 distilled, T={t:g}, no 3s in the transfer set",
+            "mlp-800-800",
+            s.big_epochs,
+            temperature=t,
+            omit_class=OMITTED_CLASS,
+        ),
     ]
     for width in s.small_widths:
         arch = f"mlp-{width}-{width}"
         rows.append(Row(f"baseline-{width}", f"{width}-{width}, labels only", arch, s.small_epochs))
-        rows += [Row(f"kd-{width}-T{_t_name(temp)}", f"{width}-{width} distilled, T={temp:g}", arch, s.small_epochs,
-                     temperature=temp) for temp in s.temperatures]
+        rows += [
+            Row(
+                f"kd-{width}-T{_t_name(temp)}",
+                f"{width}-{width} distilled, T={temp:g}",
+                arch,
+                s.small_epochs,
+                temperature=temp,
+            )
+            for temp in s.temperatures
+        ]
     return rows
 
 
 # ------------------------------------------------------------------ bias correction
+
 
 def raise_class_bias(model, class_index: int, delta: float) -> None:
     """Add `delta` to the bias of one class in the model's `logits` layer, as the paper does."""
@@ -153,6 +189,7 @@ def choose_bias(logits: np.ndarray, labels: np.ndarray, class_index: int, grid=B
 
 # ------------------------------------------------------------------------ training
 
+
 @dataclass
 class Context:
     settings: Settings
@@ -163,9 +200,10 @@ class Context:
 
 
 def _seed_everything(seed: int) -> None:
-    import tinykd  # noqa: F401
     import tensorflow as tf
     import tf_keras as keras
+
+    import tinykd  # noqa: F401
 
     keras.backend.clear_session()
     tf.config.experimental.enable_op_determinism()
@@ -179,8 +217,9 @@ def _packed(student, input_shape: tuple[int, ...], num_classes: int):
     them once saves the teacher's forward pass on every batch (most of the cost for a 30-30
     student) while `Distiller` and `train` stay the ones the pipeline uses.
     """
-    import tinykd  # noqa: F401
     import tf_keras as keras
+
+    import tinykd  # noqa: F401
 
     pixels = math.prod(input_shape)
     packed = keras.Input(shape=(pixels + num_classes,), name="image_and_teacher_logits")
@@ -218,8 +257,15 @@ def _train_row(row: Row, ctx: Context, checkpoints: Path):
         x, y, teacher_logits = x[keep], y[keep], teacher_logits[keep]
     _seed_everything(row.seed(s))
     model = build_model(row.arch, d.input_shape, d.num_classes)
-    fit_args = dict(epochs=row.epochs, batch_size=s.batch_size, learning_rate=s.learning_rate, seed=row.seed(s),
-                    max_shift=row.jitter, checkpoint_dir=checkpoints, label=row.name)
+    fit_args = dict(
+        epochs=row.epochs,
+        batch_size=s.batch_size,
+        learning_rate=s.learning_rate,
+        seed=row.seed(s),
+        max_shift=row.jitter,
+        checkpoint_dir=checkpoints,
+        label=row.name,
+    )
     if teacher_logits is None:
         result = train(Distiller(model, None), x, y, (d.x_val, d.y_val), **fit_args)
     else:
@@ -239,8 +285,14 @@ def _evaluate(model, ctx: Context) -> dict:
     val = classification_result("val", predict_logits(model, d.x_val), d.y_val, d.num_classes)
     confusion = np.asarray(test.confusion)
     per_class = (confusion.sum(axis=1) - np.diag(confusion)).tolist()
-    return {"errors": test.errors, "total": test.total, "accuracy": round(test.accuracy, 6),
-            "errors_per_class": per_class, "val_errors": val.errors, "val_total": val.total}
+    return {
+        "errors": test.errors,
+        "total": test.total,
+        "accuracy": round(test.accuracy, 6),
+        "errors_per_class": per_class,
+        "val_errors": val.errors,
+        "val_total": val.total,
+    }
 
 
 def _bias_correction(model, ctx: Context, cls: int) -> dict:
@@ -256,8 +308,12 @@ def _bias_correction(model, ctx: Context, cls: int) -> dict:
         raise_class_bias(model, cls, delta)
         errors, on_class = errors_with_bias(predict_logits(model, d.x_test), d.y_test, cls, 0.0)
         model.get_layer("logits").set_weights(original)
-        out[key] = {"delta": delta, "errors": errors, "class_errors": on_class,
-                    "val_errors": errors_with_bias(val_logits, d.y_val, cls, delta)[0]}
+        out[key] = {
+            "delta": delta,
+            "errors": errors,
+            "class_errors": on_class,
+            "val_errors": errors_with_bias(val_logits, d.y_val, cls, delta)[0],
+        }
     out["before"] = {"class_errors": errors_with_bias(test_logits, d.y_test, cls, 0.0)[1]}
     return out
 
@@ -280,9 +336,15 @@ def run_row(row: Row, ctx: Context) -> dict:
         if stale != checkpoints:
             shutil.rmtree(stale, ignore_errors=True)
     model, trained, transfer_examples = _train_row(row, ctx, checkpoints)
-    result = {"name": row.name, "experiment": row.experiment, "settings": settings,
-              "params": count_params(model), "transfer_examples": transfer_examples,
-              **_evaluate(model, ctx), "final_val_accuracy": round(trained.history["val_accuracy"][-1], 6)}
+    result = {
+        "name": row.name,
+        "experiment": row.experiment,
+        "settings": settings,
+        "params": count_params(model),
+        "transfer_examples": transfer_examples,
+        **_evaluate(model, ctx),
+        "final_val_accuracy": round(trained.history["val_accuracy"][-1], 6),
+    }
     if row.omit_class is not None:
         result["bias_correction"] = _bias_correction(model, ctx, row.omit_class)
     if row.name == "teacher":
@@ -313,8 +375,13 @@ class Reproduction:
     plot: Path
 
 
-def reproduce_hinton_mnist(out: str | Path, data_dir: str | Path | None = None, seed: int = 0,
-                           quick: bool = False, log: Callable[[str], None] = print) -> Reproduction:
+def reproduce_hinton_mnist(
+    out: str | Path,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    quick: bool = False,
+    log: Callable[[str], None] = print,
+) -> Reproduction:
     """Run (or resume) every row, then write results.json, hinton-mnist.md and the plot into `out`."""
     from ..data import get_task
     from .hinton_mnist_report import write_outputs
@@ -323,17 +390,26 @@ def reproduce_hinton_mnist(out: str | Path, data_dir: str | Path | None = None, 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TinykdError(f"Cannot create the output folder {out} ({exc}). Pass a writable folder with --out.") from None
+        raise TinykdError(
+            f"Cannot create the output folder {out} ({exc}). Pass a writable folder with --out."
+        ) from None
     s = Settings.for_run(seed, quick)
-    dataset = get_task("mnist").load(str(data_dir) if data_dir else None, val_size=s.val_size, seed=s.seed,
-                                     train_limit=s.train_limit, test_limit=s.test_limit)
+    dataset = get_task("mnist").load(
+        str(data_dir) if data_dir else None,
+        val_size=s.val_size,
+        seed=s.seed,
+        train_limit=s.train_limit,
+        test_limit=s.test_limit,
+    )
     ctx = Context(s, out, dataset)
     rows = plan(s)
     results = []
     for i, row in enumerate(rows, start=1):
         log(f"[{i}/{len(rows)}] {row.name}: {row.experiment} ({row.arch}, {row.epochs} epochs)")
         result = run_row(row, ctx)
-        log(f"    {'already done' if result['skipped'] else 'done'}: {result['errors']} test errors "
-            f"of {result['total']}")
+        log(
+            f"    {'already done' if result['skipped'] else 'done'}: {result['errors']} test errors "
+            f"of {result['total']}"
+        )
         results.append(result)
     return write_outputs(out, asdict(s), results)

@@ -1,4 +1,5 @@
 """The outputs of `tinykd reproduce hinton-mnist`: results.json, hinton-mnist.md and errors-vs-T.png."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,19 +54,30 @@ def table_rows(results: list[dict]) -> list[dict]:
         correction = r.get("bias_correction")
         if correction:
             ours += f" ({r['errors_per_class'][correction['class']]} on 3s)"
-        lines.append({"experiment": r["experiment"], "ours": ours, "paper": _paper(r["name"]),
-                      "settings": _settings_text(r), "wall": _wall(r)})
+        lines.append(
+            {
+                "experiment": r["experiment"],
+                "ours": ours,
+                "paper": _paper(r["name"]),
+                "settings": _settings_text(r),
+                "wall": _wall(r),
+            }
+        )
         if correction:
-            for key, label in (("paper", f"bias of 3 raised by the paper's {PAPER_BIAS:g}"),
-                               ("validation", "bias of 3 raised by {:g}, chosen on validation")):
+            for key, label in (
+                ("paper", f"bias of 3 raised by the paper's {PAPER_BIAS:g}"),
+                ("validation", "bias of 3 raised by {:g}, chosen on validation"),
+            ):
                 c = correction[key]
-                lines.append({
-                    "experiment": f"  ↳ {label.format(c['delta'])}",
-                    "ours": f"{c['errors']} ({c['class_errors']} on 3s)",
-                    "paper": _paper("omit3-bias-paper") if key == "paper" else "— (paper chose 3.5 on test)",
-                    "settings": f"validation errors {c['val_errors']} of {r['val_total']}",
-                    "wall": "—",
-                })
+                lines.append(
+                    {
+                        "experiment": f"  ↳ {label.format(c['delta'])}",
+                        "ours": f"{c['errors']} ({c['class_errors']} on 3s)",
+                        "paper": _paper("omit3-bias-paper") if key == "paper" else "— (paper chose 3.5 on test)",
+                        "settings": f"validation errors {c['val_errors']} of {r['val_total']}",
+                        "wall": "—",
+                    }
+                )
     return lines
 
 
@@ -84,9 +96,16 @@ def markdown(settings: dict, results: list[dict]) -> str:
         "|---|---:|---|---|---:|",
     ]
     for line in table_rows(results):
-        lines.append(f"| {line['experiment']} | {line['ours']} | {line['paper']} | {line['settings']} | {line['wall']} |")
-    lines += ["", f"Total wall time of the rows: {_minutes(sum(r['wall_seconds'] for r in results))}.",
-              "", "![errors vs T](errors-vs-T.png)", ""]
+        lines.append(
+            f"| {line['experiment']} | {line['ours']} | {line['paper']} | {line['settings']} | {line['wall']} |"
+        )
+    lines += [
+        "",
+        f"Total wall time of the rows: {_minutes(sum(r['wall_seconds'] for r in results))}.",
+        "",
+        "![errors vs T](errors-vs-T.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """The Pareto front of (cost, accuracy) points: the models no other model beats on both."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[int]:

@@ -9,6 +9,7 @@ Every student of one architecture starts from the same initial weights and sees 
 batches (the seed does not depend on T, alpha or method): points of a sweep then differ only
 in what is swept, and their differences are not seed noise.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,9 +18,10 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -63,10 +65,10 @@ class Experiment:
 
     config: BuildConfig
     out: Path
-    dataset: Any                  # tinykd.data.base.Dataset
-    task: Any                     # tinykd.data.Task
+    dataset: Any  # tinykd.data.base.Dataset
+    task: Any  # tinykd.data.Task
     teacher_path: Path
-    teacher_id: str               # the teacher stage's fingerprint: part of every point's settings
+    teacher_id: str  # the teacher stage's fingerprint: part of every point's settings
     log: Callable[[str], None] = print
 
     def load_teacher(self):
@@ -90,8 +92,8 @@ class FirmwareSize:
     ram_budget: int
     arena_bytes: int
     macs: int
-    params: int                   # parameters stored in flash, as the code generator counts them
-    exact: bool = True            # False: the linker refused before the sizes could be read
+    params: int  # parameters stored in flash, as the code generator counts them
+    exact: bool = True  # False: the linker refused before the sizes could be read
 
     @property
     def fits(self) -> bool:
@@ -120,15 +122,23 @@ def open_experiment(config: BuildConfig, out: str | Path, log: Callable[[str], N
 
     teacher_build = Build(config, Path(out) / "teacher", log=log)  # also checks that out is writable
     teacher_build.run("train-teacher")
-    return Experiment(config, Path(out), teacher_build.dataset, teacher_build.task,
-                      teacher_build.out / "teacher.keras", teacher_build.fingerprint("train-teacher"), log)
+    return Experiment(
+        config,
+        Path(out),
+        teacher_build.dataset,
+        teacher_build.task,
+        teacher_build.out / "teacher.keras",
+        teacher_build.fingerprint("train-teacher"),
+        log,
+    )
 
 
 def seed_everything(seed: int) -> None:
     """Fresh Keras naming state (names land in the .tflite) and every random generator seeded."""
-    import tinykd  # noqa: F401
     import tensorflow as tf
     import tf_keras as keras
+
+    import tinykd  # noqa: F401
 
     keras.backend.clear_session()
     tf.config.experimental.enable_op_determinism()
@@ -157,15 +167,23 @@ def train_student(experiment: Experiment, spec: StudentSpec, epochs: int, checkp
     teacher = None if spec.is_baseline else experiment.load_teacher()
     student = build_model(spec.arch, d.input_shape, d.num_classes)
     wrapper = Distiller(student, teacher, spec.temperature, spec.alpha, method=_method(spec))
-    result = train(wrapper, d.x_train, d.y_train, (d.x_val, d.y_val), epochs=epochs,
-                   batch_size=c.student.batch_size, learning_rate=c.student.learning_rate,
-                   seed=c.seed * 100 + _TRAIN_SEED_OFFSET, max_shift=c.data.jitter,
-                   checkpoint_dir=checkpoint_dir, label=spec.key)
+    result = train(
+        wrapper,
+        d.x_train,
+        d.y_train,
+        (d.x_val, d.y_val),
+        epochs=epochs,
+        batch_size=c.student.batch_size,
+        learning_rate=c.student.learning_rate,
+        seed=c.seed * 100 + _TRAIN_SEED_OFFSET,
+        max_shift=c.data.jitter,
+        checkpoint_dir=checkpoint_dir,
+        label=spec.key,
+    )
     return student, result
 
 
-def quantize_to_int8(experiment: Experiment, student, spec: StudentSpec, checkpoint_dir: Path,
-                     tflite_path: Path):
+def quantize_to_int8(experiment: Experiment, student, spec: StudentSpec, checkpoint_dir: Path, tflite_path: Path):
     """QAT (config.qat epochs, still distilling with the spec's method), then full-int8
     conversion to `tflite_path`. Returns the QAT run's TrainResult."""
     from ..distill import Distiller, train
@@ -178,12 +196,26 @@ def quantize_to_int8(experiment: Experiment, student, spec: StudentSpec, checkpo
     teacher = None if spec.is_baseline else experiment.load_teacher()
     qat_student = quantize_student(student)
     wrapper = Distiller(qat_student, teacher, spec.temperature, spec.alpha, method=_method(spec))
-    result = train(wrapper, d.x_train, d.y_train, (d.x_val, d.y_val), epochs=c.qat.epochs,
-                   batch_size=c.qat.batch_size, learning_rate=c.qat.learning_rate,
-                   seed=c.seed * 100 + _QAT_SEED_OFFSET, max_shift=c.data.jitter,
-                   checkpoint_dir=checkpoint_dir, label=f"{spec.key} QAT")
-    convert_int8(qat_student, d.x_train, tflite_path, samples=c.qat.calibration_samples,
-                 input_quantization=experiment.task.input_quantization)
+    result = train(
+        wrapper,
+        d.x_train,
+        d.y_train,
+        (d.x_val, d.y_val),
+        epochs=c.qat.epochs,
+        batch_size=c.qat.batch_size,
+        learning_rate=c.qat.learning_rate,
+        seed=c.seed * 100 + _QAT_SEED_OFFSET,
+        max_shift=c.data.jitter,
+        checkpoint_dir=checkpoint_dir,
+        label=f"{spec.key} QAT",
+    )
+    convert_int8(
+        qat_student,
+        d.x_train,
+        tflite_path,
+        samples=c.qat.calibration_samples,
+        input_quantization=experiment.task.input_quantization,
+    )
     return result
 
 
@@ -205,8 +237,10 @@ def int8_test_errors(experiment: Experiment, tflite_path: Path):
 
 
 # The fit error of tinykd.firmware.project, which carries the sizes of an image that is too big.
-_FIT_ERROR = re.compile(r"does not fit board \S+: it needs (\d+) B of flash \(budget (\d+) B\) and "
-                        r"(\d+) B of RAM \(budget (\d+) B\)")
+_FIT_ERROR = re.compile(
+    r"does not fit board \S+: it needs (\d+) B of flash \(budget (\d+) B\) and "
+    r"(\d+) B of RAM \(budget (\d+) B\)"
+)
 
 
 def measure_firmware(tflite_path: Path, board, out_dir: Path) -> FirmwareSize:
@@ -226,11 +260,21 @@ def measure_firmware(tflite_path: Path, board, out_dir: Path) -> FirmwareSize:
         flash_used, flash_budget, ram_used, ram_budget = (int(v) for v in match.groups())
         with tempfile.TemporaryDirectory() as tmp:
             sources = generate_model_sources(tflite_path, Path(tmp) / "model")
-        return FirmwareSize(board.name, flash_used, ram_used, flash_budget, ram_budget, sources.arena_bytes,
-                            sources.macs, sources.param_count, exact="The linker said" not in str(exc))
+        return FirmwareSize(
+            board.name,
+            flash_used,
+            ram_used,
+            flash_budget,
+            ram_budget,
+            sources.arena_bytes,
+            sources.macs,
+            sources.param_count,
+            exact="The linker said" not in str(exc),
+        )
     b, s = fw.build, fw.sources
-    return FirmwareSize(board.name, b.flash_used, b.ram_used, b.flash_budget, b.ram_budget, s.arena_bytes,
-                        s.macs, s.param_count)
+    return FirmwareSize(
+        board.name, b.flash_used, b.ram_used, b.flash_budget, b.ram_budget, s.arena_bytes, s.macs, s.param_count
+    )
 
 
 def settings_digest(settings: dict) -> str:

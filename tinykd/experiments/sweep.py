@@ -6,12 +6,13 @@ on a rerun that asks for it with the same settings; an interrupted point resumes
 per-epoch checkpoints. The summary (sweep.json, sweep.md, plots/) is rewritten from all
 points at the end of every run.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,9 +22,20 @@ from ..errors import TinykdError
 from ..fileio import write_json, write_text
 from ..pipeline import _firmware_sources_digest
 from .pareto import pareto_front
-from .points import (SINGLE_TEACHER_METHODS, Experiment, StudentSpec, float_errors, int8_test_errors,
-                     measure_firmware, open_experiment, quantize_to_int8, read_finished, remove_tree,
-                     settings_digest, train_student)
+from .points import (
+    SINGLE_TEACHER_METHODS,
+    Experiment,
+    StudentSpec,
+    float_errors,
+    int8_test_errors,
+    measure_firmware,
+    open_experiment,
+    quantize_to_int8,
+    read_finished,
+    remove_tree,
+    settings_digest,
+    train_student,
+)
 
 # Examples the soft-target plot chooses its one example from (the teacher's most uncertain
 # correct answer among them: where the small probabilities carry the most).
@@ -43,20 +55,30 @@ class SweepGrid:
         for arch in self.students:
             if baselines:
                 specs.append(StudentSpec(arch, None, 1.0, 0.0))
-            specs += [StudentSpec(arch, method, t, a)
-                      for method in self.methods for a in self.alphas for t in self.temperatures]
+            specs += [
+                StudentSpec(arch, method, t, a)
+                for method in self.methods
+                for a in self.alphas
+                for t in self.temperatures
+            ]
         return specs
 
     def to_dict(self) -> dict:
-        return {"temperatures": list(self.temperatures), "alphas": list(self.alphas),
-                "students": list(self.students), "methods": list(self.methods)}
+        return {
+            "temperatures": list(self.temperatures),
+            "alphas": list(self.alphas),
+            "students": list(self.students),
+            "methods": list(self.methods),
+        }
 
 
 def _items(option: str, text: str, example: str) -> list[str]:
     items = [s.strip() for s in str(text).split(",")]
     if not text or any(not s for s in items):
-        raise TinykdError(f"{option} {text!r} has an empty entry. Give a comma-separated list without "
-                          f"blanks, e.g. {option} {example}.")
+        raise TinykdError(
+            f"{option} {text!r} has an empty entry. Give a comma-separated list without "
+            f"blanks, e.g. {option} {example}."
+        )
     return list(dict.fromkeys(items))  # repeats would train the same point twice
 
 
@@ -66,8 +88,9 @@ def _numbers(option: str, text: str, example: str) -> list[float]:
         try:
             values.append(float(item))
         except ValueError:
-            raise TinykdError(f"{option}: {item!r} is not a number. Give a comma-separated list of "
-                              f"numbers, e.g. {option} {example}.") from None
+            raise TinykdError(
+                f"{option}: {item!r} is not a number. Give a comma-separated list of numbers, e.g. {option} {example}."
+            ) from None
     return values
 
 
@@ -78,14 +101,18 @@ def parse_grid(temperatures: str, alphas: str, students: str, methods: str) -> S
     ts = _numbers("--temperatures", temperatures, "1,2,4,8,20")
     bad = [t for t in ts if not t > 0]
     if bad:
-        raise TinykdError(f"--temperatures: every temperature must be > 0 (got {', '.join(f'{t:g}' for t in bad)}). "
-                          "Distillation divides the logits by T; Hinton et al. used 1-20, e.g. "
-                          "--temperatures 1,2,4,8,20.")
+        raise TinykdError(
+            f"--temperatures: every temperature must be > 0 (got {', '.join(f'{t:g}' for t in bad)}). "
+            "Distillation divides the logits by T; Hinton et al. used 1-20, e.g. "
+            "--temperatures 1,2,4,8,20."
+        )
     al = _numbers("--alphas", alphas, "0.5,0.9")
     bad = [a for a in al if not 0.0 <= a <= 1.0]
     if bad:
-        raise TinykdError(f"--alphas: alpha is the weight of the soft (teacher) loss and must be in [0, 1] "
-                          f"(got {', '.join(f'{a:g}' for a in bad)}). Try --alphas 0.5,0.9.")
+        raise TinykdError(
+            f"--alphas: alpha is the weight of the soft (teacher) loss and must be in [0, 1] "
+            f"(got {', '.join(f'{a:g}' for a in bad)}). Try --alphas 0.5,0.9."
+        )
     archs = _items("--students", students, "mlp-30-30,mlp-300-300")
     for arch in archs:
         try:
@@ -95,10 +122,12 @@ def parse_grid(temperatures: str, alphas: str, students: str, methods: str) -> S
     ms = _items("--methods", methods, "hinton,rkd")
     bad = [m for m in ms if m not in SINGLE_TEACHER_METHODS]
     if bad:
-        raise TinykdError(f"--methods: {', '.join(bad)} cannot be swept; a sweep distils each student from one "
-                          f"teacher at each (T, alpha), which {', '.join(SINGLE_TEACHER_METHODS)} do. Ensemble, "
-                          "specialists, online and self-distillation need extra teachers, peers or generations: "
-                          "compare them with `tinykd build --method NAME`.")
+        raise TinykdError(
+            f"--methods: {', '.join(bad)} cannot be swept; a sweep distils each student from one "
+            f"teacher at each (T, alpha), which {', '.join(SINGLE_TEACHER_METHODS)} do. Ensemble, "
+            "specialists, online and self-distillation need extra teachers, peers or generations: "
+            "compare them with `tinykd build --method NAME`."
+        )
     return SweepGrid(tuple(ts), tuple(al), tuple(archs), tuple(ms))
 
 
@@ -106,13 +135,20 @@ def parse_grid(temperatures: str, alphas: str, students: str, methods: str) -> S
 class SweepResult:
     out: Path
     points: list[dict]
-    trained: int                  # points run now
-    skipped: int                  # points finished by an earlier run with the same settings
+    trained: int  # points run now
+    skipped: int  # points finished by an earlier run with the same settings
     files: list[Path]
 
 
-def run_sweep(config: BuildConfig, out: str | Path, grid: SweepGrid, *, int8: bool = True, baselines: bool = True,
-              log: Callable[[str], None] = print) -> SweepResult:
+def run_sweep(
+    config: BuildConfig,
+    out: str | Path,
+    grid: SweepGrid,
+    *,
+    int8: bool = True,
+    baselines: bool = True,
+    log: Callable[[str], None] = print,
+) -> SweepResult:
     """Train every point of the grid not finished yet, then write sweep.json, sweep.md and plots/."""
     from ..boards import load_board
 
@@ -133,10 +169,19 @@ def _point_settings(experiment: Experiment, spec: StudentSpec, board) -> dict:
     sources, which are tracked apart: see _measure)."""
     c = experiment.config
     settings = {
-        "task": c.task, "seed": c.seed, "data": experiment.data_settings(), "teacher": experiment.teacher_id,
-        "student": {"arch": spec.arch, "epochs": c.student.epochs, "batch_size": c.student.batch_size,
-                    "learning_rate": c.student.learning_rate},
-        "method": spec.method, "temperature": spec.temperature, "alpha": spec.alpha,
+        "task": c.task,
+        "seed": c.seed,
+        "data": experiment.data_settings(),
+        "teacher": experiment.teacher_id,
+        "student": {
+            "arch": spec.arch,
+            "epochs": c.student.epochs,
+            "batch_size": c.student.batch_size,
+            "learning_rate": c.student.learning_rate,
+        },
+        "method": spec.method,
+        "temperature": spec.temperature,
+        "alpha": spec.alpha,
         "int8": None,
     }
     if board is not None and not spec.is_baseline:
@@ -162,8 +207,10 @@ def _run_point(experiment: Experiment, spec: StudentSpec, board) -> tuple[dict, 
             _measure(experiment, finished, board, out / "checkpoints" / f"{spec.key}-measure")
             remove_tree(out / "checkpoints" / f"{spec.key}-measure")
             write_json(path, finished)
-            experiment.log(f"  {spec.key}: finished earlier; the firmware sources changed, so its flash and RAM "
-                           f"were measured again ({finished['int8']['flash_used']:,} B flash)")
+            experiment.log(
+                f"  {spec.key}: finished earlier; the firmware sources changed, so its flash and RAM "
+                f"were measured again ({finished['int8']['flash_used']:,} B flash)"
+            )
         else:
             experiment.log(f"  {spec.key}: finished earlier, kept ({path})")
         return finished, False
@@ -177,24 +224,38 @@ def _run_point(experiment: Experiment, spec: StudentSpec, board) -> tuple[dict, 
     val = float_errors(student, d.x_val, d.y_val, d.num_classes)
     test = float_errors(student, d.x_test, d.y_test, d.num_classes)
     point = {
-        "key": spec.key, "settings": settings, "student": spec.arch,
-        "method": spec.method or "none", "temperature": spec.temperature, "alpha": spec.alpha,
-        "val_errors": val.errors, "val_total": val.total, "test_errors": test.errors, "test_total": test.total,
-        "history": trained.history, "int8": None,
+        "key": spec.key,
+        "settings": settings,
+        "student": spec.arch,
+        "method": spec.method or "none",
+        "temperature": spec.temperature,
+        "alpha": spec.alpha,
+        "val_errors": val.errors,
+        "val_total": val.total,
+        "test_errors": test.errors,
+        "test_total": test.total,
+        "history": trained.history,
+        "int8": None,
     }
     if settings["int8"] is not None:
         tflite = out / "models" / f"{spec.key}.tflite"
         qat = quantize_to_int8(experiment, student, spec, work / "qat", tflite)
         point["qat_history"] = qat.history
         int8 = int8_test_errors(experiment, tflite)
-        point["int8"] = {"test_errors": int8.errors, "test_total": int8.total, "accuracy": round(int8.accuracy, 6),
-                         "tflite": str(tflite.relative_to(out)), "tflite_bytes": tflite.stat().st_size}
+        point["int8"] = {
+            "test_errors": int8.errors,
+            "test_total": int8.total,
+            "accuracy": round(int8.accuracy, 6),
+            "tflite": str(tflite.relative_to(out)),
+            "tflite_bytes": tflite.stat().st_size,
+        }
         _measure(experiment, point, board, work)
     point["seconds"] = round(time.perf_counter() - started, 1)
     write_json(path, point)
     remove_tree(work)
-    int8_note = (f", int8 {point['int8']['test_errors']}, flash {point['int8']['flash_used']:,} B"
-                 if point["int8"] else "")
+    int8_note = (
+        f", int8 {point['int8']['test_errors']}, flash {point['int8']['flash_used']:,} B" if point["int8"] else ""
+    )
     experiment.log(f"  {spec.key}: {test.errors} test errors / {test.total}{int8_note}")
     return point, True
 
@@ -230,10 +291,19 @@ def _soft_target_plot(experiment: Experiment, grid: SweepGrid, path: Path) -> tu
     temperatures = sorted({1.0, *grid.temperatures})
     probabilities = {t: softmax(logits[index] / t) for t in temperatures}
     true_class = int(d.y_test[index])
-    plots.soft_targets(probabilities, d.class_names, true_class, d.x_test[index],
-                       f"Teacher's soft targets for test example {index} (class {d.class_names[true_class]})", path)
-    return path, {"test_index": index, "true_class": d.class_names[true_class],
-                  "probabilities": {f"{t:g}": [round(float(v), 6) for v in p] for t, p in probabilities.items()}}
+    plots.soft_targets(
+        probabilities,
+        d.class_names,
+        true_class,
+        d.x_test[index],
+        f"Teacher's soft targets for test example {index} (class {d.class_names[true_class]})",
+        path,
+    )
+    return path, {
+        "test_index": index,
+        "true_class": d.class_names[true_class],
+        "probabilities": {f"{t:g}": [round(float(v), 6) for v in p] for t, p in probabilities.items()},
+    }
 
 
 def _write_summary(experiment: Experiment, grid: SweepGrid, points: list[dict], board, int8: bool) -> list[Path]:
@@ -247,39 +317,81 @@ def _write_summary(experiment: Experiment, grid: SweepGrid, points: list[dict], 
     lines: dict[str, list[tuple[float, int]]] = {}
     for p in kd:
         lines.setdefault(_line_label(p, grid), []).append((p["temperature"], p["test_errors"]))
-    written = [plots.errors_vs_temperature(lines, baselines, total, "KD students (float): test errors vs temperature",
-                                           plot_dir / "errors_vs_temperature.png")]
+    written = [
+        plots.errors_vs_temperature(
+            lines,
+            baselines,
+            total,
+            "KD students (float): test errors vs temperature",
+            plot_dir / "errors_vs_temperature.png",
+        )
+    ]
     quantized = [p for p in kd if p["int8"]]
     front_keys: list[str] = []
     if quantized:
         int8_lines: dict[str, list[tuple[float, int]]] = {}
         for p in quantized:
             int8_lines.setdefault(_line_label(p, grid), []).append((p["temperature"], p["int8"]["test_errors"]))
-        written.append(plots.errors_vs_temperature(
-            int8_lines, {}, total, "int8 students (TFLite Micro): test errors vs temperature",
-            plot_dir / "int8_errors_vs_temperature.png"))
-        scatter = [{"label": f"{p['student']} T={p['temperature']:g}", "flash": p["int8"]["flash_used"],
-                    "ram": p["int8"]["ram_used"], "accuracy": p["int8"]["accuracy"]} for p in quantized]
+        written.append(
+            plots.errors_vs_temperature(
+                int8_lines,
+                {},
+                total,
+                "int8 students (TFLite Micro): test errors vs temperature",
+                plot_dir / "int8_errors_vs_temperature.png",
+            )
+        )
+        scatter = [
+            {
+                "label": f"{p['student']} T={p['temperature']:g}",
+                "flash": p["int8"]["flash_used"],
+                "ram": p["int8"]["ram_used"],
+                "accuracy": p["int8"]["accuracy"],
+            }
+            for p in quantized
+        ]
         front = pareto_front([s["flash"] for s in scatter], [s["accuracy"] for s in scatter])
         front_keys = [quantized[i]["key"] for i in front]
         first = quantized[0]["int8"]
-        written.append(plots.accuracy_vs_size(
-            scatter, front, first["flash_budget"], first["ram_budget"],
-            f"int8 students on {board.name}: accuracy vs memory", plot_dir / "accuracy_vs_flash.png"))
+        written.append(
+            plots.accuracy_vs_size(
+                scatter,
+                front,
+                first["flash_budget"],
+                first["ram_budget"],
+                f"int8 students on {board.name}: accuracy vs memory",
+                plot_dir / "accuracy_vs_flash.png",
+            )
+        )
     soft_path, soft = _soft_target_plot(experiment, grid, plot_dir / "soft_targets.png")
     written.append(soft_path)
     teacher = float_errors(experiment.load_teacher(), d.x_test, d.y_test, d.num_classes)
 
     summary = {
-        "tinykd_sweep": 1, "task": c.task, "board": board.name if int8 else None, "seed": c.seed,
-        "teacher": {"path": str(experiment.teacher_path), "fingerprint": experiment.teacher_id,
-                    "arch": None if c.teacher.model else c.teacher.arch, "loaded_from": c.teacher.model or None,
-                    "test_errors": teacher.errors},
-        "grid": grid.to_dict(), "int8": int8, "student_epochs": c.student.epochs, "qat_epochs": c.qat.epochs,
-        "dataset": d.summary(), "test_examples": total, "val_examples": len(d.y_val),
-        "points": [{k: v for k, v in p.items() if k not in ("history", "qat_history", "settings", "firmware_sources")}
-                   for p in points],
-        "pareto_front_flash": front_keys, "soft_targets": soft,
+        "tinykd_sweep": 1,
+        "task": c.task,
+        "board": board.name if int8 else None,
+        "seed": c.seed,
+        "teacher": {
+            "path": str(experiment.teacher_path),
+            "fingerprint": experiment.teacher_id,
+            "arch": None if c.teacher.model else c.teacher.arch,
+            "loaded_from": c.teacher.model or None,
+            "test_errors": teacher.errors,
+        },
+        "grid": grid.to_dict(),
+        "int8": int8,
+        "student_epochs": c.student.epochs,
+        "qat_epochs": c.qat.epochs,
+        "dataset": d.summary(),
+        "test_examples": total,
+        "val_examples": len(d.y_val),
+        "points": [
+            {k: v for k, v in p.items() if k not in ("history", "qat_history", "settings", "firmware_sources")}
+            for p in points
+        ],
+        "pareto_front_flash": front_keys,
+        "soft_targets": soft,
         "plots": [str(p.relative_to(out)) for p in written],
     }
     written.append(write_json(out / "sweep.json", summary))
@@ -297,8 +409,11 @@ def _markdown(summary: dict, points: list[dict], baselines: dict[str, int]) -> s
         f"Students: {', '.join(g['students'])}; methods {', '.join(g['methods'])}; "
         f"T in {{{', '.join(f'{x:g}' for x in g['temperatures'])}}}; "
         f"alpha in {{{', '.join(f'{a:g}' for a in g['alphas'])}}}; student epochs: {summary['student_epochs']}"
-        + (f", QAT epochs: {summary['qat_epochs']}, int8 errors in TFLite Micro (no-KD baselines: float only)"
-           if summary["int8"] else "")
+        + (
+            f", QAT epochs: {summary['qat_epochs']}, int8 errors in TFLite Micro (no-KD baselines: float only)"
+            if summary["int8"]
+            else ""
+        )
         + ". Every student of one architecture starts from the same weights and sees the same batches, "
         "so the rows differ only in what is swept.",
         "",
@@ -311,7 +426,7 @@ def _markdown(summary: dict, points: list[dict], baselines: dict[str, int]) -> s
         q, kd = p["int8"], p["method"] != "none"
         baseline = baselines.get(p["student"])
         gain = f"{p['test_errors'] - baseline:+d}" if kd and baseline is not None else ""
-        setting = (f"{p['method']} | {p['temperature']:g} | {p['alpha']:g}" if kd else "none (labels only) | - | -")
+        setting = f"{p['method']} | {p['temperature']:g} | {p['alpha']:g}" if kd else "none (labels only) | - | -"
         if q:
             star = " ★" if p["key"] in front else ""
             fits = "yes" if q["fits"] else f"no: over {q['over_budget']}"
@@ -319,14 +434,21 @@ def _markdown(summary: dict, points: list[dict], baselines: dict[str, int]) -> s
         else:
             int8 = "- | - | - | -"
         lines.append(f"| {p['student']} | {setting} | {p['val_errors']} | {p['test_errors']} | {gain} | {int8} |")
-    lines += ["", "★: on the Pareto front of int8 accuracy vs flash (no other point is both smaller and better).",
-              "", "## Plots", ""]
+    lines += [
+        "",
+        "★: on the Pareto front of int8 accuracy vs flash (no other point is both smaller and better).",
+        "",
+        "## Plots",
+        "",
+    ]
     titles = {
         "errors_vs_temperature.png": "Test errors vs temperature (float students; dashed: no-KD baselines)",
         "int8_errors_vs_temperature.png": "Test errors vs temperature (int8 students in TFLite Micro)",
         "accuracy_vs_flash.png": "int8 accuracy vs flash and RAM, with the Pareto front and the board's budgets",
-        "soft_targets.png": (f"The teacher's soft targets for test example {summary['soft_targets']['test_index']} "
-                             "at several temperatures"),
+        "soft_targets.png": (
+            f"The teacher's soft targets for test example {summary['soft_targets']['test_index']} "
+            "at several temperatures"
+        ),
     }
     for rel in summary["plots"]:
         title = titles.get(Path(rel).name, Path(rel).name)

@@ -1,4 +1,5 @@
 """Full-integer conversion: int8 weights, activations, input and output."""
+
 from __future__ import annotations
 
 import os
@@ -7,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tinykd  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
+
+import tinykd  # noqa: F401
 
 from ..errors import TinykdError
 from ..fileio import write_bytes
@@ -30,8 +32,10 @@ class IoQuantization:
 
 def int8_range(scale: float, zero_point: int) -> tuple[float, float]:
     """The real values int8 codes -128 and 127 stand for under (scale, zero point)."""
-    return (float(np.float32(scale) * np.float32(-128 - zero_point)),
-            float(np.float32(scale) * np.float32(127 - zero_point)))
+    return (
+        float(np.float32(scale) * np.float32(-128 - zero_point)),
+        float(np.float32(scale) * np.float32(127 - zero_point)),
+    )
 
 
 def _fix_input_range(model: keras.Model, lo: float, hi: float) -> int:
@@ -55,8 +59,13 @@ def _fix_input_range(model: keras.Model, lo: float, hi: float) -> int:
     return fixed
 
 
-def convert_int8(model: keras.Model, representative: np.ndarray, out_path: str | Path,
-                 samples: int = 500, input_quantization: tuple[float, int] | None = None) -> Path:
+def convert_int8(
+    model: keras.Model,
+    representative: np.ndarray,
+    out_path: str | Path,
+    samples: int = 500,
+    input_quantization: tuple[float, int] | None = None,
+) -> Path:
     """Convert to a .tflite with only TFLITE_BUILTINS_INT8 ops and int8 input/output.
 
     `representative` is training data; the first `samples` rows calibrate activation ranges
@@ -78,8 +87,9 @@ def convert_int8(model: keras.Model, representative: np.ndarray, out_path: str |
                 "Choose a zero point within -128..127 and a positive scale."
             )
         _fix_input_range(model, lo, hi)
-        extremes = np.stack([np.full(calibration.shape[1:], lo, np.float32),
-                             np.full(calibration.shape[1:], hi, np.float32)])
+        extremes = np.stack(
+            [np.full(calibration.shape[1:], lo, np.float32), np.full(calibration.shape[1:], hi, np.float32)]
+        )
         calibration = np.concatenate([extremes, calibration])
 
     def dataset():

@@ -1,4 +1,5 @@
 """From an int8 .tflite to a compiled firmware that fits the board: codegen, project, compile."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,9 +29,13 @@ class Firmware:
             "weight_bytes": s.weight_bytes,
             "arena_bytes": s.arena_bytes,
             "activations_total_bytes": s.activations_total_bytes,
-            "text": b.text, "data": b.data, "bss": b.bss,
-            "flash_used": b.flash_used, "flash_budget": b.flash_budget,
-            "ram_used": b.ram_used, "ram_budget": b.ram_budget,
+            "text": b.text,
+            "data": b.data,
+            "bss": b.bss,
+            "flash_used": b.flash_used,
+            "flash_budget": b.flash_budget,
+            "ram_used": b.ram_used,
+            "ram_budget": b.ram_budget,
             "build_method": b.method,
             "elf": str(b.elf) if b.elf else None,
             "notes": list(s.notes) + list(b.notes),

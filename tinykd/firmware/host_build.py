@@ -1,6 +1,7 @@
 """Compile C (the runtime plus generated model.c) with the host compiler into a shared
 library for ctypes. Builds are cached in a directory keyed by a hash of the compiler, the
 flags and every source and header, so repeated tests do not recompile."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from tinykd.errors import TinykdError
 from tinykd.resources import firmware_dir
@@ -37,13 +38,17 @@ def find_compiler() -> str:
     for cand in (os.environ.get("CC"), "cc", "gcc", "clang"):
         if cand and shutil.which(cand):
             return shutil.which(cand)
-    raise TinykdError("No host C compiler found (tried $CC, cc, gcc, clang). Install one, e.g. "
-                      "`sudo apt-get install build-essential`, or set $CC.")
+    raise TinykdError(
+        "No host C compiler found (tried $CC, cc, gcc, clang). Install one, e.g. "
+        "`sudo apt-get install build-essential`, or set $CC."
+    )
 
 
-def build_shared_library(sources: Sequence[str | os.PathLike],
-                         include_dirs: Iterable[str | os.PathLike] = (),
-                         extra_flags: Sequence[str] = ()) -> Path:
+def build_shared_library(
+    sources: Sequence[str | os.PathLike],
+    include_dirs: Iterable[str | os.PathLike] = (),
+    extra_flags: Sequence[str] = (),
+) -> Path:
     """Compile `sources` (+ the runtime's include dir) into a .so; return its cached path."""
     cc = find_compiler()
     incs = [runtime_dir()] + [Path(d) for d in include_dirs]
@@ -65,10 +70,12 @@ def build_shared_library(sources: Sequence[str | os.PathLike],
     try:
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            raise TinykdError(f"The host C compiler failed to build the model for testing "
-                              f"(exit {r.returncode}):\n{r.stderr[-3000:]}\nCommand: "
-                              f"{' '.join(cmd[:8])} ...  Fix the error above (a generated-code "
-                              "bug is worth reporting).")
+            raise TinykdError(
+                f"The host C compiler failed to build the model for testing "
+                f"(exit {r.returncode}):\n{r.stderr[-3000:]}\nCommand: "
+                f"{' '.join(cmd[:8])} ...  Fix the error above (a generated-code "
+                "bug is worth reporting)."
+            )
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

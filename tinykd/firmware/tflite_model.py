@@ -4,6 +4,7 @@ Only the first subgraph is read (microcontroller models have one). Buffer conten
 copied out as bytes, so the result does not keep the file alive. Anything that is not a
 readable TFLite model raises TinykdError.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +17,18 @@ import numpy as np
 from tinykd.errors import TinykdError
 
 _DTYPES = {  # TensorType name -> numpy dtype (None: no numpy equivalent we use)
-    "FLOAT32": np.float32, "FLOAT16": np.float16, "FLOAT64": np.float64, "INT32": np.int32,
-    "UINT8": np.uint8, "INT64": np.int64, "BOOL": np.bool_, "INT16": np.int16,
-    "INT8": np.int8, "UINT32": np.uint32, "UINT16": np.uint16, "UINT64": np.uint64,
+    "FLOAT32": np.float32,
+    "FLOAT16": np.float16,
+    "FLOAT64": np.float64,
+    "INT32": np.int32,
+    "UINT8": np.uint8,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+    "INT16": np.int16,
+    "INT8": np.int8,
+    "UINT32": np.uint32,
+    "UINT16": np.uint16,
+    "UINT64": np.uint64,
 }
 
 
@@ -31,11 +41,11 @@ class Tensor:
     index: int
     name: str
     shape: tuple[int, ...]
-    type: str                                   # TensorType name: "INT8", "INT32", "FLOAT32", ...
-    scale: tuple[float, ...] = ()               # empty when not quantised
+    type: str  # TensorType name: "INT8", "INT32", "FLOAT32", ...
+    scale: tuple[float, ...] = ()  # empty when not quantised
     zero_point: tuple[int, ...] = ()
     quantized_dimension: int = 0
-    data: bytes | None = None                   # constant contents, None for activations
+    data: bytes | None = None  # constant contents, None for activations
     is_variable: bool = False
 
     @property
@@ -50,9 +60,11 @@ class Tensor:
     def itemsize(self) -> int:
         dt = _DTYPES.get(self.type)
         if dt is None:
-            raise TinykdError(f"Tensor {self.name!r} has type {self.type}, which tinykd cannot "
-                              "handle. Convert the model to full int8 (int8 activations and "
-                              "weights, int32 biases).")
+            raise TinykdError(
+                f"Tensor {self.name!r} has type {self.type}, which tinykd cannot "
+                "handle. Convert the model to full int8 (int8 activations and "
+                "weights, int32 biases)."
+            )
         return np.dtype(dt).itemsize
 
     @property
@@ -68,15 +80,16 @@ class Tensor:
             raise TinykdError(
                 f"Constant tensor {self.name!r} holds {len(self.data)} bytes but its shape "
                 f"{list(self.shape)} and type {self.type} need {self.nbytes}: the .tflite file "
-                "is damaged. Convert the model again.")
+                "is damaged. Convert the model again."
+            )
         return np.frombuffer(self.data, dtype=dt).reshape(self.shape).astype(dt.newbyteorder("="))
 
 
 @dataclass
 class Operator:
     index: int
-    opcode: str                      # builtin name, e.g. "FULLY_CONNECTED", or "CUSTOM:<name>"
-    inputs: tuple[int, ...]          # tensor indices, -1 for an omitted optional input
+    opcode: str  # builtin name, e.g. "FULLY_CONNECTED", or "CUSTOM:<name>"
+    inputs: tuple[int, ...]  # tensor indices, -1 for an omitted optional input
     outputs: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
     version: int = 1
@@ -98,7 +111,8 @@ def _bad_file(path: Path, why: str) -> TinykdError:
     return TinykdError(
         f"{path} is not a readable TensorFlow Lite model ({why}). Check that the file is a "
         "complete .tflite flatbuffer (e.g. from `tinykd convert` or tf.lite.TFLiteConverter) and "
-        "was not truncated or altered while copying.")
+        "was not truncated or altered while copying."
+    )
 
 
 def _read_options(op, opt_type_names: dict[int, str]) -> dict[str, Any]:
@@ -116,8 +130,11 @@ def _read_options(op, opt_type_names: dict[int, str]) -> dict[str, Any]:
     obj.Init(table.Bytes, table.Pos)
     out: dict[str, Any] = {}
     skip_suffix = ("AsNumpy", "IsNone", "Length", "BufferHasIdentifier")
-    methods = [m for m in dir(obj) if m[:1].isupper() and not m.startswith(("GetRootAs", "Init"))
-               and not m.endswith(skip_suffix)]
+    methods = [
+        m
+        for m in dir(obj)
+        if m[:1].isupper() and not m.startswith(("GetRootAs", "Init")) and not m.endswith(skip_suffix)
+    ]
     for m in methods:
         if hasattr(obj, m + "AsNumpy"):
             v = getattr(obj, m + "AsNumpy")()
@@ -125,7 +142,7 @@ def _read_options(op, opt_type_names: dict[int, str]) -> dict[str, Any]:
             continue
         try:
             v = getattr(obj, m)()
-        except TypeError:       # getters of vectors of tables need an index: not used by us
+        except TypeError:  # getters of vectors of tables need an index: not used by us
             continue
         out[m] = v
     return out
@@ -137,8 +154,10 @@ def read_tflite(path: str | Path) -> TfliteModel:
     try:
         buf = path.read_bytes()
     except OSError as e:
-        raise TinykdError(f"Cannot read the model file {path}: {e.strerror or e}. Check the "
-                          "path (a .tflite file from `tinykd convert`).") from e
+        raise TinykdError(
+            f"Cannot read the model file {path}: {e.strerror or e}. Check the "
+            "path (a .tflite file from `tinykd convert`)."
+        ) from e
     if len(buf) < 16 or buf[4:8] != b"TFL3":
         raise _bad_file(path, "no TFL3 flatbuffer identifier at byte 4")
     try:
@@ -163,11 +182,11 @@ def _parse(path: Path, buf: bytes) -> TfliteModel:
     buffers: list[bytes | None] = []
     for i in range(model.BuffersLength()):
         b = model.Buffers(i)
-        if b.Offset() > 1:          # large models keep data after the flatbuffer
+        if b.Offset() > 1:  # large models keep data after the flatbuffer
             start, size = int(b.Offset()), int(b.Size())
             if start + size > len(buf):
                 raise _bad_file(path, f"buffer {i} points past the end of the file")
-            buffers.append(buf[start:start + size])
+            buffers.append(buf[start : start + size])
         elif b.DataLength() > 0:
             buffers.append(b.DataAsNumpy().tobytes())
         else:
@@ -182,16 +201,25 @@ def _parse(path: Path, buf: bytes) -> TfliteModel:
         zp: tuple[int, ...] = ()
         qdim = 0
         if q is not None and q.ScaleLength() > 0:
-            scale = tuple(float(s) for s in q.ScaleAsNumpy())     # float32 values, exactly
+            scale = tuple(float(s) for s in q.ScaleAsNumpy())  # float32 values, exactly
             zp = tuple(int(z) for z in q.ZeroPointAsNumpy()) if q.ZeroPointLength() else (0,) * len(scale)
             qdim = int(q.QuantizedDimension())
         bidx = int(t.Buffer())
         data = buffers[bidx] if 0 <= bidx < len(buffers) else None
         name = t.Name()
-        tensors.append(Tensor(
-            index=i, name=name.decode("utf-8", "replace") if name else f"tensor_{i}",
-            shape=shape, type=type_names.get(t.Type(), f"TYPE_{t.Type()}"), scale=scale,
-            zero_point=zp, quantized_dimension=qdim, data=data, is_variable=bool(t.IsVariable())))
+        tensors.append(
+            Tensor(
+                index=i,
+                name=name.decode("utf-8", "replace") if name else f"tensor_{i}",
+                shape=shape,
+                type=type_names.get(t.Type(), f"TYPE_{t.Type()}"),
+                scale=scale,
+                zero_point=zp,
+                quantized_dimension=qdim,
+                data=data,
+                is_variable=bool(t.IsVariable()),
+            )
+        )
 
     codes = []
     for i in range(model.OperatorCodesLength()):
@@ -207,11 +235,16 @@ def _parse(path: Path, buf: bytes) -> TfliteModel:
     for i in range(sg.OperatorsLength()):
         o = sg.Operators(i)
         name, version = codes[o.OpcodeIndex()]
-        ops.append(Operator(
-            index=i, opcode=name,
-            inputs=tuple(int(x) for x in o.InputsAsNumpy()) if o.InputsLength() else (),
-            outputs=tuple(int(x) for x in o.OutputsAsNumpy()) if o.OutputsLength() else (),
-            options=_read_options(o, opt_type_names), version=version))
+        ops.append(
+            Operator(
+                index=i,
+                opcode=name,
+                inputs=tuple(int(x) for x in o.InputsAsNumpy()) if o.InputsLength() else (),
+                outputs=tuple(int(x) for x in o.OutputsAsNumpy()) if o.OutputsLength() else (),
+                options=_read_options(o, opt_type_names),
+                version=version,
+            )
+        )
     n = len(tensors)
     for o in ops:
         for t in o.inputs + o.outputs:
@@ -219,8 +252,12 @@ def _parse(path: Path, buf: bytes) -> TfliteModel:
                 raise _bad_file(path, f"operator {o.index} names tensor {t} of {n}")
     desc = model.Description()
     return TfliteModel(
-        path=path, sha256=hashlib.sha256(buf).hexdigest(), tensors=tensors, operators=ops,
+        path=path,
+        sha256=hashlib.sha256(buf).hexdigest(),
+        tensors=tensors,
+        operators=ops,
         inputs=tuple(int(x) for x in sg.InputsAsNumpy()) if sg.InputsLength() else (),
         outputs=tuple(int(x) for x in sg.OutputsAsNumpy()) if sg.OutputsLength() else (),
         num_subgraphs=int(model.SubgraphsLength()),
-        description=desc.decode("utf-8", "replace") if desc else "")
+        description=desc.decode("utf-8", "replace") if desc else "",
+    )

@@ -4,14 +4,16 @@ Every model outputs logits (no softmax) and uses only layers that become ops our
 runtime runs: FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, pooling, ADD, RESHAPE.
 Dropout and jitter exist only at training time and vanish in the int8 model.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+
+import tf_keras as keras
 
 import tinykd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-import tf_keras as keras
 
 from ..errors import TinykdError
 
@@ -69,8 +71,7 @@ def cnn(filters: tuple[int, int] = (16, 32), dense: int = 256, dropout: float = 
 BN_MOMENTUM = 0.9
 
 
-def ds_cnn(channels: int, blocks: int, first_stride: tuple[int, int] = (2, 2),
-           dropout: float = 0.2) -> Callable:
+def ds_cnn(channels: int, blocks: int, first_stride: tuple[int, int] = (2, 2), dropout: float = 0.2) -> Callable:
     """Hello Edge's depthwise-separable CNN for keyword spotting (Zhang et al. 2017).
 
     A 10x4 convolution (stride `first_stride`), then `blocks` depthwise-separable blocks
@@ -89,8 +90,9 @@ def ds_cnn(channels: int, blocks: int, first_stride: tuple[int, int] = (2, 2),
                 "task, or a task with spectrogram inputs (--task kws)."
             )
         inputs = keras.Input(shape=input_shape, name="input")
-        x = keras.layers.Conv2D(channels, (10, 4), strides=first_stride, padding="same",
-                                use_bias=False, name="conv1")(inputs)
+        x = keras.layers.Conv2D(channels, (10, 4), strides=first_stride, padding="same", use_bias=False, name="conv1")(
+            inputs
+        )
         x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="conv1_bn")(x)
         x = keras.layers.ReLU(name="conv1_relu")(x)
         for i in range(1, blocks + 1):
@@ -113,23 +115,30 @@ def ds_cnn(channels: int, blocks: int, first_stride: tuple[int, int] = (2, 2),
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in [
-        Architecture("hinton-1200", "Hinton's teacher: 784-1200-1200-10, dropout 0.5 (input 0.2)",
-                     mlp((1200, 1200), dropout=0.5, input_dropout=0.2)),
-        Architecture("cnn", "CNN teacher: 2x(conv5x5-maxpool) 16/32 filters, dense 256, dropout 0.4",
-                     cnn((16, 32), 256)),
-        Architecture("cnn-small", "small CNN: 2x(conv5x5-maxpool) 4/8 filters, dense 32",
-                     cnn((4, 8), 32, dropout=0.2)),
+        Architecture(
+            "hinton-1200",
+            "Hinton's teacher: 784-1200-1200-10, dropout 0.5 (input 0.2)",
+            mlp((1200, 1200), dropout=0.5, input_dropout=0.2),
+        ),
+        Architecture(
+            "cnn", "CNN teacher: 2x(conv5x5-maxpool) 16/32 filters, dense 256, dropout 0.4", cnn((16, 32), 256)
+        ),
+        Architecture("cnn-small", "small CNN: 2x(conv5x5-maxpool) 4/8 filters, dense 32", cnn((4, 8), 32, dropout=0.2)),
         Architecture("mlp-800-800", "Hinton's student 784-800-800-10, no regularisation", mlp((800, 800))),
         Architecture("mlp-300-300", "student 784-300-300-10 (default)", mlp((300, 300))),
         Architecture("mlp-30-30", "student 784-30-30-10", mlp((30, 30))),
-        Architecture("ds-cnn-l", "KWS teacher, Hello Edge DS-CNN L: conv 10x4/(2,1) + 5 DS blocks, 276 ch",
-                     ds_cnn(276, 5, first_stride=(2, 1), dropout=0.4)),
-        Architecture("ds-cnn-m", "KWS DS-CNN M (Hello Edge): conv 10x4/2 + 4 DS blocks, 172 ch",
-                     ds_cnn(172, 4, dropout=0.3)),
-        Architecture("ds-cnn-s", "KWS student, Hello Edge DS-CNN S: conv 10x4/2 + 4 DS blocks, 64 ch",
-                     ds_cnn(64, 4)),
-        Architecture("ds-cnn-xs", "KWS student for <= 64 KB RAM: conv 10x4/2 + 3 DS blocks, 32 ch",
-                     ds_cnn(32, 3, dropout=0.1)),
+        Architecture(
+            "ds-cnn-l",
+            "KWS teacher, Hello Edge DS-CNN L: conv 10x4/(2,1) + 5 DS blocks, 276 ch",
+            ds_cnn(276, 5, first_stride=(2, 1), dropout=0.4),
+        ),
+        Architecture(
+            "ds-cnn-m", "KWS DS-CNN M (Hello Edge): conv 10x4/2 + 4 DS blocks, 172 ch", ds_cnn(172, 4, dropout=0.3)
+        ),
+        Architecture("ds-cnn-s", "KWS student, Hello Edge DS-CNN S: conv 10x4/2 + 4 DS blocks, 64 ch", ds_cnn(64, 4)),
+        Architecture(
+            "ds-cnn-xs", "KWS student for <= 64 KB RAM: conv 10x4/2 + 3 DS blocks, 32 ch", ds_cnn(32, 3, dropout=0.1)
+        ),
     ]
 }
 

@@ -1,5 +1,6 @@
 """Random-weight models described by a compact layer spec: the test and benchmark zoo for the
 firmware runtime (every kernel, shape and activation the runtime must match TFLite Micro on)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,9 @@ def build_from_spec(spec: tuple, seed: int):
         elif kind == "conv":
             x = keras.layers.Conv2D(ls[1], ls[2], strides=ls[3], padding=ls[4], activation=ls[5])(x)
         elif kind == "dw":
-            x = keras.layers.DepthwiseConv2D(ls[1], strides=ls[2], padding=ls[3],
-                                             depth_multiplier=ls[4], activation=ls[5])(x)
+            x = keras.layers.DepthwiseConv2D(
+                ls[1], strides=ls[2], padding=ls[3], depth_multiplier=ls[4], activation=ls[5]
+            )(x)
         elif kind == "maxpool":
             x = keras.layers.MaxPooling2D(ls[1], strides=ls[2], padding=ls[3])(x)
         elif kind == "avgpool":

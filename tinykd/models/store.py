@@ -1,4 +1,5 @@
 """Saving and loading Keras models atomically (the .keras format insists on its suffix)."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ def save_model(model, path: str | Path) -> Path:
 
 
 def load_model(path: str | Path):
-    import tinykd  # noqa: F401
     import tf_keras as keras
+
+    import tinykd  # noqa: F401
 
     from ..quantize import quantize_scope
 

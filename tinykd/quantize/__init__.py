@@ -1,11 +1,13 @@
 """Quantisation-aware training: fake-quantise the student, then keep distilling."""
+
 from __future__ import annotations
 
 import contextlib
 
-import tinykd  # noqa: F401
-import tf_keras as keras
 import tensorflow_model_optimization as tfmot
+import tf_keras as keras
+
+import tinykd  # noqa: F401
 
 
 def quantize_student(student: keras.Model) -> keras.Model:

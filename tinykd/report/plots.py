@@ -1,4 +1,5 @@
 """Plots of the report. Deterministic PNGs: no timestamps or version strings in the metadata."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,14 +53,27 @@ def confusion_matrix(confusion: list[list[int]], class_names: list[str], title: 
     for i in range(len(m)):
         for j in range(len(m)):
             if m[i, j]:
-                ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if m[i, j] > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if m[i, j] > threshold else "black",
+                )
     fig.colorbar(image, ax=ax, shrink=0.8, label="count + 1")
     return _save(fig, path)
 
 
-def feature_images(features: np.ndarray, titles: list[str], wrong: list[bool], path: Path,
-                   xlabel: str = "frame (20 ms)", ylabel: str = "MFCC coefficient") -> Path:
+def feature_images(
+    features: np.ndarray,
+    titles: list[str],
+    wrong: list[bool],
+    path: Path,
+    xlabel: str = "frame (20 ms)",
+    ylabel: str = "MFCC coefficient",
+) -> Path:
     """Input feature maps (e.g. 49 x 10 MFCC) side by side; wrongly classified ones framed in red."""
     n = len(features)
     cols = min(n, 4)
@@ -93,8 +107,9 @@ def error_bars(errors: dict[str, int], total: int, references: dict[str, int], p
     return _save(fig, path)
 
 
-def errors_vs_temperature(lines: dict[str, list[tuple[float, int]]], baselines: dict[str, int], total: int,
-                          title: str, path: Path) -> Path:
+def errors_vs_temperature(
+    lines: dict[str, list[tuple[float, int]]], baselines: dict[str, int], total: int, title: str, path: Path
+) -> Path:
     """Test errors against the distillation temperature, one line per student (and setting);
     each student's no-KD baseline, where given, as a dashed line in the same colour."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -106,8 +121,15 @@ def errors_vs_temperature(lines: dict[str, list[tuple[float, int]]], baselines: 
         student = label.split(" ")[0]
         if student in baselines:
             ax.axhline(baselines[student], ls="--", lw=1, color=colour)
-            ax.text(max(ts), baselines[student], f" {student} no KD: {baselines[student]}", va="bottom",
-                    ha="right", fontsize=8, color=colour)
+            ax.text(
+                max(ts),
+                baselines[student],
+                f" {student} no KD: {baselines[student]}",
+                va="bottom",
+                ha="right",
+                fontsize=8,
+                color=colour,
+            )
     temperatures = sorted({t for points in lines.values() for t, _ in points})
     ax.set_xscale("log")
     ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
@@ -118,8 +140,16 @@ def errors_vs_temperature(lines: dict[str, list[tuple[float, int]]], baselines: 
     return _save(fig, path)
 
 
-def accuracy_vs_size(points: list[dict], front: list[int], flash_budget: int, ram_budget: int, title: str,
-                     path: Path, chosen: int | None = None, rejected: list[dict] | None = None) -> Path:
+def accuracy_vs_size(
+    points: list[dict],
+    front: list[int],
+    flash_budget: int,
+    ram_budget: int,
+    title: str,
+    path: Path,
+    chosen: int | None = None,
+    rejected: list[dict] | None = None,
+) -> Path:
     """Accuracy against flash (with the Pareto front) and against RAM, budgets as vertical lines.
 
     `points`: dicts with label, flash, ram, accuracy (0..1); `front`: indices into points on
@@ -138,25 +168,57 @@ def accuracy_vs_size(points: list[dict], front: list[int], flash_budget: int, ra
         for i in sorted(range(len(points)), key=lambda i: -accuracy[i]) if key == "flash" else []:
             row = stacked[sizes[i]] = stacked.get(sizes[i], -1) + 1
             top = max(accuracy[j] for j in range(len(points)) if sizes[j] == sizes[i])
-            ax.annotate(points[i]["label"], (sizes[i], top), textcoords="offset points", xytext=(6, 2 - 9 * row),
-                        fontsize=7, va="top")
+            ax.annotate(
+                points[i]["label"],
+                (sizes[i], top),
+                textcoords="offset points",
+                xytext=(6, 2 - 9 * row),
+                fontsize=7,
+                va="top",
+            )
         if key == "flash" and front:
-            ax.step(sizes[front], accuracy[front], where="post", color="#dd8452", lw=1.5, zorder=2,
-                    marker="D", ms=5, label="Pareto front")
+            ax.step(
+                sizes[front],
+                accuracy[front],
+                where="post",
+                color="#dd8452",
+                lw=1.5,
+                zorder=2,
+                marker="D",
+                ms=5,
+                label="Pareto front",
+            )
         if chosen is not None:
-            ax.scatter([sizes[chosen]], [accuracy[chosen]], s=160, facecolors="none", edgecolors="#c44e52",
-                       lw=2, zorder=4, label=f"chosen: {points[chosen]['label']}")
+            ax.scatter(
+                [sizes[chosen]],
+                [accuracy[chosen]],
+                s=160,
+                facecolors="none",
+                edgecolors="#c44e52",
+                lw=2,
+                zorder=4,
+                label=f"chosen: {points[chosen]['label']}",
+            )
         for r in rejected or []:
             ax.axvline(r[key], ymax=0.06, color="grey", lw=2)
             if key != "flash":
                 continue
-            ax.annotate(r["label"], (r[key], 0), xycoords=("data", "axes fraction"),
-                        xytext=(2, 12), textcoords="offset points", fontsize=7, color="dimgray", rotation=90)
+            ax.annotate(
+                r["label"],
+                (r[key], 0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, 12),
+                textcoords="offset points",
+                fontsize=7,
+                color="dimgray",
+                rotation=90,
+            )
         ax.axvline(budget, ls="--", color="#c44e52", lw=1.2, label=f"budget {budget:,} B")
         ax.set_xscale("log")
         # Decimal kB/MB on the log scale's powers of ten; minor labels (2x10^4 ...) would crowd the axis.
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
-            lambda v, _: f"{v / 1e6:g} MB" if v >= 1e6 else f"{v / 1e3:g} kB"))
+        ax.xaxis.set_major_formatter(
+            matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1e6:g} MB" if v >= 1e6 else f"{v / 1e3:g} kB")
+        )
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(xlabel=f"{'flash' if key == 'flash' else 'RAM'} used (log scale)")
         ax.grid(alpha=0.3, which="both")
@@ -166,13 +228,23 @@ def accuracy_vs_size(points: list[dict], front: list[int], flash_budget: int, ra
     return _save(fig, path)
 
 
-def soft_targets(probabilities: dict[float, np.ndarray], class_names: list[str], true_class: int,
-                 image: np.ndarray | None, title: str, path: Path) -> Path:
+def soft_targets(
+    probabilities: dict[float, np.ndarray],
+    class_names: list[str],
+    true_class: int,
+    image: np.ndarray | None,
+    title: str,
+    path: Path,
+) -> Path:
     """The teacher's softmax(logits / T) for one example at several temperatures, log scale:
     the higher T, the more of the 'dark knowledge' in the small probabilities shows."""
     has_image = image is not None and image.ndim >= 2
-    fig, axes = plt.subplots(1, 2 if has_image else 1, figsize=(11 if has_image else 9, 4),
-                             gridspec_kw={"width_ratios": [1, 4]} if has_image else None)
+    fig, axes = plt.subplots(
+        1,
+        2 if has_image else 1,
+        figsize=(11 if has_image else 9, 4),
+        gridspec_kw={"width_ratios": [1, 4]} if has_image else None,
+    )
     ax = axes[-1] if has_image else axes
     if has_image:
         axes[0].imshow(np.squeeze(image), cmap="gray_r")

@@ -1,4 +1,5 @@
 """Assemble report.json and report.md from the build directory's records."""
+
 from __future__ import annotations
 
 import json
@@ -38,22 +39,32 @@ def write_report(build) -> list[Path]:
     total = evaluation["test_examples"]
     written = [
         plots.training_curves(histories, plot_dir / "training_curves.png"),
-        plots.confusion_matrix(models["int8_tflm"]["confusion"], evaluation["class_names"],
-                               f"int8 student (TFLite Micro), {models['int8_tflm']['errors']} errors / {total}",
-                               plot_dir / "confusion_int8.png"),
-        plots.error_bars({n: models[n]["errors"] for n in sorted(models, key=_pipeline_order)}, total,
-                         HINTON_MNIST_ERRORS if build.config.task == "mnist" and total == 10000 else {},
-                         plot_dir / "errors.png"),
+        plots.confusion_matrix(
+            models["int8_tflm"]["confusion"],
+            evaluation["class_names"],
+            f"int8 student (TFLite Micro), {models['int8_tflm']['errors']} errors / {total}",
+            plot_dir / "confusion_int8.png",
+        ),
+        plots.error_bars(
+            {n: models[n]["errors"] for n in sorted(models, key=_pipeline_order)},
+            total,
+            HINTON_MNIST_ERRORS if build.config.task == "mnist" and total == 10000 else {},
+            plot_dir / "errors.png",
+        ),
     ]
     if build.task.load_test_audio is not None:
         written.append(_feature_examples(build, evaluation["class_names"], plot_dir / "mfcc_examples.png"))
     device = _read_json(out / "device.json")
     firmware = _read_json(out / "firmware" / "firmware.json")
     if device:
-        written.append(plots.confusion_matrix(
-            device["device"]["confusion"], evaluation["class_names"],
-            f"on {device['board']}, {device['device']['errors']} errors / {device['examples']}",
-            plot_dir / "confusion_device.png"))
+        written.append(
+            plots.confusion_matrix(
+                device["device"]["confusion"],
+                evaluation["class_names"],
+                f"on {device['board']}, {device['device']['errors']} errors / {device['examples']}",
+                plot_dir / "confusion_device.png",
+            )
+        )
     records = {k: vars(v) for k, v in build.records.items()}
     tflite = out / "model_int8.tflite"
     report = {
@@ -65,8 +76,10 @@ def write_report(build) -> list[Path]:
         "int8_litert_vs_tflm_max_difference": evaluation["int8_litert_vs_tflm_max_difference"],
         "int8_litert_vs_tflm_prediction_disagreements": evaluation["int8_litert_vs_tflm_prediction_disagreements"],
         "kd_gain_errors": models["baseline"]["errors"] - models["student"]["errors"],
-        "specialists": [{**s, "class_names": [evaluation["class_names"][k] for k in s["classes"]]}
-                        for s in evaluation.get("specialists", [])],
+        "specialists": [
+            {**s, "class_names": [evaluation["class_names"][k] for k in s["classes"]]}
+            for s in evaluation.get("specialists", [])
+        ],
         "model": {
             "teacher_params": records.get("train-teacher", {}).get("info", {}).get("params"),
             "student_params": records.get("distill", {}).get("info", {}).get("params"),
@@ -94,8 +107,11 @@ def _feature_examples(build, class_names: list[str], path: Path, per_kind: int =
     right = np.flatnonzero(predicted == d.y_test)[:per_kind]
     wrong = np.flatnonzero(predicted != d.y_test)[:per_kind]
     chosen = list(right) + list(wrong)
-    titles = [f"#{i}: {class_names[d.y_test[i]]}" + ("" if predicted[i] == d.y_test[i]
-                                                   else f" -> {class_names[predicted[i]]}") for i in chosen]
+    titles = [
+        f"#{i}: {class_names[d.y_test[i]]}"
+        + ("" if predicted[i] == d.y_test[i] else f" -> {class_names[predicted[i]]}")
+        for i in chosen
+    ]
     return plots.feature_images(d.x_test[chosen][..., 0], titles, [predicted[i] != d.y_test[i] for i in chosen], path)
 
 
@@ -108,7 +124,7 @@ METHOD_MODEL_LABELS = {
 
 
 def _is_method_model(name: str) -> bool:
-    numbered = any(name.startswith(p) and name[len(p):].isdigit() for p in ("teacher", "generation"))
+    numbered = any(name.startswith(p) and name[len(p) :].isdigit() for p in ("teacher", "generation"))
     return numbered or name in METHOD_MODEL_LABELS
 
 
@@ -139,7 +155,11 @@ def render_markdown(report: dict) -> str:
     lines = [
         f"# tinykd report: {c['task']} for {c['board']}",
         "",
-        (f"Teacher loaded from `{c['teacher']['model']}`" if c["teacher"].get("model") else f"Teacher `{c['teacher']['arch']}`")
+        (
+            f"Teacher loaded from `{c['teacher']['model']}`"
+            if c["teacher"].get("model")
+            else f"Teacher `{c['teacher']['arch']}`"
+        )
         + f" ({report['model']['teacher_params']:,} parameters) distilled into "
         f"student `{c['student']['arch']}` ({report['model']['student_params']:,} parameters) with "
         f"`{c['distill']['method']}` at T = {c['distill']['temperature']:g}, alpha = {c['distill']['alpha']:g}; "
@@ -158,16 +178,25 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| {model_label(name)} | {' | '.join(cells[::-1] if by_accuracy else cells)} |")
     gain = report["kd_gain_errors"]
     if by_accuracy:
-        kd_sentence = (f"Distillation changed accuracy by **{100 * gain / total:+.2f}** percentage points ({gain:+d} "
-                       "correct examples) against the same student trained on labels alone (same epochs, same data).")
+        kd_sentence = (
+            f"Distillation changed accuracy by **{100 * gain / total:+.2f}** percentage points ({gain:+d} "
+            "correct examples) against the same student trained on labels alone (same epochs, same data)."
+        )
     else:
-        kd_sentence = (f"Distillation bought **{gain}** fewer errors than the same student trained on labels alone "
-                       "(same epochs, same data).")
+        kd_sentence = (
+            f"Distillation bought **{gain}** fewer errors than the same student trained on labels alone "
+            "(same epochs, same data)."
+        )
     if report.get("specialists"):
-        lines += ["", "Specialist teachers, one per group of classes the teacher confused most on validation data "
-                  "(errors on each one's own task: one of its classes, or the dustbin for any other):", ""]
-        lines += [f"- {{{', '.join(s['class_names'])}}}: {s['errors']} errors / {s['total']}"
-                  for s in report["specialists"]]
+        lines += [
+            "",
+            "Specialist teachers, one per group of classes the teacher confused most on validation data "
+            "(errors on each one's own task: one of its classes, or the dustbin for any other):",
+            "",
+        ]
+        lines += [
+            f"- {{{', '.join(s['class_names'])}}}: {s['errors']} errors / {s['total']}" for s in report["specialists"]
+        ]
     lines += [
         "",
         kd_sentence,
@@ -197,8 +226,9 @@ def render_markdown(report: dict) -> str:
 
 
 def _latency_line(what: str, lat: dict) -> str:
-    return (f"{what}: {lat['mean']:,.0f} {lat['unit']} per inference (min {lat['min']:,}, max {lat['max']:,})"
-            + (f", {lat['mean_ms']} ms at the board's clock." if "mean_ms" in lat else f". {lat.get('note', '')}"))
+    return f"{what}: {lat['mean']:,.0f} {lat['unit']} per inference (min {lat['min']:,}, max {lat['max']:,})" + (
+        f", {lat['mean_ms']} ms at the board's clock." if "mean_ms" in lat else f". {lat.get('note', '')}"
+    )
 
 
 def _device_section(device: dict | None, firmware: dict | None) -> list[str]:
@@ -214,7 +244,8 @@ def _device_section(device: dict | None, firmware: dict | None) -> list[str]:
             f"| **device** | **{dev['errors']}** / {n} | **{100 * dev['accuracy']:.2f} %** |",
             f"| host int8 (TFLite Micro), same examples | {host['errors']} / {n} | {100 * host['accuracy']:.2f} % |",
             "",
-            f"Examples whose int8 output differs between device and host: **{device['host_vs_device']['mismatches']}**. "
+            "Examples whose int8 output differs between device and host: "
+            f"**{device['host_vs_device']['mismatches']}**. "
             f"Streaming took {device['seconds']:.0f} s.",
             "",
             _latency_line("Model", lat),
@@ -235,7 +266,8 @@ def _device_section(device: dict | None, firmware: dict | None) -> list[str]:
             f"- Flash: {firmware['flash_used']:,} of {firmware['flash_budget']:,} B "
             f"(weights {firmware['weight_bytes']:,} B)",
             f"- RAM: {firmware['ram_used']:,} of {firmware['ram_budget']:,} B; tensor arena "
-            f"{firmware['arena_bytes']:,} B (all activation tensors together: {firmware['activations_total_bytes']:,} B)",
+            f"{firmware['arena_bytes']:,} B "
+            f"(all activation tensors together: {firmware['activations_total_bytes']:,} B)",
             f"- {firmware['params']:,} parameters, {firmware['macs']:,} multiply-accumulates per inference; "
             f"ops: {', '.join(dict.fromkeys(firmware['ops']))}",
             "",

@@ -9,10 +9,10 @@
 
 // Debug registers of the ARMv7-M/ARMv8-M architecture (written out here so the port does
 // not depend on which CMSIS headers a core ships).
-#define TKD_DEMCR       (*(volatile uint32_t *)0xE000EDFCu)
-#define TKD_DEMCR_TRCENA (1u << 24)
-#define TKD_DWT_CTRL    (*(volatile uint32_t *)0xE0001000u)
-#define TKD_DWT_CYCCNT  (*(volatile uint32_t *)0xE0001004u)
+#define TKD_DEMCR              (*(volatile uint32_t *)0xE000EDFCu)
+#define TKD_DEMCR_TRCENA       (1u << 24)
+#define TKD_DWT_CTRL           (*(volatile uint32_t *)0xE0001000u)
+#define TKD_DWT_CYCCNT         (*(volatile uint32_t *)0xE0001004u)
 #define TKD_DWT_CTRL_CYCCNTENA 1u
 
 static uint32_t counter_start;
@@ -45,7 +45,7 @@ extern "C" void tkd_port_counter_start(void)
 
 extern "C" uint32_t tkd_port_counter_read(void)
 {
-    return TKD_DWT_CYCCNT - counter_start;  // wraps correctly for runs under 2^32 cycles
+    return TKD_DWT_CYCCNT - counter_start; // wraps correctly for runs under 2^32 cycles
 }
 
 extern "C" uint8_t tkd_port_counter_kind(void)
@@ -66,5 +66,5 @@ extern "C" uint32_t tkd_port_clock_hz(void)
 extern "C" int tkd_port_exit(int code)
 {
     (void)code;
-    return -1;  // a real board keeps running
+    return -1; // a real board keeps running
 }

@@ -39,29 +39,30 @@ const tkd_vector_t tkd_vector_table[16 + TKD_IRQ_VECTORS] = {
     tkd_fault_handler,                 /* 5: BusFault */
     tkd_fault_handler,                 /* 6: UsageFault */
     tkd_fault_handler,                 /* 7: SecureFault (ARMv8-M) */
-    0, 0, 0,                           /* 8-10: reserved */
-    tkd_default_handler,               /* 11: SVCall */
-    tkd_default_handler,               /* 12: DebugMonitor */
-    0,                                 /* 13: reserved */
-    tkd_default_handler,               /* 14: PendSV */
-    tkd_systick_handler,               /* 15: SysTick */
+    0,
+    0,
+    0,                   /* 8-10: reserved */
+    tkd_default_handler, /* 11: SVCall */
+    tkd_default_handler, /* 12: DebugMonitor */
+    0,                   /* 13: reserved */
+    tkd_default_handler, /* 14: PendSV */
+    tkd_systick_handler, /* 15: SysTick */
 #if TKD_IRQ_VECTORS > 0
-    [16 ... (16 + TKD_IRQ_VECTORS - 1)] = tkd_port_irq_handler,
+    [16 ...(16 + TKD_IRQ_VECTORS - 1)] = tkd_port_irq_handler,
 #endif
 };
 
 /* Naked so that no compiler-generated code runs before the FPU is enabled. */
 __attribute__((naked, noreturn)) void Reset_Handler(void)
 {
-    __asm volatile(
-        "ldr r0, =0xE000ED88      \n" /* CPACR */
-        "ldr r1, [r0]             \n"
-        "orr r1, r1, #0x00F00000  \n" /* CP10, CP11: full access */
-        "str r1, [r0]             \n"
-        "dsb                      \n"
-        "isb                      \n"
-        "b tkd_reset_c            \n"
-        ".ltorg                   \n");
+    __asm volatile("ldr r0, =0xE000ED88      \n" /* CPACR */
+                   "ldr r1, [r0]             \n"
+                   "orr r1, r1, #0x00F00000  \n" /* CP10, CP11: full access */
+                   "str r1, [r0]             \n"
+                   "dsb                      \n"
+                   "isb                      \n"
+                   "b tkd_reset_c            \n"
+                   ".ltorg                   \n");
 }
 
 __attribute__((noreturn)) void tkd_reset_c(void)
@@ -80,13 +81,9 @@ __attribute__((noreturn)) void tkd_reset_c(void)
     }
 }
 
-__attribute__((weak)) void tkd_systick_handler(void)
-{
-}
+__attribute__((weak)) void tkd_systick_handler(void) {}
 
-__attribute__((weak)) void tkd_port_irq_handler(void)
-{
-}
+__attribute__((weak)) void tkd_port_irq_handler(void) {}
 
 static void tkd_fault_handler(void)
 {

@@ -18,11 +18,11 @@
 #include "tkd_board.h"
 #include "tkd_port.h"
 
-#define UART_DATA     (*(volatile uint32_t *)(TKD_UART_BASE + 0x00u))
-#define UART_STATE    (*(volatile uint32_t *)(TKD_UART_BASE + 0x04u))
-#define UART_CTRL     (*(volatile uint32_t *)(TKD_UART_BASE + 0x08u))
-#define UART_INTCLR   (*(volatile uint32_t *)(TKD_UART_BASE + 0x0Cu))
-#define UART_BAUDDIV  (*(volatile uint32_t *)(TKD_UART_BASE + 0x10u))
+#define UART_DATA           (*(volatile uint32_t *)(TKD_UART_BASE + 0x00u))
+#define UART_STATE          (*(volatile uint32_t *)(TKD_UART_BASE + 0x04u))
+#define UART_CTRL           (*(volatile uint32_t *)(TKD_UART_BASE + 0x08u))
+#define UART_INTCLR         (*(volatile uint32_t *)(TKD_UART_BASE + 0x0Cu))
+#define UART_BAUDDIV        (*(volatile uint32_t *)(TKD_UART_BASE + 0x10u))
 #define UART_STATE_TX_FULL  0x1u
 #define UART_STATE_RX_FULL  0x2u
 #define UART_CTRL_TX_EN     0x1u
@@ -30,15 +30,15 @@
 #define UART_CTRL_RX_INT_EN 0x8u
 #define UART_INT_RX         0x2u
 
-#define NVIC_ISER(n)  (*(volatile uint32_t *)(0xE000E100u + 4u * (n)))
+#define NVIC_ISER(n) (*(volatile uint32_t *)(0xE000E100u + 4u * (n)))
 
-#define SYST_CSR  (*(volatile uint32_t *)0xE000E010u)
-#define SYST_RVR  (*(volatile uint32_t *)0xE000E014u)
-#define SYST_CVR  (*(volatile uint32_t *)0xE000E018u)
-#define SYST_CSR_ENABLE     0x1u
-#define SYST_CSR_TICKINT    0x2u
-#define SYST_CSR_CLKSOURCE  0x4u  /* processor clock */
-#define SYST_RELOAD         0x00FFFFFFu
+#define SYST_CSR           (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR           (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR           (*(volatile uint32_t *)0xE000E018u)
+#define SYST_CSR_ENABLE    0x1u
+#define SYST_CSR_TICKINT   0x2u
+#define SYST_CSR_CLKSOURCE 0x4u /* processor clock */
+#define SYST_RELOAD        0x00FFFFFFu
 
 static volatile uint32_t systick_wraps;
 static uint64_t counter_start_ticks;
@@ -60,7 +60,7 @@ static uint64_t systick_ticks(void)
 }
 
 #ifdef TKD_UART_RX_IRQ
-#define RX_RING_BYTES 2048u  /* power of two; > one frame (the host waits for each reply) */
+#define RX_RING_BYTES 2048u /* power of two; > one frame (the host waits for each reply) */
 static volatile uint8_t rx_ring[RX_RING_BYTES];
 static volatile uint32_t rx_head; /* written by the interrupt */
 static volatile uint32_t rx_tail; /* written by the main loop */

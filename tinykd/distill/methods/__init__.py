@@ -8,6 +8,7 @@
 `born_again`), `specialists` (a generalist plus specialist teachers for confused classes; see
 `find_groups`, `train_specialists`). Each works on a tfmot-quantised (QAT) student too.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -20,15 +21,26 @@ from .fitnets import FitNets, hint_loss
 from .hinton import Hinton, hinton_parts
 from .online import Online, mutual_losses
 from .rkd import RKD, angles, normalised_distances, rkd_angle_loss, rkd_distance_loss
-from .specialists import (Specialist, Specialists, build_specialist, combine_log_probs, find_groups,
-                          soft_confusion, specialist_data, specialist_labels, train_specialists)
+from .specialists import (
+    Specialist,
+    Specialists,
+    build_specialist,
+    combine_log_probs,
+    find_groups,
+    soft_confusion,
+    specialist_data,
+    specialist_labels,
+    train_specialists,
+)
 
 METHODS: dict[str, type[DistillationMethod]] = {
     cls.name: cls for cls in (Hinton, Ensemble, Specialists, FitNets, RKD, Online, SelfDistillation)
 }
 
 
-def get_method(name: str, temperature: float | None = None, alpha: float | None = None, **options) -> DistillationMethod:
+def get_method(
+    name: str, temperature: float | None = None, alpha: float | None = None, **options
+) -> DistillationMethod:
     """Build the method `name`; temperature/alpha left as None take the method's own defaults."""
     if name not in METHODS:
         raise TinykdError(f"Unknown distillation method '{name}'. Choose one of: {', '.join(METHODS)}.")
@@ -48,10 +60,38 @@ def get_method(name: str, temperature: float | None = None, alpha: float | None 
 
 
 __all__ = [
-    "METHODS", "get_method", "DistillationMethod", "LossParts", "feature_model", "find_layer", "soft_target_loss",
-    "Hinton", "hinton_parts", "Ensemble", "ensemble_log_probs", "select_teachers", "TeacherSelection",
-    "FitNets", "hint_loss", "RKD", "rkd_distance_loss", "rkd_angle_loss", "normalised_distances", "angles",
-    "Online", "mutual_losses", "SelfDistillation", "born_again", "Generation",
-    "Specialists", "Specialist", "combine_log_probs", "find_groups", "soft_confusion", "build_specialist",
-    "specialist_data", "specialist_labels", "train_specialists",
+    "METHODS",
+    "get_method",
+    "DistillationMethod",
+    "LossParts",
+    "feature_model",
+    "find_layer",
+    "soft_target_loss",
+    "Hinton",
+    "hinton_parts",
+    "Ensemble",
+    "ensemble_log_probs",
+    "select_teachers",
+    "TeacherSelection",
+    "FitNets",
+    "hint_loss",
+    "RKD",
+    "rkd_distance_loss",
+    "rkd_angle_loss",
+    "normalised_distances",
+    "angles",
+    "Online",
+    "mutual_losses",
+    "SelfDistillation",
+    "born_again",
+    "Generation",
+    "Specialists",
+    "Specialist",
+    "combine_log_probs",
+    "find_groups",
+    "soft_confusion",
+    "build_specialist",
+    "specialist_data",
+    "specialist_labels",
+    "train_specialists",
 ]

@@ -10,14 +10,16 @@ Methods touch the student only through its logits (`student(x)`) or through a fu
 sub-model over its named layers, so a tfmot-quantised student works too: its layers are
 found under their own name or tfmot's `quant_<name>`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-import tinykd  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
+
+import tinykd  # noqa: F401
 
 from ...errors import TinykdError
 
@@ -49,8 +51,11 @@ def check_temperature_alpha(temperature: float, alpha: float) -> tuple[float, fl
 
 def cross_entropy(y_true, logits) -> tf.Tensor:
     """Batch mean of the sparse softmax cross-entropy."""
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(y_true, tf.int32), logits=tf.cast(logits, tf.float32)))
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(y_true, tf.int32), logits=tf.cast(logits, tf.float32)
+        )
+    )
 
 
 def soft_target_loss(target_log_probs, student_logits, temperature: float) -> tf.Tensor:

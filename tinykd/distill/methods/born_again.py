@@ -5,14 +5,16 @@ is distilled from generation k-1. The per-generation loss is Hinton's (`SelfDist
 is that method under its own name, with the paper's T = 1 by default); `born_again` runs
 the generations through the ordinary training loop.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+
+import tf_keras as keras
 
 import tinykd  # noqa: F401
-import tf_keras as keras
 
 from ...errors import TinykdError
 from .hinton import Hinton
@@ -35,9 +37,21 @@ class Generation:
     seconds: float = 0.0
 
 
-def born_again(build_fn: Callable[[], keras.Model], generations: int, x_train, y_train, validation, *,
-               checkpoint_dir: str | Path, seed: int, temperature: float = 1.0, alpha: float = 0.5,
-               first: keras.Model | None = None, label: str = "born-again", **train_kwargs) -> list[Generation]:
+def born_again(
+    build_fn: Callable[[], keras.Model],
+    generations: int,
+    x_train,
+    y_train,
+    validation,
+    *,
+    checkpoint_dir: str | Path,
+    seed: int,
+    temperature: float = 1.0,
+    alpha: float = 0.5,
+    first: keras.Model | None = None,
+    label: str = "born-again",
+    **train_kwargs,
+) -> list[Generation]:
     """Train `generations` students after generation 0 and return all of them, generation 0 first.
 
     `build_fn()` builds a fresh, untrained model of the architecture. `first`, if given, is an
@@ -57,8 +71,16 @@ def born_again(build_fn: Callable[[], keras.Model], generations: int, x_train, y
     if first is None:
         keras.utils.set_random_seed(seed)
         first = build_fn()
-        result = train(Distiller(first, None), x_train, y_train, validation, seed=seed,
-                       checkpoint_dir=checkpoint_dir / "gen0", label=f"{label} gen0", **train_kwargs)
+        result = train(
+            Distiller(first, None),
+            x_train,
+            y_train,
+            validation,
+            seed=seed,
+            checkpoint_dir=checkpoint_dir / "gen0",
+            label=f"{label} gen0",
+            **train_kwargs,
+        )
         out.append(Generation(first, result.history, result.seconds))
     else:
         out.append(Generation(first))
@@ -68,7 +90,15 @@ def born_again(build_fn: Callable[[], keras.Model], generations: int, x_train, y
         if out[-1].model is model:
             raise TinykdError("born_again's build_fn must build a new model on every call.")
         wrapper = Distiller(model, out[-1].model, method=SelfDistillation(temperature, alpha))
-        result = train(wrapper, x_train, y_train, validation, seed=seed + k,
-                       checkpoint_dir=checkpoint_dir / f"gen{k}", label=f"{label} gen{k}", **train_kwargs)
+        result = train(
+            wrapper,
+            x_train,
+            y_train,
+            validation,
+            seed=seed + k,
+            checkpoint_dir=checkpoint_dir / f"gen{k}",
+            label=f"{label} gen{k}",
+            **train_kwargs,
+        )
         out.append(Generation(model, result.history, result.seconds))
     return out

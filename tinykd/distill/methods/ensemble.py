@@ -12,15 +12,17 @@ al. 2004: a teacher picked k times gets weight k / picks) or by teacher agreemen
 teacher weighted by how often it agrees with the others' majority vote; teachers that
 agree less than `min_agreement` are dropped).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
-import tinykd  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
+
+import tinykd  # noqa: F401
 
 from ...errors import TinykdError
 from .base import DistillationMethod, LossParts
@@ -44,8 +46,10 @@ def _check_weights(weights, n: int) -> np.ndarray:
 def ensemble_log_probs(teacher_logits: Sequence, temperature: float, weights=None, mean: str = "arithmetic"):
     """log of the ensemble's soft targets at T from a list of [batch, classes] teacher logits."""
     if mean not in MEANS:
-        raise TinykdError(f"Unknown ensemble mean '{mean}': use 'arithmetic' (of probabilities) or "
-                          "'geometric' (softmax of the mean log-probabilities).")
+        raise TinykdError(
+            f"Unknown ensemble mean '{mean}': use 'arithmetic' (of probabilities) or "
+            "'geometric' (softmax of the mean log-probabilities)."
+        )
     w = tf.constant(_check_weights(weights, len(teacher_logits)), tf.float32)
     log_p = tf.stack([tf.nn.log_softmax(tf.cast(z, tf.float32) / temperature) for z in teacher_logits])
     w = tf.reshape(w, [-1, 1, 1])
@@ -61,12 +65,20 @@ class Ensemble(DistillationMethod):
     name = "ensemble"
     needs_teacher = False
 
-    def __init__(self, teachers: Sequence[keras.Model] = (), temperature: float = 20.0, alpha: float = 0.9,
-                 weights: Sequence[float] | None = None, mean: str = "arithmetic"):
+    def __init__(
+        self,
+        teachers: Sequence[keras.Model] = (),
+        temperature: float = 20.0,
+        alpha: float = 0.9,
+        weights: Sequence[float] | None = None,
+        mean: str = "arithmetic",
+    ):
         super().__init__(temperature, alpha)
         if mean not in MEANS:
-            raise TinykdError(f"Unknown ensemble mean '{mean}': use 'arithmetic' (of probabilities) or "
-                              "'geometric' (softmax of the mean log-probabilities).")
+            raise TinykdError(
+                f"Unknown ensemble mean '{mean}': use 'arithmetic' (of probabilities) or "
+                "'geometric' (softmax of the mean log-probabilities)."
+            )
         self.teachers = list(teachers)
         self.weights = None if weights is None else list(weights)
         self.mean = mean
@@ -91,14 +103,18 @@ class Ensemble(DistillationMethod):
         return hinton_parts(y, student_logits, target, self.temperature, self.alpha)
 
     def settings(self):
-        return {**super().settings(), "teachers": len(self.teachers), "mean": self.mean,
-                "weights": [round(float(w), 6) for w in self._weights] if self.student is not None else self.weights}
+        return {
+            **super().settings(),
+            "teachers": len(self.teachers),
+            "mean": self.mean,
+            "weights": [round(float(w), 6) for w in self._weights] if self.student is not None else self.weights,
+        }
 
 
 @dataclass
 class TeacherSelection:
-    indices: list[int]                 # chosen teachers, in the order given
-    weights: list[float]               # one per chosen teacher, summing to 1
+    indices: list[int]  # chosen teachers, in the order given
+    weights: list[float]  # one per chosen teacher, summing to 1
     criterion: str
     scores: dict[str, float] = field(default_factory=dict)  # per-teacher score, and the ensemble's
 
@@ -116,9 +132,18 @@ def _logits_of(teachers, x, batch_size: int) -> list[np.ndarray]:
     return out
 
 
-def select_teachers(teachers: Sequence, x_val, y_val, *, criterion: str = "accuracy", max_picks: int = 10,
-                    mean: str = "arithmetic", temperature: float = 1.0, min_agreement: float = 0.0,
-                    batch_size: int = 512) -> TeacherSelection:
+def select_teachers(
+    teachers: Sequence,
+    x_val,
+    y_val,
+    *,
+    criterion: str = "accuracy",
+    max_picks: int = 10,
+    mean: str = "arithmetic",
+    temperature: float = 1.0,
+    min_agreement: float = 0.0,
+    batch_size: int = 512,
+) -> TeacherSelection:
     """Choose a subset of `teachers` (models, or their precomputed validation logits) and weights.
 
     criterion="accuracy": greedy forward selection with replacement, up to `max_picks` rounds,
@@ -132,8 +157,10 @@ def select_teachers(teachers: Sequence, x_val, y_val, *, criterion: str = "accur
     if len(teachers) == 0:
         raise TinykdError("select_teachers needs at least one teacher.")
     if criterion not in ("accuracy", "agreement"):
-        raise TinykdError(f"Unknown teacher-selection criterion '{criterion}': use 'accuracy' (validation "
-                          "accuracy of the ensemble) or 'agreement' (agreement between teachers).")
+        raise TinykdError(
+            f"Unknown teacher-selection criterion '{criterion}': use 'accuracy' (validation "
+            "accuracy of the ensemble) or 'agreement' (agreement between teachers)."
+        )
     logits = _logits_of(teachers, x_val, batch_size)
     y_val = np.asarray(y_val).astype(np.int64)
     n = len(logits)
@@ -154,16 +181,19 @@ def select_teachers(teachers: Sequence, x_val, y_val, *, criterion: str = "accur
             agree[i] = np.mean(votes.argmax(-1) == preds[i])
         chosen = [i for i in range(n) if agree[i] >= min_agreement and agree[i] > 0]
         if not chosen:
-            raise TinykdError(f"No teacher agrees with the others on at least {min_agreement:.0%} of the "
-                              "validation set: lower min_agreement or check the teachers.")
+            raise TinykdError(
+                f"No teacher agrees with the others on at least {min_agreement:.0%} of the "
+                "validation set: lower min_agreement or check the teachers."
+            )
         w = agree[chosen] / agree[chosen].sum()
         scores.update({f"agreement{i}": float(agree[i]) for i in range(n)})
     else:
         counts = np.zeros(n, dtype=np.int64)
 
         def evaluate(c):
-            lp = ensemble_log_probs([logits[i] for i in range(n) if c[i]], temperature,
-                                    c[c > 0] / c.sum(), mean).numpy()
+            lp = ensemble_log_probs(
+                [logits[i] for i in range(n) if c[i]], temperature, c[c > 0] / c.sum(), mean
+            ).numpy()
             return float(np.mean(lp.argmax(-1) == y_val)), float(-np.mean(lp[np.arange(len(y_val)), y_val]))
 
         best = (-1.0, np.inf)

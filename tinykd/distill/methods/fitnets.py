@@ -8,11 +8,13 @@ same height and width) lives in the method, is trained with the student, and is 
 of the exported student. Defaults: student `fc1`, teacher `fc1` (our MLPs and the CNN both
 have one; for the CNN that is its 256-unit dense layer).
 """
+
 from __future__ import annotations
 
-import tinykd  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
+
+import tinykd  # noqa: F401
 
 from ...errors import TinykdError
 from .base import DistillationMethod, LossParts, feature_model
@@ -27,8 +29,14 @@ def hint_loss(student_features, teacher_features) -> tf.Tensor:
 class FitNets(DistillationMethod):
     name = "fitnets"
 
-    def __init__(self, temperature: float = 20.0, alpha: float = 0.9, hint_weight: float = 1.0,
-                 student_layer: str = "fc1", teacher_layer: str = "fc1"):
+    def __init__(
+        self,
+        temperature: float = 20.0,
+        alpha: float = 0.9,
+        hint_weight: float = 1.0,
+        student_layer: str = "fc1",
+        teacher_layer: str = "fc1",
+    ):
         super().__init__(temperature, alpha)
         if not hint_weight >= 0:
             raise TinykdError(f"The FitNets hint weight must be >= 0 (got {hint_weight}); 1.0 is a good start.")
@@ -63,8 +71,9 @@ class FitNets(DistillationMethod):
         log_p = tf.stop_gradient(tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / self.temperature))
         parts = hinton_parts(y, student_logits, log_p, self.temperature, self.alpha)
         hint = hint_loss(self.adapt(s_feat), tf.stop_gradient(t_feat))
-        return LossParts(parts.total + self.hint_weight * hint, parts.soft + self.hint_weight * hint,
-                         parts.hard, student_logits)
+        return LossParts(
+            parts.total + self.hint_weight * hint, parts.soft + self.hint_weight * hint, parts.hard, student_logits
+        )
 
     def extra_trainable_variables(self):
         return list(self.adapter.trainable_variables)
@@ -73,5 +82,9 @@ class FitNets(DistillationMethod):
         return {"fitnets_adapter": self.adapter}
 
     def settings(self):
-        return {**super().settings(), "hint_weight": self.hint_weight,
-                "student_layer": self.student_layer, "teacher_layer": self.teacher_layer}
+        return {
+            **super().settings(),
+            "hint_weight": self.hint_weight,
+            "student_layer": self.student_layer,
+            "teacher_layer": self.teacher_layer,
+        }

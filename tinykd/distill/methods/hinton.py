@@ -1,8 +1,10 @@
 """Hinton, Vinyals & Dean (2015): soft targets of one teacher at temperature T, plus the labels."""
+
 from __future__ import annotations
 
-import tinykd  # noqa: F401
 import tensorflow as tf
+
+import tinykd  # noqa: F401
 
 from .base import DistillationMethod, LossParts, cross_entropy, soft_target_loss
 

@@ -8,13 +8,15 @@ updates. The student is peer 0; the Distiller's `teacher`, if given, becomes a p
 trained too (not frozen), as are any `peers` passed here. The paper uses T = 1; alpha = 0.5
 gives its equal weighting of CE and KL.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-import tinykd  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
+
+import tinykd  # noqa: F401
 
 from ...errors import TinykdError
 from .base import DistillationMethod, LossParts, cross_entropy, soft_target_loss

@@ -13,10 +13,12 @@ of each batch (32 by default; batches are shuffled, so that is a random sub-batc
 fewer triplets, still ~30 000 per batch, an unbiased estimate of the same mean. The
 distance term (B^2) keeps the whole batch.
 """
+
 from __future__ import annotations
 
-import tinykd  # noqa: F401
 import tensorflow as tf
+
+import tinykd  # noqa: F401
 
 from ...errors import TinykdError
 from .base import PENULTIMATE, DistillationMethod, LossParts, feature_model
@@ -71,16 +73,27 @@ def rkd_angle_loss(student_e, teacher_e) -> tf.Tensor:
 class RKD(DistillationMethod):
     name = "rkd"
 
-    def __init__(self, temperature: float = 20.0, alpha: float = 0.9, distance_weight: float = 25.0,
-                 angle_weight: float = 50.0, student_layer: str = PENULTIMATE, teacher_layer: str = PENULTIMATE,
-                 angle_batch: int = 32):
+    def __init__(
+        self,
+        temperature: float = 20.0,
+        alpha: float = 0.9,
+        distance_weight: float = 25.0,
+        angle_weight: float = 50.0,
+        student_layer: str = PENULTIMATE,
+        teacher_layer: str = PENULTIMATE,
+        angle_batch: int = 32,
+    ):
         super().__init__(temperature, alpha)
         if not (distance_weight >= 0 and angle_weight >= 0):
-            raise TinykdError(f"RKD weights must be >= 0 (got distance {distance_weight}, angle {angle_weight}); "
-                              "the paper used 25 and 50.")
+            raise TinykdError(
+                f"RKD weights must be >= 0 (got distance {distance_weight}, angle {angle_weight}); "
+                "the paper used 25 and 50."
+            )
         if int(angle_batch) < 3:
-            raise TinykdError(f"RKD's angle_batch must be at least 3 examples (an angle needs three); got "
-                              f"{angle_batch}. 32 is a good start.")
+            raise TinykdError(
+                f"RKD's angle_batch must be at least 3 examples (an angle needs three); got "
+                f"{angle_batch}. 32 is a good start."
+            )
         self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
         self.angle_batch = int(angle_batch)
         self.student_layer, self.teacher_layer = student_layer, teacher_layer
@@ -108,6 +121,11 @@ class RKD(DistillationMethod):
         return LossParts(parts.total + rel, parts.soft + rel, parts.hard, student_logits)
 
     def settings(self):
-        return {**super().settings(), "distance_weight": self.distance_weight, "angle_weight": self.angle_weight,
-                "angle_batch": self.angle_batch,
-                "student_layer": self.student_layer, "teacher_layer": self.teacher_layer}
+        return {
+            **super().settings(),
+            "distance_weight": self.distance_weight,
+            "angle_weight": self.angle_weight,
+            "angle_batch": self.angle_batch,
+            "student_layer": self.student_layer,
+            "teacher_layer": self.teacher_layer,
+        }

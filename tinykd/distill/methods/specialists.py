@@ -56,16 +56,18 @@ for groups of classes it confuses, combined into one set of soft targets for the
    objective is concave in q, so this stationary point is the minimum. When every specialist
    agrees with the generalist (p_m = p_g restricted and dustbinned) q = p_g.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import tinykd  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
+
+import tinykd  # noqa: F401
 
 from ...errors import TinykdError
 from .base import DistillationMethod, LossParts, find_layer
@@ -96,8 +98,10 @@ def find_groups(confusion, n_groups: int, max_classes: int = 3, join_fraction: f
     if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] < 3:
         raise TinykdError(f"find_groups needs a square confusion matrix of at least 3 classes, got shape {c.shape}.")
     if int(n_groups) < 1 or int(max_classes) < 2:
-        raise TinykdError(f"Specialists need at least 1 group of at least 2 classes (got {n_groups} groups of "
-                          f"up to {max_classes} classes).")
+        raise TinykdError(
+            f"Specialists need at least 1 group of at least 2 classes (got {n_groups} groups of "
+            f"up to {max_classes} classes)."
+        )
     num_classes = c.shape[0]
     s = c + c.T
     np.fill_diagonal(s, 0.0)
@@ -106,7 +110,7 @@ def find_groups(confusion, n_groups: int, max_classes: int = 3, join_fraction: f
     # A group may not take every class: the dustbin must keep at least one.
     while len(groups) < n_groups and len(unused) >= 3:
         # max() keeps the first of equal values: ties go to the lower class indices.
-        pairs = [(i, j) for a, i in enumerate(unused) for j in unused[a + 1:]]
+        pairs = [(i, j) for a, i in enumerate(unused) for j in unused[a + 1 :]]
         i, j = max(pairs, key=lambda pair: s[pair])
         best = s[i, j]
         if best <= 0:
@@ -121,16 +125,23 @@ def find_groups(confusion, n_groups: int, max_classes: int = 3, join_fraction: f
         groups.append(sorted(group))
         unused = [k for k in unused if k not in group]
     if not groups:
-        raise TinykdError("The generalist confuses no pair of classes on the validation data, so there is "
-                          "nothing for a specialist to learn; use --method hinton instead.")
+        raise TinykdError(
+            "The generalist confuses no pair of classes on the validation data, so there is "
+            "nothing for a specialist to learn; use --method hinton instead."
+        )
     return groups
 
 
 def check_groups(groups: Sequence[Sequence[int]], num_classes: int) -> list[list[int]]:
     groups = [sorted(int(c) for c in g) for g in groups]
     seen = [c for g in groups for c in g]
-    if (not groups or any(len(g) < 1 for g in groups) or len(set(seen)) != len(seen)
-            or any(not 0 <= c < num_classes for c in seen) or (len(groups) == 1 and len(seen) == num_classes)):
+    if (
+        not groups
+        or any(len(g) < 1 for g in groups)
+        or len(set(seen)) != len(seen)
+        or any(not 0 <= c < num_classes for c in seen)
+        or (len(groups) == 1 and len(seen) == num_classes)
+    ):
         raise TinykdError(
             f"Specialist groups must be disjoint lists of class indices in 0..{num_classes - 1}, and one group "
             f"alone may not hold every class (its dustbin would be empty); got {groups}."
@@ -151,10 +162,12 @@ def build_specialist(generalist: keras.Model, group: Sequence[int], name: str = 
     others = [c for c in range(kernel.shape[1]) if c not in group]
     head = keras.layers.Dense(len(group) + 1, name="logits")
     model = keras.Model(body.inputs, head(old.input), name=name)
-    head.set_weights([
-        np.concatenate([kernel[:, group], kernel[:, others].mean(axis=1, keepdims=True)], axis=1),
-        np.concatenate([bias[group], [bias[others].mean() + np.log(len(others))]]).astype(bias.dtype),
-    ])
+    head.set_weights(
+        [
+            np.concatenate([kernel[:, group], kernel[:, others].mean(axis=1, keepdims=True)], axis=1),
+            np.concatenate([bias[group], [bias[others].mean() + np.log(len(others))]]).astype(bias.dtype),
+        ]
+    )
     return model
 
 
@@ -187,9 +200,18 @@ class Specialist:
     seconds: float = 0.0
 
 
-def train_specialists(generalist: keras.Model, groups: Sequence[Sequence[int]], x_train, y_train,
-                      validation: tuple | None, *, checkpoint_dir: str | Path, seed: int,
-                      label: str = "specialist", **train_kwargs) -> list[Specialist]:
+def train_specialists(
+    generalist: keras.Model,
+    groups: Sequence[Sequence[int]],
+    x_train,
+    y_train,
+    validation: tuple | None,
+    *,
+    checkpoint_dir: str | Path,
+    seed: int,
+    label: str = "specialist",
+    **train_kwargs,
+) -> list[Specialist]:
     """Train one specialist per group (see `build_specialist`, `specialist_data`) through the
     ordinary training loop; specialist i checkpoints in checkpoint_dir/specialist<i> with seed
     seed + i, so a cut-short run resumes. `train_kwargs` go to `tinykd.distill.train`."""
@@ -206,9 +228,16 @@ def train_specialists(generalist: keras.Model, groups: Sequence[Sequence[int]], 
         val = None
         if validation is not None:
             val = (validation[0], specialist_labels(validation[1], group))
-        result = train(Distiller(model, None), x, y, val, seed=seed + i,
-                       checkpoint_dir=Path(checkpoint_dir) / f"specialist{i}", label=f"{label} {i} {group}",
-                       **train_kwargs)
+        result = train(
+            Distiller(model, None),
+            x,
+            y,
+            val,
+            seed=seed + i,
+            checkpoint_dir=Path(checkpoint_dir) / f"specialist{i}",
+            label=f"{label} {i} {group}",
+            **train_kwargs,
+        )
         out.append(Specialist(model, list(group), result.history, result.seconds))
     return out
 
@@ -223,8 +252,13 @@ def _membership(groups: Sequence[Sequence[int]], num_classes: int) -> np.ndarray
     return g
 
 
-def combine_log_probs(generalist_logits, specialist_logits: Sequence, groups: Sequence[Sequence[int]],
-                      temperature: float = 1.0, top_k: int | None = None) -> tf.Tensor:
+def combine_log_probs(
+    generalist_logits,
+    specialist_logits: Sequence,
+    groups: Sequence[Sequence[int]],
+    temperature: float = 1.0,
+    top_k: int | None = None,
+) -> tf.Tensor:
     """log q, the full distribution closest to the generalist and the specialists (module docstring),
     from [batch, classes] generalist logits and one [batch, len(group) + 1] logits tensor per group.
     `top_k`: a specialist counts for an example only if one of its classes is among the generalist's
@@ -236,25 +270,25 @@ def combine_log_probs(generalist_logits, specialist_logits: Sequence, groups: Se
     f64 = tf.float64
     t = tf.constant(temperature, f64)
     p_g = tf.nn.softmax(tf.cast(generalist_logits, f64) / t)
-    member = tf.constant(_membership(groups, num_classes), f64)          # [C, M]
+    member = tf.constant(_membership(groups, num_classes), f64)  # [C, M]
     if top_k is None:
         active = tf.ones_like(p_g[:, :1]) * tf.ones([1, len(groups)], f64)
     else:
         top = tf.math.top_k(p_g, k=min(int(top_k), num_classes)).indices
-        in_top = tf.reduce_sum(tf.one_hot(top, num_classes, dtype=f64), axis=1)   # [B, C]
-        active = tf.cast(tf.matmul(in_top, member) > 0, f64)                       # [B, M]
-    rest = 1.0 - tf.matmul(active, member, transpose_b=True)             # [B, C]: classes in no active group
+        in_top = tf.reduce_sum(tf.one_hot(top, num_classes, dtype=f64), axis=1)  # [B, C]
+        active = tf.cast(tf.matmul(in_top, member) > 0, f64)  # [B, M]
+    rest = 1.0 - tf.matmul(active, member, transpose_b=True)  # [B, C]: classes in no active group
     a = p_g
     dust = []
     for m, (z, group) in enumerate(zip(specialist_logits, groups)):
-        p_m = tf.nn.softmax(tf.cast(z, f64) / t) * active[:, m:m + 1]
+        p_m = tf.nn.softmax(tf.cast(z, f64) / t) * active[:, m : m + 1]
         # Scatter the specialist's class probabilities onto their full-class columns.
-        place = tf.constant(np.eye(num_classes)[list(group)], f64)      # [k, C]
+        place = tf.constant(np.eye(num_classes)[list(group)], f64)  # [k, C]
         a = a + tf.matmul(p_m[:, :-1], place)
         dust.append(p_m[:, -1])
-    d = tf.stack(dust, axis=1)                                           # [B, M]
-    a_m = tf.matmul(a, member) * active                                  # [B, M]
-    a_r = tf.reduce_sum(a * rest, axis=1, keepdims=True)                 # [B, 1]
+    d = tf.stack(dust, axis=1)  # [B, M]
+    a_m = tf.matmul(a, member) * active  # [B, M]
+    a_r = tf.reduce_sum(a * rest, axis=1, keepdims=True)  # [B, 1]
     has_rest = a_r > 0
 
     def masses(lam):
@@ -277,8 +311,7 @@ def combine_log_probs(generalist_logits, specialist_logits: Sequence, groups: Se
         lo = tf.where(too_much, mid, lo)
         hi = tf.where(too_much, hi, mid)
     q_m, q_r = masses(0.5 * (lo + hi))
-    share = tf.matmul(q_m / tf.maximum(a_m, 1e-300), member, transpose_b=True) + \
-        rest * (q_r / tf.maximum(a_r, 1e-300))
+    share = tf.matmul(q_m / tf.maximum(a_m, 1e-300), member, transpose_b=True) + rest * (q_r / tf.maximum(a_r, 1e-300))
     q = a * share
     q = q / tf.reduce_sum(q, axis=1, keepdims=True)  # removes the bisection's last rounding
     return tf.cast(tf.math.log(tf.maximum(q, 1e-30)), tf.float32)
@@ -293,12 +326,13 @@ class Specialists(DistillationMethod):
 
     name = "specialists"
 
-    def __init__(self, specialists: Sequence = (), temperature: float = 20.0, alpha: float = 0.9,
-                 top_k: int = TOP_K):
+    def __init__(self, specialists: Sequence = (), temperature: float = 20.0, alpha: float = 0.9, top_k: int = TOP_K):
         super().__init__(temperature, alpha)
         if int(top_k) < 1:
-            raise TinykdError(f"Specialists' top_k must be at least 1 (got {top_k}): a specialist counts where one "
-                              "of its classes is among the generalist's top_k.")
+            raise TinykdError(
+                f"Specialists' top_k must be at least 1 (got {top_k}): a specialist counts where one "
+                "of its classes is among the generalist's top_k."
+            )
         self.specialists = [s if isinstance(s, Specialist) else Specialist(s[0], list(s[1])) for s in specialists]
         self.top_k = int(top_k)
 

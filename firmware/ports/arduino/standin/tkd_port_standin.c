@@ -10,9 +10,9 @@
 #include "tkd_board.h"
 #include "tkd_port.h"
 
-#define TKD_DEMCR       (*(volatile uint32_t *)0xE000EDFCu)
-#define TKD_DWT_CTRL    (*(volatile uint32_t *)0xE0001000u)
-#define TKD_DWT_CYCCNT  (*(volatile uint32_t *)0xE0001004u)
+#define TKD_DEMCR      (*(volatile uint32_t *)0xE000EDFCu)
+#define TKD_DWT_CTRL   (*(volatile uint32_t *)0xE0001000u)
+#define TKD_DWT_CYCCNT (*(volatile uint32_t *)0xE0001004u)
 
 static volatile int32_t standin_rx = -1;
 static volatile uint8_t standin_tx;
