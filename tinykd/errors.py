@@ -9,3 +9,26 @@ class TinykdError(Exception):
     """
 
     exit_code = 2
+
+
+class FirmwareTooLarge(TinykdError):
+    """The firmware does not fit the board: the sizes travel with the message, so a search over
+    model sizes (`tinykd fit`, sweeps) reads them from the error instead of parsing its text."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        board: str,
+        flash_used: int | None,
+        flash_budget: int,
+        ram_used: int | None,
+        ram_budget: int,
+    ):
+        super().__init__(message)
+        self.board = board
+        # None: the linker refused the image before its sizes could be measured.
+        self.flash_used = flash_used
+        self.flash_budget = flash_budget
+        self.ram_used = ram_used
+        self.ram_budget = ram_budget

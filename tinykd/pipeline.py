@@ -25,6 +25,7 @@ import numpy as np
 from .config import BuildConfig
 from .errors import TinykdError
 from .fileio import write_json, write_text
+from .firmware.digest import firmware_sources_digest
 
 STAGES = (
     "train-teacher",
@@ -47,7 +48,7 @@ _STAGE_SETTINGS: dict[str, Callable[[BuildConfig], Any]] = {
     "qat": lambda c: (c.qat, _distill_settings(c)),
     "convert": lambda c: (c.qat.calibration_samples,),
     "export": lambda c: (),
-    "firmware": lambda c: (c.board, _firmware_sources_digest()),
+    "firmware": lambda c: (c.board, firmware_sources_digest()),
     "evaluate": lambda c: (c.data.test_limit,),
     "device": lambda c: (c.device.limit, c.device.port),
     "report": lambda c: (),
@@ -94,18 +95,6 @@ _UPSTREAM = {
     "device": ("firmware", "evaluate"),
     "report": ("evaluate", "firmware"),
 }
-
-
-def _firmware_sources_digest() -> str:
-    """Hash of firmware/ so that a changed runtime or app rebuilds the firmware."""
-    from .resources import firmware_dir
-
-    h = hashlib.sha256()
-    for path in sorted(firmware_dir().rglob("*")):
-        if path.is_file() and path.suffix in {".c", ".h", ".cpp", ".ino", ".in", ".ld"}:
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 # Training runs: the stage that owns each, and the name of its checkpoint folder.

@@ -190,15 +190,15 @@ def run_fit(
 def _sized(experiment: Experiment, arch: str, board) -> Candidate:
     """Flash, RAM and MACs of an untrained `arch` on the board, cached in out/sizes/."""
     from ..export import convert_int8
+    from ..firmware.digest import firmware_sources_digest
     from ..models import build_model
-    from ..pipeline import _firmware_sources_digest
 
     c, d = experiment.config, experiment.dataset
     settings = {
         "arch": arch,
         "board": board.name,
         "task": c.task,
-        "firmware": _firmware_sources_digest(),
+        "firmware": firmware_sources_digest(),
         "calibration_samples": c.qat.calibration_samples,
     }
     path = experiment.out / "sizes" / f"{arch}.json"

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..config import BuildConfig
 from ..errors import TinykdError
 from ..fileio import write_json, write_text
-from ..pipeline import _firmware_sources_digest
+from ..firmware.digest import firmware_sources_digest
 from .pareto import pareto_front
 from .points import (
     SINGLE_TEACHER_METHODS,
@@ -194,7 +194,7 @@ def _measure(experiment: Experiment, point: dict, board, work: Path) -> None:
     a change to the runtime re-measures a finished point without training it again."""
     size = measure_firmware(experiment.out / point["int8"]["tflite"], board, work / "firmware")
     point["int8"].update(size.to_dict())
-    point["firmware_sources"] = _firmware_sources_digest()
+    point["firmware_sources"] = firmware_sources_digest()
 
 
 def _run_point(experiment: Experiment, spec: StudentSpec, board) -> tuple[dict, bool]:
@@ -203,7 +203,7 @@ def _run_point(experiment: Experiment, spec: StudentSpec, board) -> tuple[dict, 
     path = out / "points" / f"{spec.key}.json"
     finished = read_finished(path, settings)
     if finished is not None:
-        if finished["int8"] and finished.get("firmware_sources") != _firmware_sources_digest():
+        if finished["int8"] and finished.get("firmware_sources") != firmware_sources_digest():
             _measure(experiment, finished, board, out / "checkpoints" / f"{spec.key}-measure")
             remove_tree(out / "checkpoints" / f"{spec.key}-measure")
             write_json(path, finished)
