@@ -23,10 +23,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(REPO / "benchmarks"))
-import runtime_bench  # noqa: E402
 from _tflite_models import ModelFactory, random_inputs, tflm_outputs  # noqa: E402
 
+from tinykd.bench import runtime as runtime_bench  # noqa: E402
 from tinykd.firmware.codegen import generate_model_sources  # noqa: E402
 from tinykd.firmware.host_build import (
     build_shared_library,

@@ -322,9 +322,9 @@ def bench(out):
     """Benchmark our int8 runtime on QEMU: instructions per MAC, arena and code size vs TFLite Micro."""
     import json
 
-    from .bench import run_bench
+    from .bench import run_runtime_bench
 
-    results = run_bench(out)
+    results = run_runtime_bench(out)
     click.echo(json.dumps(results, indent=2, sort_keys=True)[:4000])
 
 
