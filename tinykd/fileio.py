@@ -10,13 +10,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import TinykdError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise TinykdError(
+            f"Cannot write {path}: {exc.strerror or exc} ({exc.filename or path.parent}). Choose an output "
+            "folder you can write to (--out DIR), or free the space or permissions it needs."
+        ) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
