@@ -1,10 +1,7 @@
 """Google Speech Commands (v0.01 / v0.02 layout) for 12-class keyword spotting.
 
-Layout (the archive's and `synth.synthesize_kws`'s):
-
-    root/<word>/<speaker>_nohash_<n>.wav     1 s or shorter, 16 kHz mono int16
-    root/validation_list.txt  root/testing_list.txt   "word/file.wav" per line
-    root/_background_noise_/*.wav             long noise recordings
+The folder layout and the classes are in `layout`, finding or downloading the data in
+`archive` (both re-exported here); this module reads the splits, the audio and the features.
 
 Classes (Hello Edge / MLPerf Tiny): the ten keywords, `_silence_` and `_unknown_`. Training
 files are all the word files listed in neither list. Per split, as in TensorFlow's
@@ -14,16 +11,13 @@ are 1 s cuts of the noise files at a random volume in [0, 1], `silence_percentag
 it. Training clips can be augmented by a random time shift and background noise mixed in.
 Only the training split depends on `seed`; validation and testing are fixed.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import math
 import os
-import shutil
-import tarfile
-import urllib.error
-import urllib.request
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,205 +26,35 @@ import numpy as np
 
 from ...errors import TinykdError
 from ...fileio import atomic_path
-from ..cache import cache_dir, md5sum, sha256sum
+from ..cache import cache_dir
+from .archive import ARCHIVES, Archive, fetch_archive, locate  # noqa: F401  (re-exported: speech_commands.locate)
+from .layout import (
+    CLASS_NAMES,
+    CLIP_SAMPLES,
+    KEYWORDS,
+    NOISE_DIR,
+    SAMPLE_RATE,
+    SILENCE,
+    UNKNOWN,
+    check_layout,
+    is_dataset_dir,  # noqa: F401  (re-exported)
+)
 
-SAMPLE_RATE = 16000
-CLIP_SAMPLES = 16000
-KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-SILENCE = "_silence_"
-UNKNOWN = "_unknown_"
-CLASS_NAMES = list(KEYWORDS) + [SILENCE, UNKNOWN]
-NOISE_DIR = "_background_noise_"
 SPLITS = ("train", "validation", "test")
-_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "validation",
-                  "valid": "validation", "validation": "validation", "test": "test",
-                  "testing": "test"}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+    "testing": "test",
+}
 EVAL_SEED = 0x5EED  # validation/test sampling does not move with the training seed
 
 
-@dataclass(frozen=True)
-class Archive:
-    urls: tuple[str, ...]  # official locations, tried in order
-    sha256: str
-    size: int  # bytes, 0 if not recorded
-    folder: str  # name of the extracted folder in the cache
-
-    @property
-    def url(self) -> str:
-        return self.urls[0]
-
-
-def _official(name: str) -> tuple[str, ...]:
-    return (f"https://storage.googleapis.com/download.tensorflow.org/data/{name}",
-            f"http://download.tensorflow.org/data/{name}")
-
-
-ARCHIVES = {
-    "v0.02": Archive(_official("speech_commands_v0.02.tar.gz"),
-                     "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58", 2428923189,
-                     "speech_commands_v0.02"),
-    "v0.01": Archive(_official("speech_commands_v0.01.tar.gz"),
-                     "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d", 0,
-                     "speech_commands_v0.01"),
-}
-
-
-# ------------------------------------------------------------------------------ locating
-
-def is_dataset_dir(path: Path) -> bool:
-    return (path / "validation_list.txt").is_file() and (path / "testing_list.txt").is_file() \
-        and any((path / k).is_dir() for k in KEYWORDS)
-
-
-def check_layout(root: Path) -> None:
-    """Raise TinykdError unless root has the Speech Commands layout with all ten keywords."""
-    if not root.is_dir():
-        raise TinykdError(
-            f"The Speech Commands folder {root} does not exist. Pass the folder that holds the "
-            "word folders (yes/, no/, ...), validation_list.txt and testing_list.txt, or "
-            "generate a synthetic one with tinykd.data.kws.synth.synthesize_kws."
-        )
-    missing = [n for n in ("validation_list.txt", "testing_list.txt") if not (root / n).is_file()]
-    missing += [k + "/" for k in KEYWORDS if not (root / k).is_dir()]
-    if missing:
-        raise TinykdError(
-            f"{root} is not in the Speech Commands layout: missing {', '.join(missing)}. Expected "
-            "<word>/<speaker>_nohash_<n>.wav for the ten keywords (yes, no, up, down, left, right, "
-            "on, off, stop, go) and other words, validation_list.txt, testing_list.txt and "
-            f"{NOISE_DIR}/ with long noise recordings. Unpack the official archive there (all of it)."
-        )
-    noise_dir = root / NOISE_DIR
-    if not noise_dir.is_dir() or not any(noise_dir.glob("*.wav")):
-        raise TinykdError(
-            f"{root / NOISE_DIR} has no .wav files; tinykd cuts the _silence_ class and the "
-            "background-noise augmentation from them. Restore that folder from the archive."
-        )
-
-
-def locate(data_dir=None, version: str = "v0.02", download: bool = True) -> Path:
-    """The dataset root: data_dir, else $TINYKD_DATA (or a speech_commands* folder in it),
-    else the cache, else a verified download into the cache."""
-    if version not in ARCHIVES:
-        raise TinykdError(f"Unknown Speech Commands version '{version}'; use one of {', '.join(ARCHIVES)}.")
-    arch = ARCHIVES[version]
-    if data_dir is not None:
-        root = Path(data_dir)
-        for cand in (root, root / arch.folder, root / "speech_commands"):
-            if is_dataset_dir(cand):
-                check_layout(cand)
-                return cand
-        check_layout(root)  # raises with the precise problem
-        return root
-    searched = []
-    if os.environ.get("TINYKD_DATA"):
-        base = Path(os.environ["TINYKD_DATA"])
-        searched += [base / arch.folder, base / "speech_commands", base]
-    searched.append(cache_dir() / arch.folder)
-    for cand in searched:
-        if is_dataset_dir(cand):
-            check_layout(cand)
-            return cand
-    target = cache_dir() / arch.folder
-    archive = cache_dir() / arch.url.rsplit("/", 1)[-1]
-    if archive.is_file():  # brought by hand: verify and unpack, no network needed
-        return fetch_archive(arch.url, arch.sha256, target, size=arch.size, offline=True)
-    if not download:
-        raise TinykdError(_absent_message(arch, searched))
-    errors = []
-    for url in arch.urls:
-        try:
-            return fetch_archive(url, arch.sha256, target, size=arch.size)
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            errors.append(f"{url}: {e}")
-    raise TinykdError(_absent_message(arch, searched) + f" (The download failed: {'; '.join(errors)}.)")
-
-
-def _absent_message(arch: Archive, searched: list[Path]) -> str:
-    where = ", ".join(str(p) for p in dict.fromkeys(searched))
-    return (
-        f"Speech Commands was not found (looked in: {where}) and this machine could not download "
-        f"it. On a connected machine fetch {arch.url} (sha256 {arch.sha256}); then either put "
-        f"the .tar.gz in {cache_dir()} (it is verified and unpacked on the next run), unpack it "
-        f"into {cache_dir() / arch.folder} (so that folder holds yes/, no/, ..., "
-        "validation_list.txt), or unpack it anywhere and pass --data-dir / $TINYKD_DATA. Offline, "
-        "a synthetic set in the same layout comes from tinykd.data.kws.synth.synthesize_kws."
-    )
-
-
-def fetch_archive(url: str, sha256: str | None, target: Path, *, md5: str | None = None,
-                  size: int = 0, progress: bool = True, timeout: float = 60.0,
-                  keep_archive: bool = False, offline: bool = False) -> Path:
-    """Download a .tar.gz beside `target`, verify its sha256 (and/or md5), unpack it into
-    `target` and (unless keep_archive) delete it. An archive already there that verifies is
-    used without downloading (e.g. one copied by hand from a connected machine)."""
-    target = Path(target)
-    if not sha256 and not md5:
-        raise TinykdError("fetch_archive needs a sha256 or md5 to verify the download against.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    archive = target.parent / (url.rsplit("/", 1)[-1] or (target.name + ".tar.gz"))
-
-    def verified(path: Path) -> bool:
-        return (not sha256 or sha256sum(path) == sha256.lower()) and (not md5 or md5sum(path) == md5.lower())
-
-    if not (archive.is_file() and verified(archive)):
-        if offline:
-            raise TinykdError(
-                f"{archive} does not match its checksum ({'sha256 ' + sha256 if sha256 else 'md5 ' + str(md5)}): "
-                f"it is incomplete or not the official file. Delete it and fetch {url} again."
-            )
-        with atomic_path(archive) as tmp:
-            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as f:
-                total = int(resp.headers.get("Content-Length") or size or 0)
-                bar = None
-                if progress:
-                    from tqdm.auto import tqdm
-                    bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=archive.name, leave=False)
-                try:
-                    for chunk in iter(lambda: resp.read(1 << 20), b""):
-                        f.write(chunk)
-                        if bar is not None:
-                            bar.update(len(chunk))
-                finally:
-                    if bar is not None:
-                        bar.close()
-            if not verified(tmp):
-                got = sha256sum(tmp) if sha256 else md5sum(tmp)
-                raise TinykdError(
-                    f"The download of {url} is corrupt: its {'sha256' if sha256 else 'md5'} is {got}, "
-                    f"expected {sha256 or md5}. The partial file was deleted; run again, or download "
-                    f"it by hand and put it at {archive}."
-                )
-    staging = target.parent / (target.name + ".unpacking")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for m in tar.getmembers():
-                p = Path(m.name)
-                if p.is_absolute() or ".." in p.parts or m.issym() or m.islnk():
-                    raise TinykdError(f"{archive} holds an unsafe member '{m.name}'; refusing to unpack it.")
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(staging, **safe)
-        # Archives either hold the files at the top or inside one folder.
-        inner = staging
-        entries = list(staging.iterdir())
-        if len(entries) == 1 and entries[0].is_dir() and not is_dataset_dir(staging):
-            inner = entries[0]
-        if target.exists():
-            shutil.rmtree(target)
-        inner.rename(target)
-        if not keep_archive:
-            archive.unlink()
-    except tarfile.TarError as e:
-        raise TinykdError(f"{archive} is not a readable .tar.gz ({e}); delete it and download again.") from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return target
-
-
 # ------------------------------------------------------------------------------ audio
+
 
 def read_wav(path: Path) -> np.ndarray:
     """int16 samples of a 16 kHz mono 16-bit PCM WAV file."""
@@ -257,6 +81,7 @@ def fit_length(x: np.ndarray, n: int = CLIP_SAMPLES) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ splits
+
 
 def canonical_split(split: str) -> str:
     try:
@@ -306,9 +131,10 @@ def label_of(word: str) -> int:
 @dataclass(frozen=True)
 class Item:
     """One example: a word file, or a silence cut of a noise file (start, gain)."""
+
     label: int
-    path: str = ""          # "word/file.wav" for words
-    noise: str = ""         # noise file name for silence
+    path: str = ""  # "word/file.wav" for words
+    noise: str = ""  # noise file name for silence
     start: int = 0
     gain: float = 0.0
 
@@ -333,8 +159,14 @@ def noise_files(root: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def build_index(root: Path, split: str, seed: int = 0, silence_percentage: float = 10.0,
-                unknown_percentage: float = 10.0, noise: dict[str, np.ndarray] | None = None) -> list[Item]:
+def build_index(
+    root: Path,
+    split: str,
+    seed: int = 0,
+    silence_percentage: float = 10.0,
+    unknown_percentage: float = 10.0,
+    noise: dict[str, np.ndarray] | None = None,
+) -> list[Item]:
     """The examples of one split: all keyword clips, sampled unknowns, silence cuts."""
     split = canonical_split(split)
     seed = seed if split == "train" else EVAL_SEED
@@ -354,16 +186,25 @@ def build_index(root: Path, split: str, seed: int = 0, silence_percentage: float
         for _ in range(n_silence):
             name = names[int(rng.integers(len(names)))]
             start = int(rng.integers(len(noise[name]) - CLIP_SAMPLES + 1))
-            silence.append(Item(CLASS_NAMES.index(SILENCE), noise=name, start=start,
-                                gain=float(rng.uniform(0.0, 1.0))))
+            silence.append(Item(CLASS_NAMES.index(SILENCE), noise=name, start=start, gain=float(rng.uniform(0.0, 1.0))))
     return known + unknown + silence
 
 
-def load_audio(data_dir, split: str, seed: int = 0, *, augment: int = 0,
-               time_shift_ms: float = 100.0, background_frequency: float = 0.8,
-               background_volume: float = 0.1, silence_percentage: float = 10.0,
-               unknown_percentage: float = 10.0, limit: int = 0, progress: bool = True,
-               version: str = "v0.02") -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_audio(
+    data_dir,
+    split: str,
+    seed: int = 0,
+    *,
+    augment: int = 0,
+    time_shift_ms: float = 100.0,
+    background_frequency: float = 0.8,
+    background_volume: float = 0.1,
+    silence_percentage: float = 10.0,
+    unknown_percentage: float = 10.0,
+    limit: int = 0,
+    progress: bool = True,
+    version: str = "v0.02",
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(audio int16 [N, 16000], labels int64 [N], class names) of one split.
 
     augment (training only): the number of augmented copies appended after the clips. In a
@@ -377,18 +218,21 @@ def load_audio(data_dir, split: str, seed: int = 0, *, augment: int = 0,
     noise = noise_files(root)
     items = build_index(root, split, seed, silence_percentage, unknown_percentage, noise)
     if limit and limit < len(items):
-        keep = np.sort(_rng(seed if split == "train" else EVAL_SEED, split, "limit").choice(len(items), limit, replace=False))
+        keep = np.sort(
+            _rng(seed if split == "train" else EVAL_SEED, split, "limit").choice(len(items), limit, replace=False)
+        )
         items = [items[i] for i in keep]
     audio = np.zeros((len(items), CLIP_SAMPLES), dtype=np.int16)
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(items), desc=f"reading {split} audio", unit="clip", leave=False)
     for i, it in enumerate(items):
         if it.path:
             audio[i] = fit_length(read_wav(root / it.path))
         else:
-            seg = noise[it.noise][it.start:it.start + CLIP_SAMPLES].astype(np.float64) * it.gain
+            seg = noise[it.noise][it.start : it.start + CLIP_SAMPLES].astype(np.float64) * it.gain
             audio[i] = np.clip(np.round(seg), -32768, 32767).astype(np.int16)
         if bar is not None and (i % 256 == 255 or i == len(items) - 1):
             bar.update(i + 1 - bar.n)
@@ -397,16 +241,27 @@ def load_audio(data_dir, split: str, seed: int = 0, *, augment: int = 0,
     labels = np.array([it.label for it in items], dtype=np.int64)
     copies = int(augment) if split == "train" else 0
     if copies:
-        audio = np.concatenate([audio] + [
-            augment_audio(audio, items, noise, seed, time_shift_ms, background_frequency, background_volume, copy=k)
-            for k in range(1, copies + 1)])
+        audio = np.concatenate(
+            [audio]
+            + [
+                augment_audio(audio, items, noise, seed, time_shift_ms, background_frequency, background_volume, copy=k)
+                for k in range(1, copies + 1)
+            ]
+        )
         labels = np.tile(labels, copies + 1)
     return audio, labels, list(CLASS_NAMES)
 
 
-def augment_audio(audio: np.ndarray, items: list[Item], noise: dict[str, np.ndarray], seed: int,
-                  time_shift_ms: float = 100.0, background_frequency: float = 0.8,
-                  background_volume: float = 0.1, copy: int = 1) -> np.ndarray:
+def augment_audio(
+    audio: np.ndarray,
+    items: list[Item],
+    noise: dict[str, np.ndarray],
+    seed: int,
+    time_shift_ms: float = 100.0,
+    background_frequency: float = 0.8,
+    background_volume: float = 0.1,
+    copy: int = 1,
+) -> np.ndarray:
     """Time shift and background noise for word clips (silence clips are left alone); each
     `copy` number draws its own shifts and noise."""
     rng = _rng(seed, "train", f"augment/{copy}")
@@ -427,12 +282,13 @@ def augment_audio(audio: np.ndarray, items: list[Item], noise: dict[str, np.ndar
         elif shift < 0:
             x = np.concatenate([x[-shift:], np.zeros(-shift)])
         if mix:
-            x = x + noise[name][start:start + CLIP_SAMPLES].astype(np.float64) * vol
+            x = x + noise[name][start : start + CLIP_SAMPLES].astype(np.float64) * vol
         out[i] = np.clip(np.round(x), -32768, 32767).astype(np.int16)
     return out
 
 
 # ------------------------------------------------------------------------------ features
+
 
 def _fingerprint(root: Path) -> str:
     """Names, sizes and modification times of every WAV and list: changes when the data does."""
@@ -449,10 +305,19 @@ def _fingerprint(root: Path) -> str:
     return h.hexdigest()
 
 
-def load_kws_features(data_dir, split: str, seed: int = 0, *, augment: int = 0,
-                      limit: int = 0, cache: bool = True, progress: bool = True,
-                      version: str = "v0.02", threads: int | None = None,
-                      **audio_options) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_kws_features(
+    data_dir,
+    split: str,
+    seed: int = 0,
+    *,
+    augment: int = 0,
+    limit: int = 0,
+    cache: bool = True,
+    progress: bool = True,
+    version: str = "v0.02",
+    threads: int | None = None,
+    **audio_options,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(int8 features [N, 49, 10] from the C frontend, int64 labels [N], class names).
 
     Features are cached as .npz under <cache>/kws_features, keyed by the data (names, sizes,
@@ -464,9 +329,14 @@ def load_kws_features(data_dir, split: str, seed: int = 0, *, augment: int = 0,
     check_layout(root)
     split = canonical_split(split)
     key_obj = {
-        "root": str(root.resolve()), "data": _fingerprint(root), "split": split,
-        "seed": seed if split == "train" else EVAL_SEED, "augment": int(augment) if split == "train" else 0,
-        "limit": int(limit), "frontend": frontend.source_hash(), "options": sorted(audio_options.items()),
+        "root": str(root.resolve()),
+        "data": _fingerprint(root),
+        "split": split,
+        "seed": seed if split == "train" else EVAL_SEED,
+        "augment": int(augment) if split == "train" else 0,
+        "limit": int(limit),
+        "frontend": frontend.source_hash(),
+        "options": sorted(audio_options.items()),
     }
     key = hashlib.sha256(json.dumps(key_obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_dir() / "kws_features" / f"{split}-{key}.npz"
@@ -476,11 +346,13 @@ def load_kws_features(data_dir, split: str, seed: int = 0, *, augment: int = 0,
                 return z["features"], z["labels"], [str(c) for c in z["class_names"]]
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache: recompute
-    audio, labels, names = load_audio(root, split, seed, augment=augment, limit=limit,
-                                      progress=progress, version=version, **audio_options)
+    audio, labels, names = load_audio(
+        root, split, seed, augment=augment, limit=limit, progress=progress, version=version, **audio_options
+    )
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(audio), desc=f"{split} features", unit="clip", leave=False)
     try:
         feats = frontend.features(audio, threads=threads, progress=bar)
@@ -494,8 +366,7 @@ def load_kws_features(data_dir, split: str, seed: int = 0, *, augment: int = 0,
     return feats, labels, names
 
 
-def load(data_dir=None, val_size: int = 0, seed: int = 0, train_limit: int = 0, test_limit: int = 0,
-         augment: int = 0):
+def load(data_dir=None, val_size: int = 0, seed: int = 0, train_limit: int = 0, test_limit: int = 0, augment: int = 0):
     """The task interface: a Dataset of dequantised MFCC [N, 49, 10, 1] float32 (quantising
     with the frontend's scale/zero point gives back the exact int8 bytes) and class ids.
     val_size is ignored: Speech Commands has its own validation list. `augment` appends that
@@ -509,8 +380,11 @@ def load(data_dir=None, val_size: int = 0, seed: int = 0, train_limit: int = 0, 
         x, y, names = load_kws_features(data_dir, split, seed, augment=augment, limit=limit)
         out[split] = (frontend.dequantize(x)[..., None], y)
     return Dataset(
-        x_train=out["train"][0], y_train=out["train"][1],
-        x_val=out["validation"][0], y_val=out["validation"][1],
-        x_test=out["test"][0], y_test=out["test"][1],
+        x_train=out["train"][0],
+        y_train=out["train"][1],
+        x_val=out["validation"][0],
+        y_val=out["validation"][1],
+        x_test=out["test"][0],
+        y_test=out["test"][1],
         class_names=list(CLASS_NAMES),
     )
