@@ -11,6 +11,8 @@ NOISE = [
     b"I0000 00:00:1796010484.755203   10241 cudart_stub.cc:31] Could not find cuda drivers on your machine",
     b"E0000 00:00:1796010484.9   10241 cuda_executor.cc:1228] failed call to cuInit: INTERNAL: CUDA error",
     b"W0000 00:00:1796010485.1   10241 meta_optimizer.cc:966] NodeDef mentions attribute use_unbounded_threadpool",
+    b"E0000 00:00:1796010485.1   10241 node_def_util.cc:682] NodeDef mentions attribute use_unbounded_threadpool",
+    b"WARNING:tensorflow:Compiled the loaded model, but the compiled metrics have yet to be built.",
 ]
 OURS = [
     b"error: MNIST was not found (looked in: /root/.cache/tinykd/mnist). Put the four original files ...",

@@ -22,13 +22,16 @@ import threading
 _ABSL_LINE = re.compile(rb"^[IWEF]\d{4} [\d:.]+\s+\d+ (?P<source>[\w./-]+):\d+\] ")
 _ABSL_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 # Informational and warning lines are never ours; error lines only from the GPU probing that a
-# CPU-only machine always fails.
-_NOISY_ERROR_SOURCES = re.compile(rb"cuda|gpu|stream_executor|dso_loader", re.I)
+# CPU-only machine always fails, and the graph-version notice tf.data prints.
+_NOISY_ERROR_SOURCES = re.compile(rb"cuda|gpu|stream_executor|dso_loader|node_def_util", re.I)
+# TensorFlow's Python logger at warning level (e.g. "Compiled the loaded model, but the compiled
+# metrics have yet to be built"): about Keras internals, never about the user's input.
+_TF_PYTHON_WARNING = b"WARNING:tensorflow:"
 
 
 def is_noise(line: bytes) -> bool:
     """Whether one line of stderr is TensorFlow start-up noise."""
-    if line.startswith(_ABSL_PREAMBLE):
+    if line.startswith((_ABSL_PREAMBLE, _TF_PYTHON_WARNING)):
         return True
     match = _ABSL_LINE.match(line)
     if match is None:
