@@ -70,7 +70,7 @@ def test_header_contract(cnn, tmp_path):
     assert "int tkd_model_invoke(const int8_t *input, int8_t *output);" in h
     c = src.model_c.read_text()
     digest = hashlib.sha256(cnn.read_bytes()).digest()[:8]
-    assert "const uint8_t tkd_model_hash[8] = {" + ", ".join(f"0x{b:02x}" for b in digest) + "};" in c
+    assert "const uint8_t tkd_model_hash[8] = { " + ", ".join(f"0x{b:02x}" for b in digest) + " };" in c
     assert src.sha256 == hashlib.sha256(cnn.read_bytes()).hexdigest()
     assert "static int8_t arena[TKD_MODEL_ARENA_BYTES] TKD_ALIGN(16);" in c
     assert "malloc" not in c
@@ -116,12 +116,12 @@ def test_arena_is_planned_by_lifetime(cnn, tmp_path):
     # no two tensors that are alive at the same time share bytes (aliases share a root)
     plan = src.arena_plan
     assert len(plan) >= 5
-    for i, (t1, r1, o1, n1, f1, l1) in enumerate(plan):
-        assert o1 % 4 == 0 and o1 + n1 <= src.arena_bytes
-        for t2, r2, o2, n2, f2, l2 in plan[i + 1 :]:
-            if r1 == r2 or l1 < f2 or l2 < f1:
+    for i, a in enumerate(plan):
+        assert a.offset % 4 == 0 and a.end <= src.arena_bytes
+        for b in plan[i + 1 :]:
+            if a.root == b.root or not a.overlaps_in_time(b):
                 continue
-            assert o1 + n1 <= o2 or o2 + n2 <= o1, (t1, t2)
+            assert a.end <= b.offset or b.end <= a.offset, (a, b)
 
 
 def test_deterministic_output(cnn, tmp_path):

@@ -1,0 +1,65 @@
+"""`generate_model_sources`: .tflite -> checked graph -> one Layer per operator (the emitter
+registry) -> arena plan -> ModelSources -> model.h, model.c and model.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinykd import fileio
+from tinykd.errors import TinykdError
+from tinykd.firmware.tflite_model import read_tflite
+
+from .emit import EmitContext
+from .graph import Graph
+from .ops import EMITTERS
+from .planner import Step, plan_arena
+from .render import render_header, render_source
+from .sources import ModelSources
+
+
+def generate_model_sources(tflite_path: str | Path, out_dir: str | Path) -> ModelSources:
+    """Write model.h, model.c (and model.json, their facts) for the int8 model in `tflite_path`
+    into `out_dir`; return the facts."""
+    tflite_path = Path(tflite_path)
+    out_dir = Path(out_dir)
+    m = read_tflite(tflite_path)
+    g = Graph(m)
+    ctx = EmitContext(g)
+    layers = [EMITTERS[op.opcode](ctx, k, op, f"layer_{k:02d}_{op.opcode.lower()}") for k, op in enumerate(g.ops)]
+    if g.output not in {L.output for L in layers}:
+        raise TinykdError(
+            f"The output tensor of {tflite_path.name} is not computed by any operator. Convert the model again."
+        )
+    acts = {t for L in layers for t in (*L.inputs, L.output)}
+    plan = plan_arena(
+        [Step(tuple(L.inputs), L.output, L.in_place) for L in layers],
+        {t: g.tensor(t).nbytes for t in acts},
+        g.input,
+        g.output,
+    )
+    in_t, out_t = g.tensor(g.input), g.tensor(g.output)
+    src = ModelSources(
+        model_c=out_dir / "model.c",
+        model_h=out_dir / "model.h",
+        name=tflite_path.stem,
+        sha256=m.sha256,
+        input_shape=tuple(in_t.shape),
+        output_shape=tuple(out_t.shape),
+        input_scale=in_t.scale[0],
+        input_zero_point=in_t.zero_point[0],
+        output_scale=out_t.scale[0],
+        output_zero_point=out_t.zero_point[0],
+        arena_bytes=plan.size,
+        activations_total_bytes=sum(g.tensor(t).nbytes for t in acts),
+        weight_bytes=ctx.weight_bytes,
+        param_count=ctx.param_count,
+        macs=sum(L.macs for L in layers),
+        ops=[L.op.opcode for L in layers],
+        arena_plan=plan.entries,
+        notes=list(g.notes),
+    )
+    shapes = {t: tuple(g.tensor(t).shape) for t in acts}
+    fileio.write_text(src.model_h, render_header(src))
+    fileio.write_text(src.model_c, render_source(src, layers, plan, ctx, shapes))
+    src.write_facts()
+    return src
