@@ -1,0 +1,96 @@
+"""The experiments: `tinykd sweep`, `tinykd fit` and `tinykd reproduce`."""
+
+from __future__ import annotations
+
+import click
+
+from .common import friendly_errors, log, out_dir, resolve_config
+from .options import data_dir_option, distill_options, experiment_options, out_option, quick_option, seed_option
+
+
+@click.command()
+@experiment_options
+@out_option("Output folder (default build/sweep-<task>-<board>).")
+@click.option("--temperatures", default="1,2,4,8,20", show_default=True, help="Comma-separated temperatures.")
+@click.option("--alphas", default=None, help="Comma-separated alphas (default: the configured alpha, 0.9).")
+@click.option(
+    "--students", default="mlp-30-30,mlp-300-300", show_default=True, help="Comma-separated student architectures."
+)
+@click.option("--methods", default=None, help="Comma-separated methods: hinton, fitnets, rkd (default: hinton).")
+@click.option(
+    "--int8/--no-int8",
+    default=True,
+    show_default=True,
+    help="Also QAT, convert to int8, count int8 errors in TFLite Micro and size the firmware.",
+)
+@click.option(
+    "--baselines/--no-baselines",
+    default=True,
+    show_default=True,
+    help="Also train each student without a teacher, for comparison.",
+)
+@friendly_errors
+def sweep(temperatures, alphas, students, methods, int8, baselines, **opts):
+    """Distil students over temperatures, alphas, sizes and methods; resumable; table and plots."""
+    from ..experiments.sweep import default_sweep_dir, parse_grid, run_sweep
+
+    config = resolve_config(opts)
+    grid = parse_grid(temperatures, alphas or f"{config.distill.alpha:g}", students, methods or config.distill.method)
+    out = out_dir(opts["out"], default_sweep_dir(config))
+    result = run_sweep(config, out, grid, int8=int8, baselines=baselines, log=log)
+    click.echo(
+        f"sweep: {result.trained} points trained, {result.skipped} finished earlier; "
+        f"table: {out / 'sweep.md'}, plots: {out / 'plots'}"
+    )
+
+
+@click.command()
+@experiment_options
+@distill_options
+@out_option("Output folder (default build/fit-<task>-<board>).")
+@click.option("--widths", default="16,32,64,128,256,512", show_default=True, help="Comma-separated layer widths.")
+@click.option("--depths", default="1,2,3", show_default=True, help="Comma-separated numbers of hidden layers.")
+@click.option("--max-latency", type=float, default=None, help="Latency limit in ms (estimated from MACs).")
+@click.option(
+    "--min-epochs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Epochs of the first successive-halving round (doubling each round).",
+)
+@friendly_errors
+def fit(widths, depths, max_latency, min_epochs, **opts):
+    """Find the most accurate int8 MLP student that fits the board (flash, RAM, latency)."""
+    from ..experiments.fit import default_fit_dir, parse_sizes, run_fit
+
+    config = resolve_config(opts)
+    width_list, depth_list = parse_sizes(widths, depths)
+    out = out_dir(opts["out"], default_fit_dir(config))
+    result = run_fit(config, out, width_list, depth_list, max_latency_ms=max_latency, min_epochs=min_epochs, log=log)
+    chosen = result.chosen
+    click.echo(
+        f"chosen: {chosen['arch']} ({chosen['test_errors_int8']} int8 test errors of {chosen['test_total']}, "
+        f"flash {chosen['firmware']['flash_used']:,} B, RAM {chosen['firmware']['ram_used']:,} B); "
+        f"report: {out / 'fit.md'}"
+    )
+    click.echo(f"next: {result.next_command}")
+
+
+@click.command()
+@click.argument("experiment", type=click.Choice(["hinton-mnist"]))
+@quick_option("Tiny data and 1-2 epochs: a smoke run in about a minute.")
+@out_option(
+    "Folder for the per-row results, results.json, the table and the plot.", default="build/reproduce-hinton-mnist"
+)
+@data_dir_option("Folder with the MNIST files.")
+@seed_option("Same seed, same numbers.", default=0)
+@friendly_errors
+def reproduce(experiment, quick, out, data_dir, seed):
+    """Reproduce a paper's experiments; rerunning resumes and skips the rows already done."""
+    from ..experiments.hinton_mnist import reproduce_hinton_mnist
+
+    result = reproduce_hinton_mnist(out, data_dir=data_dir, seed=seed, quick=quick, log=log)
+    click.echo(f"Table: {result.table} (results: {result.results}, plot: {result.plot})")
+
+
+COMMANDS = [sweep, fit, reproduce]

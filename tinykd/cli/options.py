@@ -1,0 +1,161 @@
+"""The CLI's options, each written once, and the small named groups commands take them in.
+
+A command takes only the options it uses: `build` and the stage commands the whole build
+configuration (`build_options`), `data` only what picks the data (`data_options`), `sweep`
+and `fit` the task, the teacher and the training lengths (`experiment_options`), and so on.
+`--task` and `--method` accept the registries' names (`RegistryChoice`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import click
+
+from ..boards import DEFAULT_BOARD
+
+
+def compose(*decorators: Callable) -> Callable:
+    """One decorator that applies several, the first one outermost (as if stacked in order)."""
+
+    def apply(func):
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+class RegistryChoice(click.Choice):
+    """A click.Choice over a registry's names, read only when a value is checked or the help
+    shown (the method registry imports TensorFlow; `tinykd boards` should not wait for it)."""
+
+    def __init__(self, what: str, names: Callable[[], Iterable[str]]):
+        self._what = what
+        self._names = names
+        self._loaded: tuple[str, ...] | None = None
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._loaded is None:
+            self._loaded = tuple(self._names())
+        return self._loaded
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ sets it; the registry decides
+        pass
+
+    def convert(self, value, param, ctx):
+        if value not in self.choices:
+            self.fail(f"Unknown {self._what} '{value}'. Choose one of: {', '.join(self.choices)}.", param, ctx)
+        return value
+
+
+def _task_names() -> Iterable[str]:
+    from ..data import TASKS
+
+    return TASKS
+
+
+def _method_names() -> Iterable[str]:
+    from ..distill.methods import METHODS
+
+    return METHODS
+
+
+# ------------------------------------------------------------------ one option each
+
+task_option = click.option(
+    "--task", type=RegistryChoice("task", _task_names), default=None, help="The task (default mnist)."
+)
+board_option = click.option(
+    "--board",
+    type=str,
+    default=None,
+    help=f"Target board, whose flash and RAM budgets apply (see `tinykd boards`); default {DEFAULT_BOARD}.",
+)
+config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file with settings (see README).",
+)
+force_option = click.option("--force", is_flag=True, help="Redo stages even if their results are up to date.")
+port_option = click.option(
+    "--port", type=str, default=None, help="Serial port of a hardware board (default: found by USB id)."
+)
+
+
+def out_option(help: str, default: str | None = None):
+    return click.option(
+        "--out", type=click.Path(file_okay=False), default=default, show_default=default is not None, help=help
+    )
+
+
+def seed_option(help: str = "Random seed: same seed, same bytes.", default: int | None = None):
+    return click.option("--seed", type=int, default=default, show_default=default is not None, help=help)
+
+
+def data_dir_option(help: str = "Folder with the dataset files."):
+    return click.option("--data-dir", type=click.Path(), default=None, help=help)
+
+
+def quick_option(help: str = "Tiny data and few epochs: a smoke run in about a minute."):
+    return click.option("--quick", is_flag=True, help=help)
+
+
+def model_option(help: str):
+    return click.option("--model", "model_file", type=click.Path(dir_okay=False), default=None, help=help)
+
+
+# ------------------------------------------------------------------ the groups commands take
+
+# What picks the data: `tinykd data`, and the start of every training command.
+data_options = compose(task_option, config_option, data_dir_option(), seed_option(), quick_option())
+
+teacher_options = compose(
+    click.option("--teacher", type=str, default=None, help="Teacher architecture to train (e.g. cnn, hinton-1200)."),
+    click.option("--teacher-epochs", type=int, default=None, help="Epochs for the teacher."),
+    click.option(
+        "--teacher-model",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="A saved teacher (.keras) used instead of training one (e.g. shared by several builds).",
+    ),
+)
+
+# How long students train: every command that trains students.
+student_epochs_options = compose(
+    click.option("--epochs", type=int, default=None, help="Epochs for each student (KD and baseline)."),
+    click.option("--qat-epochs", type=int, default=None, help="Epochs of quantisation-aware fine-tuning."),
+)
+
+# How a student is distilled: `build` and the stage commands, `fit`.
+distill_options = compose(
+    click.option("--temperature", "-T", type=float, default=None, help="Distillation temperature T (> 0)."),
+    click.option("--alpha", type=float, default=None, help="Weight of the soft (teacher) loss, in [0, 1]."),
+    click.option(
+        "--method",
+        type=RegistryChoice("distillation method", _method_names),
+        default=None,
+        help="Distillation method (default hinton).",
+    ),
+)
+
+# The commands that train teachers and students for many students at once: `sweep`, `fit`.
+experiment_options = compose(data_options, board_option, teacher_options, student_epochs_options)
+
+# The whole build configuration: `build`, the stage commands, and `evaluate`, `firmware` and
+# `flash` on a build (they run the stages they need first).
+build_options = compose(
+    experiment_options,
+    distill_options,
+    click.option("--student", type=str, default=None, help="Student architecture (e.g. mlp-300-300)."),
+    out_option("Build directory (default build/<task>-<board>)."),
+    force_option,
+)
+
+# --model runs: any int8 .tflite, outside a build.
+MODEL_DEFAULT_OUT = f"build/<model>-<board> (board default {DEFAULT_BOARD})"
