@@ -157,5 +157,3 @@ build_options = compose(
     force_option,
 )
 
-# --model runs: any int8 .tflite, outside a build.
-MODEL_DEFAULT_OUT = f"build/<model>-<board> (board default {DEFAULT_BOARD})"
