@@ -156,4 +156,3 @@ build_options = compose(
     out_option("Build directory (default build/<task>-<board>)."),
     force_option,
 )
-
