@@ -1,9 +1,5 @@
-"""Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network".
-
-loss = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, softmax(s))
-
-The T^2 factor keeps the soft term's gradients the same size as T changes (they scale as
-1/T^2), so alpha means the same thing at every temperature.
+"""The distilling model wrapper (`Distiller`) that the training loop trains, and
+`distillation_loss`, Hinton's loss from logits (written once, in `methods.hinton.hinton_parts`).
 """
 
 from __future__ import annotations
@@ -15,23 +11,15 @@ import tinykd  # noqa: F401
 
 
 def distillation_loss(y_true, student_logits, teacher_logits, temperature: float, alpha: float):
-    """Per-batch mean of the weighted soft (KL at temperature T, times T^2) plus hard (CE) loss.
+    """Per-batch mean of alpha * T^2 * KL(teacher || student at T) + (1 - alpha) * CE (see
+    `methods.hinton`); teacher_logits=None means CE alone. Returns (total, soft, hard)."""
+    from .methods.hinton import hinton_parts
 
-    Returns (total, soft, hard) so that training can show both parts.
-    """
-    t = tf.constant(temperature, tf.float32)
-    student_logits = tf.cast(student_logits, tf.float32)
-    hard = tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(y_true, tf.int32), logits=student_logits)
-    )
-    if teacher_logits is None:
-        return hard, tf.zeros_like(hard), hard
-    log_p_teacher = tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / t)
-    log_p_student = tf.nn.log_softmax(student_logits / t)
-    kl = tf.reduce_sum(tf.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
-    soft = tf.reduce_mean(kl) * t * t
-    total = alpha * soft + (1.0 - alpha) * hard
-    return total, soft, hard
+    log_p_teacher = None
+    if teacher_logits is not None:
+        log_p_teacher = tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / tf.constant(temperature, tf.float32))
+    parts = hinton_parts(y_true, student_logits, log_p_teacher, temperature, alpha)
+    return parts.total, parts.soft, parts.hard
 
 
 class Distiller(keras.Model):

@@ -29,6 +29,19 @@ class TrainResult:
     epochs: int = 0
 
 
+def seed_everything(seed: int, *, fresh_session: bool = False) -> int:
+    """Deterministic TF ops and every random generator (Python, NumPy, TF) seeded with `seed`.
+
+    `fresh_session` also resets Keras's naming state first: automatic layer names land in the
+    .tflite (tfmot's quantize_layer becomes quantize_layer_1 when loaded a second time), so a
+    run that starts afresh gives the same bytes whatever ran before it in the process."""
+    if fresh_session:
+        keras.backend.clear_session()
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+    return seed
+
+
 def jitter(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
     """Shift each image by up to ±max_shift pixels in x and y, filling with zeros (Hinton's jitter)."""
     if max_shift <= 0:

@@ -7,23 +7,35 @@
 `rkd` (relational), `online` (deep mutual learning), `self` (born-again generations; see
 `born_again`), `specialists` (a generalist plus specialist teachers for confused classes; see
 `find_groups`, `train_specialists`). Each works on a tfmot-quantised (QAT) student too.
+
+Each method's file also holds its `BuildRecipe`: what the build does for it besides the loss
+(extra models, the teacher per stage, extra evaluations, its config keys). `register_method`
+adds a method from outside the package.
 """
 
 from __future__ import annotations
 
-import inspect
-
-from ...errors import TinykdError
 from .base import DistillationMethod, LossParts, feature_model, find_layer, soft_target_loss
-from .born_again import Generation, SelfDistillation, born_again
-from .ensemble import Ensemble, TeacherSelection, ensemble_log_probs, select_teachers
-from .fitnets import FitNets, hint_loss
-from .hinton import Hinton, hinton_parts
-from .online import Online, mutual_losses
-from .rkd import RKD, angles, normalised_distances, rkd_angle_loss, rkd_distance_loss
+from .born_again import Generation, SelfDistillation, SelfRecipe, born_again
+from .ensemble import Ensemble, EnsembleRecipe, TeacherSelection, ensemble_log_probs, select_teachers
+from .fitnets import FitNets, FitNetsRecipe, hint_loss
+from .hinton import Hinton, HintonRecipe, hinton_parts
+from .online import Online, OnlineRecipe, mutual_losses
+from .recipe import BuildRecipe
+from .registry import (
+    METHODS,
+    RECIPES,
+    get_method,
+    get_recipe,
+    register_method,
+    single_teacher_methods,
+    unregister_method,
+)
+from .rkd import RKD, RKDRecipe, angles, normalised_distances, rkd_angle_loss, rkd_distance_loss
 from .specialists import (
     Specialist,
     Specialists,
+    SpecialistsRecipe,
     build_specialist,
     combine_log_probs,
     find_groups,
@@ -33,34 +45,28 @@ from .specialists import (
     train_specialists,
 )
 
-METHODS: dict[str, type[DistillationMethod]] = {
-    cls.name: cls for cls in (Hinton, Ensemble, Specialists, FitNets, RKD, Online, SelfDistillation)
-}
-
-
-def get_method(
-    name: str, temperature: float | None = None, alpha: float | None = None, **options
-) -> DistillationMethod:
-    """Build the method `name`; temperature/alpha left as None take the method's own defaults."""
-    if name not in METHODS:
-        raise TinykdError(f"Unknown distillation method '{name}'. Choose one of: {', '.join(METHODS)}.")
-    cls = METHODS[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise TinykdError(
-            f"The '{name}' distillation method has no option {', '.join(unknown)}; its options are: "
-            f"{', '.join(accepted)}."
-        )
-    if temperature is not None:
-        options["temperature"] = temperature
-    if alpha is not None:
-        options["alpha"] = alpha
-    return cls(**options)
-
+# The one table of methods, in the order --method lists them. A new method: its file (the loss
+# and its BuildRecipe) and one line here.
+for _recipe in (
+    HintonRecipe(),
+    EnsembleRecipe(),
+    SpecialistsRecipe(),
+    FitNetsRecipe(),
+    RKDRecipe(),
+    OnlineRecipe(),
+    SelfRecipe(),
+):
+    register_method(_recipe)
+del _recipe
 
 __all__ = [
     "METHODS",
+    "RECIPES",
+    "BuildRecipe",
+    "register_method",
+    "unregister_method",
+    "get_recipe",
+    "single_teacher_methods",
     "get_method",
     "DistillationMethod",
     "LossParts",

@@ -18,6 +18,7 @@ import tinykd  # noqa: F401
 
 from ...errors import TinykdError
 from .hinton import Hinton
+from .recipe import BuildRecipe, numbered
 
 
 class SelfDistillation(Hinton):
@@ -102,3 +103,67 @@ def born_again(
         )
         out.append(Generation(model, result.history, result.seconds))
     return out
+
+
+class SelfRecipe(BuildRecipe):
+    """Born-again in the build: generation 0 is the no-KD baseline, generations 1..N are trained
+    in the distill stage (the last is the student, the ones between kept as generation<k>.keras);
+    QAT learns from generation N - 1."""
+
+    name = "self"
+    method = SelfDistillation
+    config_keys = ("generations",)
+
+    def check(self, config) -> None:
+        if config.distill.generations < 1:
+            raise TinykdError(
+                f"[distill] generations must be at least 1 (got {config.distill.generations}): born-again "
+                "trains that many generations after the no-KD baseline."
+            )
+
+    def kd_pair(self, build, stage):
+        kd = build.config.distill
+        previous = "baseline" if kd.generations == 1 else f"generation{kd.generations - 1}"
+        return self.make(kd), build.load_model(previous)
+
+    def distill(self, build, baseline):
+        from ..training import TrainResult
+
+        d, c, kd = build.dataset, build.config.student, build.config.distill
+        generations = born_again(
+            lambda: build.new_model(c.arch),
+            kd.generations,
+            d.x_train,
+            d.y_train,
+            (d.x_val, d.y_val),
+            checkpoint_dir=build.checkpoints("distill"),
+            seed=build.seed("distill"),
+            temperature=kd.temperature,
+            alpha=kd.alpha,
+            first=baseline,
+            label="student",
+            epochs=c.epochs,
+            batch_size=c.batch_size,
+            learning_rate=c.learning_rate,
+            max_shift=build.config.data.jitter,
+        )
+        kept = []
+        for k, generation in enumerate(generations[1:-1], start=1):
+            kept.append(build.save_model(generation.model, f"generation{k}"))
+            build.save_history(f"generation{k}", generation)
+        last = generations[-1]
+        seconds = round(sum(g.seconds for g in generations[1:]), 2)
+        return last.model, TrainResult(last.history, seconds, c.epochs), kept
+
+    def evaluate_models(self, build):
+        from ...evaluate import predict_logits
+
+        x = build.dataset.x_test
+        return {
+            f"generation{k}": predict_logits(build.load_model(f"generation{k}"), x)
+            for k in range(1, build.config.distill.generations)
+        }, {}
+
+    def model_label(self, name):
+        number = numbered(name, "generation")
+        return None if number is None else f"born-again generation {number} (float)"

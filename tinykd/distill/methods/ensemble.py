@@ -27,6 +27,7 @@ import tinykd  # noqa: F401
 from ...errors import TinykdError
 from .base import DistillationMethod, LossParts
 from .hinton import hinton_parts
+from .recipe import BuildRecipe, numbered
 
 MEANS = ("arithmetic", "geometric")
 
@@ -219,3 +220,75 @@ def select_teachers(
 def _ensemble_accuracy(logits, w, y, mean, temperature):
     lp = ensemble_log_probs(logits, temperature, w, mean).numpy()
     return float(np.mean(lp.argmax(-1) == y)), lp
+
+
+class EnsembleRecipe(BuildRecipe):
+    """The build's teacher and `teachers - 1` more, trained in the extra-teachers stage with the
+    [teacher] settings (as `ensemble_arch`) and their own seeds."""
+
+    name = "ensemble"
+    method = Ensemble
+    config_keys = ("teachers", "ensemble_arch", "mean")
+    extra_models = True
+
+    def check(self, config) -> None:
+        from ...models import check_model_name
+
+        kd = config.distill
+        if kd.teachers < 2:
+            raise TinykdError(
+                f"[distill] teachers must be at least 2 (got {kd.teachers}): the ensemble averages the "
+                "build's teacher and teachers - 1 more. Try 2 or 3."
+            )
+        if kd.mean not in MEANS:
+            raise TinykdError(
+                f"[distill] mean must be 'arithmetic' (of probabilities) or 'geometric' (softmax of the "
+                f"mean log-probabilities), not '{kd.mean}'."
+            )
+        if kd.ensemble_arch:
+            check_model_name(kd.ensemble_arch)
+
+    def train_extra_models(self, build):
+        from ...models import count_params
+
+        c, kd = build.config.teacher, build.config.distill
+        arch = kd.ensemble_arch or c.arch
+        folder = build.checkpoints("extra-teachers")
+        artifacts, info = [], {"arch": arch, "params": {}, "train_seconds": {}}
+        for i in range(1, kd.teachers):
+            # Each member its own seed: same data, different initialisation, order and jitter.
+            seed = build.seed("extra-teachers") + 1000 * i
+            model = build.new_model(arch)
+            result = build.train(
+                "extra-teachers", model, c, seed=seed, checkpoint_dir=folder / f"teacher{i}", label=f"teacher{i}"
+            )
+            artifacts.append(build.save_model(model, f"teacher{i}"))
+            build.save_history(f"teacher{i}", result)
+            info["params"][f"teacher{i}"] = count_params(model)
+            info["train_seconds"][f"teacher{i}"] = result.seconds
+        return artifacts, info
+
+    def kd_pair(self, build, stage):
+        kd = build.config.distill
+        teacher = build.load_model("teacher")
+        others = [build.load_model(f"teacher{i}") for i in range(1, kd.teachers)]
+        return self.make(kd, teachers=others, mean=kd.mean), teacher
+
+    def evaluate_models(self, build):
+        """Each member, and the ensemble itself (its mean at T = 1)."""
+        from ...evaluate import predict_logits
+
+        d, kd = build.dataset, build.config.distill
+        members = [predict_logits(build.load_model("teacher"), d.x_test)]
+        logits = {}
+        for i in range(1, kd.teachers):
+            members.append(predict_logits(build.load_model(f"teacher{i}"), d.x_test))
+            logits[f"teacher{i}"] = members[-1]
+        logits["ensemble"] = ensemble_log_probs(members, 1.0, None, kd.mean).numpy()
+        return logits, {}
+
+    def model_label(self, name):
+        if name == "ensemble":
+            return "ensemble of the teachers (float, mean at T = 1)"
+        number = numbered(name, "teacher")
+        return None if number is None else f"teacher {number} of the ensemble (float)"

@@ -19,6 +19,7 @@ import tinykd  # noqa: F401
 from ...errors import TinykdError
 from .base import DistillationMethod, LossParts, feature_model
 from .hinton import hinton_parts
+from .recipe import BuildRecipe
 
 
 def hint_loss(student_features, teacher_features) -> tf.Tensor:
@@ -88,3 +89,9 @@ class FitNets(DistillationMethod):
             "student_layer": self.student_layer,
             "teacher_layer": self.teacher_layer,
         }
+
+
+class FitNetsRecipe(BuildRecipe):
+    name = "fitnets"
+    method = FitNets
+    single_teacher = True

@@ -1,4 +1,12 @@
-"""Hinton, Vinyals & Dean (2015): soft targets of one teacher at temperature T, plus the labels."""
+"""Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network": soft targets of
+one teacher at temperature T, plus the labels.
+
+loss = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, softmax(s))
+
+The T^2 factor keeps the soft term's gradients the same size as T changes (they scale as
+1/T^2), so alpha means the same thing at every temperature. `hinton_parts` is the one place
+this loss is written; the other methods and `tinykd.distill.distillation_loss` call it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import tensorflow as tf
 import tinykd  # noqa: F401
 
 from .base import DistillationMethod, LossParts, cross_entropy, soft_target_loss
+from .recipe import BuildRecipe
 
 
 def hinton_parts(y, student_logits, teacher_log_probs, temperature: float, alpha: float) -> LossParts:
@@ -35,3 +44,9 @@ class Hinton(DistillationMethod):
         teacher_logits = tf.cast(self.teacher(x, training=False), tf.float32)
         log_p = tf.nn.log_softmax(teacher_logits / self.temperature)
         return hinton_parts(y, student_logits, tf.stop_gradient(log_p), self.temperature, self.alpha)
+
+
+class HintonRecipe(BuildRecipe):
+    name = "hinton"
+    method = Hinton
+    single_teacher = True

@@ -20,6 +20,7 @@ import tinykd  # noqa: F401
 
 from ...errors import TinykdError
 from .base import DistillationMethod, LossParts, cross_entropy, soft_target_loss
+from .recipe import BuildRecipe
 
 
 def mutual_losses(y, peer_logits: Sequence, temperature: float, alpha: float) -> list[LossParts]:
@@ -74,3 +75,35 @@ class Online(DistillationMethod):
 
     def settings(self):
         return {**super().settings(), "peers": [p.name for p in self.peers]}
+
+
+class OnlineRecipe(BuildRecipe):
+    """The student learns with one peer (as `peer`, default the student's architecture): a fresh
+    one in the distill stage, saved as peer.keras, and that trained peer again in QAT."""
+
+    name = "online"
+    method = Online
+    config_keys = ("peer",)
+
+    def check(self, config) -> None:
+        from ...models import check_model_name
+
+        if config.distill.peer:
+            check_model_name(config.distill.peer)
+
+    def kd_pair(self, build, stage):
+        method = self.make(build.config.distill)
+        if stage == "qat":
+            return method, build.load_model("peer")
+        return method, build.new_model(build.config.distill.peer or build.config.student.arch)
+
+    def keep_partner(self, build, teacher):
+        return [build.save_model(teacher, "peer")]
+
+    def evaluate_models(self, build):
+        from ...evaluate import predict_logits
+
+        return {"peer": predict_logits(build.load_model("peer"), build.dataset.x_test)}, {}
+
+    def model_label(self, name):
+        return "online peer, trained with the student (float)" if name == "peer" else None

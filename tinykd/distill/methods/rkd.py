@@ -23,6 +23,7 @@ import tinykd  # noqa: F401
 from ...errors import TinykdError
 from .base import PENULTIMATE, DistillationMethod, LossParts, feature_model
 from .hinton import hinton_parts
+from .recipe import BuildRecipe
 
 _EPS = 1e-12
 
@@ -129,3 +130,9 @@ class RKD(DistillationMethod):
             "student_layer": self.student_layer,
             "teacher_layer": self.teacher_layer,
         }
+
+
+class RKDRecipe(BuildRecipe):
+    name = "rkd"
+    method = RKD
+    single_teacher = True

@@ -55,6 +55,9 @@ for groups of classes it confuses, combined into one set of soft targets for the
    rises, so the lambda with sum Q = 1 is found by bisection (float64, per example). The
    objective is concave in q, so this stationary point is the minimum. When every specialist
    agrees with the generalist (p_m = p_g restricted and dustbinned) q = p_g.
+
+(Longer than 400 lines on purpose: the derivation above, the three steps and the method's build
+recipe read as one.)
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ import tinykd  # noqa: F401
 from ...errors import TinykdError
 from .base import DistillationMethod, LossParts, find_layer
 from .hinton import hinton_parts
+from .recipe import BuildRecipe
 
 # The bracket below is at most M + 4 wide: 40 halvings leave it ~1e-11 wide (float64), and
 # each costs ~20 small ops per batch, so more only slow training down.
@@ -368,3 +372,107 @@ class Specialists(DistillationMethod):
 
     def settings(self):
         return {**super().settings(), "groups": [list(s.classes) for s in self.specialists], "top_k": self.top_k}
+
+
+class SpecialistsRecipe(BuildRecipe):
+    """Groups found on the teacher's validation confusion, one specialist fine-tuned per group in
+    the extra-teachers stage (specialists.json keeps the groups); the student learns from the
+    teacher combined with them."""
+
+    name = "specialists"
+    method = Specialists
+    config_keys = ("specialists", "specialist_classes", "specialist_epochs")
+    extra_models = True
+
+    def check(self, config) -> None:
+        kd = config.distill
+        if kd.specialists < 1 or kd.specialist_classes < 2 or kd.specialist_epochs < 1:
+            raise TinykdError(
+                f"[distill] needs specialists >= 1 (groups), specialist_classes >= 2 and specialist_epochs >= 1 "
+                f"(got {kd.specialists}, {kd.specialist_classes}, {kd.specialist_epochs}). Try 2, 3 and 2."
+            )
+
+    def train_extra_models(self, build):
+        import dataclasses
+
+        from ...evaluate import predict_logits
+        from ...fileio import write_json
+
+        d, c, kd = build.dataset, build.config.teacher, build.config.distill
+        generalist = build.load_model("teacher")
+        logits = predict_logits(generalist, d.x_val)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        confusion = soft_confusion(probs, d.y_val, d.num_classes)
+        groups = find_groups(confusion, kd.specialists, kd.specialist_classes)
+        names = d.class_names
+        build.log(
+            "  specialist groups (most confused on validation): "
+            + "; ".join("{" + ", ".join(names[k] for k in g) + "}" for g in groups)
+        )
+        # Fine-tuning from the generalist's weights: a quarter of its learning rate keeps what the
+        # body already knows while the new output layer settles.
+        section = dataclasses.replace(c, epochs=kd.specialist_epochs, learning_rate=c.learning_rate / 4)
+        specialists = train_specialists(
+            generalist,
+            groups,
+            d.x_train,
+            d.y_train,
+            (d.x_val, d.y_val),
+            checkpoint_dir=build.checkpoints("extra-teachers"),
+            seed=build.seed("extra-teachers"),
+            epochs=section.epochs,
+            batch_size=section.batch_size,
+            learning_rate=section.learning_rate,
+            max_shift=build.config.data.jitter,
+        )
+        artifacts = []
+        for i, s in enumerate(specialists):
+            artifacts.append(build.save_model(s.model, f"specialist{i}"))
+            build.save_history(f"specialist{i}", s)
+        write_json(
+            build.out / "specialists.json",
+            {
+                "groups": groups,
+                "class_names": list(names),
+                "validation_soft_confusion": np.round(confusion, 3).tolist(),
+            },
+        )
+        return artifacts + ["specialists.json"], {"groups": groups, "train_seconds": [s.seconds for s in specialists]}
+
+    @staticmethod
+    def groups(build) -> list[list[int]]:
+        import json
+
+        return json.loads((build.out / "specialists.json").read_text())["groups"]
+
+    def kd_pair(self, build, stage):
+        teacher = build.load_model("teacher")
+        groups = self.groups(build)
+        specialists = [Specialist(build.load_model(f"specialist{i}"), g) for i, g in enumerate(groups)]
+        return self.make(build.config.distill, specialists=specialists), teacher
+
+    def evaluate_models(self, build):
+        """The teacher combined with its specialists (T = 1), and each specialist on its own task
+        (one of its classes, or the dustbin)."""
+        from ...evaluate import predict_logits
+
+        d = build.dataset
+        teacher_logits = predict_logits(build.load_model("teacher"), d.x_test)
+        outputs, info = [], []
+        for i, group in enumerate(self.groups(build)):
+            outputs.append(predict_logits(build.load_model(f"specialist{i}"), d.x_test))
+            own = specialist_labels(d.y_test, group)
+            info.append(
+                {
+                    "classes": group,
+                    "errors": int(np.sum(outputs[-1].argmax(1) != own)),
+                    "total": int(len(own)),
+                    "test_examples_of_its_classes": int(np.sum(own < len(group))),
+                }
+            )
+        combined = combine_log_probs(teacher_logits, outputs, self.groups(build), 1.0, TOP_K).numpy()
+        return {"specialists": combined}, {"specialists": info}
+
+    def model_label(self, name):
+        return "teacher + specialists combined (float, at T = 1)" if name == "specialists" else None
