@@ -125,17 +125,19 @@ def test_training_resumes_from_the_epoch_checkpoint(mnist_dir, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def tiny_config(mnist_dir, **sections):
+    """--quick on 500 training and 50 test examples, one epoch per stage, a 30-30 student."""
+    overrides = {
+        "data": {"dir": str(mnist_dir), "train_limit": 500, "test_limit": 50},
+        "teacher": {"epochs": 1},
+        "student": {"epochs": 1, "arch": "mlp-30-30"},
+        "qat": {"epochs": 1},
+    }
+    return resolve(quick=True, overrides={**overrides, **sections})
+
+
 def test_build_from_python_with_overrides(mnist_dir, tmp_path):
-    config = resolve(
-        quick=True,
-        overrides={
-            "data": {"dir": str(mnist_dir), "train_limit": 500, "test_limit": 50},
-            "teacher": {"epochs": 1},
-            "student": {"epochs": 1, "arch": "mlp-30-30"},
-            "qat": {"epochs": 1},
-        },
-    )
-    build = Build(config, tmp_path / "py", log=lambda m: None)
+    build = Build(tiny_config(mnist_dir), tmp_path / "py", log=lambda m: None)
     record = build.run("convert")
     assert record.info["bytes"] == (tmp_path / "py" / "model_int8.tflite").stat().st_size
     assert "model_int8.tflite" in record.artifacts
@@ -224,7 +226,7 @@ def test_changed_settings_never_resume_from_old_checkpoints(quick_build, tmp_pat
     changed = dataclasses.replace(base, teacher=dataclasses.replace(base.teacher, learning_rate=1e-4))
     build = Build(changed, quick_build.out, log=lambda m: None)
     assert build.fingerprint("train-teacher") != quick_build.fingerprint("train-teacher")
-    folder = build._checkpoints("train-teacher")
+    folder = build.checkpoints("train-teacher")
     assert not folder.exists() or not any(folder.iterdir())
     # The old settings' checkpoints are gone, so nothing stale can be restored later either.
     assert [p.name for p in (quick_build.out / "checkpoints").glob("teacher-*")] in ([], [folder.name])
@@ -241,16 +243,7 @@ def test_method_option_reaches_the_build(mnist_dir, tmp_path):
         resolve(overrides={"distill": {"method": "nope"}})
     histories = {}
     for method in ("hinton", "fitnets"):
-        config = resolve(
-            quick=True,
-            overrides={
-                "data": {"dir": str(mnist_dir), "train_limit": 500, "test_limit": 50},
-                "teacher": {"epochs": 1},
-                "student": {"epochs": 1, "arch": "mlp-30-30"},
-                "distill": {"method": method},
-            },
-        )
-        build = Build(config, tmp_path / method, log=lambda m: None)
+        build = Build(tiny_config(mnist_dir, distill={"method": method}), tmp_path / method, log=lambda m: None)
         build.run("distill")
         histories[method] = {
             name: json.loads((build.out / "history" / f"{name}.json").read_text())["history"]

@@ -57,8 +57,8 @@ class DistillConfig:
     # targets, as the paper recommends ("considerably lower weight on the second objective").
     temperature: float = 20.0
     alpha: float = 0.9
-    # hinton | ensemble | specialists | fitnets (hint on a hidden layer through a learned
-    # adapter) | rkd (relational) | online (deep mutual learning) | self (born-again)
+    # a name registered in tinykd.distill.methods (hinton, ensemble, specialists, fitnets, rkd,
+    # online, self); each method's file says which of the keys below it reads
     method: str = "hinton"
     # ensemble: teachers averaged, the build's teacher included; the others are trained with
     # the [teacher] settings and their own seeds, as ensemble_arch ("" = teacher arch)
@@ -142,17 +142,6 @@ TASK_QUICK: dict[str, dict[str, Any]] = {
         "qat": {"epochs": 1, "calibration_samples": 50},
         "device": {"limit": 24},
     },
-}
-
-
-# Every distillation method a build runs, and the [distill] keys each one reads besides
-# temperature and alpha (the others do not change its result).
-BUILD_METHODS = ("hinton", "ensemble", "specialists", "fitnets", "rkd", "online", "self")
-METHOD_KEYS: dict[str, tuple[str, ...]] = {
-    "ensemble": ("teachers", "ensemble_arch", "mean"),
-    "specialists": ("specialists", "specialist_classes", "specialist_epochs"),
-    "online": ("peer",),
-    "self": ("generations",),
 }
 
 
@@ -254,16 +243,6 @@ def validate(config: BuildConfig) -> None:
     from .models import check_model_name
 
     get_task(config.task)
-    if not config.distill.temperature > 0:
-        raise TinykdError(
-            f"Temperature must be > 0 (got {config.distill.temperature}). Distillation divides the "
-            "logits by T; Hinton et al. used 1-20 (try --temperature 20)."
-        )
-    if not 0.0 <= config.distill.alpha <= 1.0:
-        raise TinykdError(
-            f"alpha must be between 0 and 1 (got {config.distill.alpha}): it is the weight of the soft "
-            "(teacher) loss, 1 - alpha that of the labels. Try --alpha 0.9."
-        )
     for section in ("teacher", "student", "qat"):
         part = getattr(config, section)
         if part.epochs < 0 or part.batch_size < 1 or part.learning_rate <= 0:
@@ -293,37 +272,16 @@ def validate(config: BuildConfig) -> None:
 
 
 def _validate_distill(config: BuildConfig) -> None:
-    from .models import check_model_name
+    """Temperature and alpha, the method's name, then every method's own keys (a bad value is an
+    error whichever method is chosen: the file would break the day the method is switched)."""
+    from .distill.methods import RECIPES, get_recipe
+    from .distill.methods.base import check_temperature_alpha
 
     kd = config.distill
-    if kd.method not in BUILD_METHODS:
-        raise TinykdError(
-            f"Unknown distillation method '{kd.method}'; choose one of {', '.join(BUILD_METHODS)} "
-            "(--method or [distill] method)."
-        )
-    if kd.teachers < 2:
-        raise TinykdError(
-            f"[distill] teachers must be at least 2 (got {kd.teachers}): the ensemble averages the "
-            "build's teacher and teachers - 1 more. Try 2 or 3."
-        )
-    if kd.mean not in ("arithmetic", "geometric"):
-        raise TinykdError(
-            f"[distill] mean must be 'arithmetic' (of probabilities) or 'geometric' (softmax of the "
-            f"mean log-probabilities), not '{kd.mean}'."
-        )
-    if kd.specialists < 1 or kd.specialist_classes < 2 or kd.specialist_epochs < 1:
-        raise TinykdError(
-            f"[distill] needs specialists >= 1 (groups), specialist_classes >= 2 and specialist_epochs >= 1 "
-            f"(got {kd.specialists}, {kd.specialist_classes}, {kd.specialist_epochs}). Try 2, 3 and 2."
-        )
-    if kd.generations < 1:
-        raise TinykdError(
-            f"[distill] generations must be at least 1 (got {kd.generations}): born-again trains "
-            "that many generations after the no-KD baseline."
-        )
-    for arch in (kd.ensemble_arch, kd.peer):
-        if arch:
-            check_model_name(arch)
+    check_temperature_alpha(kd.temperature, kd.alpha)
+    get_recipe(kd.method)
+    for recipe in RECIPES.values():
+        recipe.check(config)
     if config.teacher.model:
         path = Path(config.teacher.model)
         if not path.is_file() or path.suffix not in (".keras", ".h5"):

@@ -1,0 +1,128 @@
+"""Measuring the build: every model on the host's test set, the int8 model on the device, the report.
+
+Each takes the `Build` and returns (artifacts, info) for stages.json.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..errors import TinykdError
+from ..fileio import write_json
+
+
+def evaluate(build):
+    """evaluation.json (every float model, the method's own, and the int8 model in LiteRT and
+    TFLite Micro) and host_int8_outputs.npy (what the device must reproduce)."""
+    from ..evaluate import classification_result, int8_outputs_litert, int8_outputs_tflm, predict_logits
+    from ..export import tflite_io_quantization
+    from ..export.convert import quantize_input
+
+    d = build.dataset
+    results = {}
+    for name in ("teacher", "baseline", "student", "student_qat"):
+        build.log(f"  evaluating {name} (float) on {len(d.y_test)} test examples")
+        logits = predict_logits(build.load_model(name), d.x_test)
+        results[name] = classification_result(name, logits, d.y_test, d.num_classes)
+    method_logits, method_info = build.recipe.evaluate_models(build)
+    for name, logits in method_logits.items():
+        results[name] = classification_result(name, np.asarray(logits), d.y_test, d.num_classes)
+    tflite = build.out / "model_int8.tflite"
+    x_int8 = quantize_input(d.x_test, tflite_io_quantization(tflite).input)
+    litert = int8_outputs_litert(tflite, x_int8)
+    tflm = int8_outputs_tflm(tflite, x_int8)
+    results["int8_litert"] = classification_result("int8_litert", litert, d.y_test, d.num_classes)
+    results["int8_tflm"] = classification_result("int8_tflm", tflm, d.y_test, d.num_classes)
+    mismatches = int(np.any(litert != tflm, axis=1).sum())
+    max_difference = int(np.abs(litert.astype(np.int16) - tflm.astype(np.int16)).max())
+    prediction_disagreements = int((litert.argmax(1) != tflm.argmax(1)).sum())
+    np.save(build.out / "host_int8_outputs.npy", tflm)
+    evaluation = {
+        "test_examples": int(len(d.y_test)),
+        "models": {k: v.to_dict() for k, v in results.items()},
+        "int8_litert_vs_tflm_mismatches": mismatches,
+        "int8_litert_vs_tflm_max_difference": max_difference,
+        "int8_litert_vs_tflm_prediction_disagreements": prediction_disagreements,
+        "class_names": d.class_names,
+        **method_info,
+    }
+    write_json(build.out / "evaluation.json", evaluation)
+    for name, r in results.items():
+        build.log(f"  {name:<12} {r.errors:>5} errors / {r.total}  ({100 * r.accuracy:.2f} %)")
+    build.log(
+        f"  int8 outputs differing between LiteRT and TFLite Micro: {mismatches} "
+        f"(largest difference {max_difference} step, {prediction_disagreements} different predictions)"
+    )
+    return ["evaluation.json", "host_int8_outputs.npy"], {"mismatches": mismatches}
+
+
+def device(build):
+    """device.json: the test set streamed to the board, compared with the host's int8 outputs.
+
+    Tasks whose device preprocesses raw input itself (KWS) stream the raw test clips instead:
+    the device runs its feature extractor, then the model; its features must equal the host's
+    (same C code) and its outputs the host's int8 outputs on those features."""
+    from ..device.evaluate import compare_with_host, run_audio_on_device, run_on_device
+    from ..evaluate import classification_result
+    from ..export import tflite_io_quantization
+    from ..export.convert import quantize_input
+
+    d, c = build.dataset, build.config.device
+    n = min(c.limit or len(d.y_test), len(d.y_test))
+    host_features = quantize_input(d.x_test[:n], tflite_io_quantization(build.out / "model_int8.tflite").input)
+    firmware = json.loads((build.out / "firmware" / "firmware.json").read_text())
+    on_board = dict(expected_sha256=firmware["model_sha256"], port=c.port or None, instances=c.instances)
+    raw_audio = build.task.load_test_audio is not None
+    if raw_audio:
+        audio = _test_audio(build)
+        build.log(f"  streaming {n} raw test clips to {build.board.name} (features computed on the device)")
+        run = run_audio_on_device(build.board, firmware["elf"], audio[:n], **on_board)
+    else:
+        build.log(f"  streaming {n} test examples to {build.board.name}")
+        run = run_on_device(build.board, firmware["elf"], host_features, **on_board)
+    host = np.load(build.out / "host_int8_outputs.npy")[:n]
+    result = classification_result("device", run.outputs, d.y_test[:n], d.num_classes)
+    host_result = classification_result("host_int8_tflm", host, d.y_test[:n], d.num_classes)
+    comparison = compare_with_host(run.outputs, host)
+    report = {"board": run.board, "where": run.where, "examples": n, "seconds": run.seconds}
+    if raw_audio:
+        report["input"] = "raw audio (int16, 16 kHz, 1 s); features computed on the device"
+    report.update(device=result.to_dict(), host_int8=host_result.to_dict(), host_vs_device=comparison)
+    info = {"errors": result.errors, "mismatches": comparison["mismatches"]}
+    summary = (
+        f"  on device: {result.errors} errors / {n}; host int8: {host_result.errors}; "
+        f"outputs differing from the host: {comparison['mismatches']}"
+    )
+    if raw_audio:
+        info["feature_mismatches"] = report["feature_mismatches"] = int(
+            np.any(run.features.reshape(n, -1) != host_features.reshape(n, -1), axis=1).sum()
+        )
+        summary += f"; feature vectors differing: {info['feature_mismatches']}"
+    report["latency"] = run.latency(build.board.clock_hz)
+    if raw_audio:
+        report["frontend_latency"] = run.frontend_latency(build.board.clock_hz)
+    write_json(build.out / "device.json", report)
+    build.log(summary)
+    return ["device.json"], info
+
+
+def _test_audio(build):
+    from ..data import load_test_audio
+
+    audio = load_test_audio(build.config)
+    if len(audio) != len(build.dataset.y_test):
+        raise TinykdError(
+            f"The raw test clips ({len(audio)}) do not line up with the test features "
+            f"({len(build.dataset.y_test)}); the dataset changed during the build. Run again with --force."
+        )
+    return audio
+
+
+def report(build):
+    """report.json, report.md and the plots."""
+    from ..report import write_report
+
+    paths = write_report(build)
+    return [str(p.relative_to(build.out)) for p in paths], {}

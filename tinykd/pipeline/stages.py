@@ -1,0 +1,101 @@
+"""The stages of a build, what each depends on, and how its training runs are seeded and named.
+
+A stage's fingerprint hashes `STAGE_SETTINGS[stage](config)` (its reprs are part of every
+build folder's stages.json: change them and existing builds redo the stage) and the
+fingerprints of its `UPSTREAM` stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import BuildConfig
+from ..firmware.digest import firmware_sources_digest
+
+STAGES = (
+    "train-teacher",
+    "extra-teachers",
+    "distill",
+    "qat",
+    "convert",
+    "export",
+    "firmware",
+    "evaluate",
+    "device",
+    "report",
+)
+
+
+def _recipe(c: BuildConfig):
+    from ..distill.methods import get_recipe
+
+    return get_recipe(c.distill.method)
+
+
+def _data_settings(c: BuildConfig):
+    """What shapes the data, not where it was found: checksums make every copy the same."""
+    return dataclasses.replace(c.data, dir="")
+
+
+def _teacher_settings(c: BuildConfig):
+    """A loaded teacher is known by its bytes (a copy elsewhere is the same teacher); a trained one by
+    how it was trained."""
+    if c.teacher.model:
+        return ("loaded", hashlib.sha256(Path(c.teacher.model).read_bytes()).hexdigest())
+    return c.teacher
+
+
+def distill_settings(c: BuildConfig):
+    """The [distill] settings the chosen method reads (a change to another method's keys redoes nothing)."""
+    kd = c.distill
+    return (kd.method, kd.temperature, kd.alpha) + _recipe(c).key_settings(kd)
+
+
+# The settings each stage's result depends on (besides the upstream stages it reads).
+STAGE_SETTINGS: dict[str, Callable[[BuildConfig], Any]] = {
+    "train-teacher": lambda c: (c.task, c.seed, _data_settings(c), _teacher_settings(c)),
+    "extra-teachers": lambda c: (c.task, c.seed, _data_settings(c), _recipe(c).extra_model_settings(c)),
+    "distill": lambda c: (c.task, c.seed, _data_settings(c), c.student, distill_settings(c)),
+    "qat": lambda c: (c.qat, distill_settings(c)),
+    "convert": lambda c: (c.qat.calibration_samples,),
+    "export": lambda c: (),
+    "firmware": lambda c: (c.board, firmware_sources_digest()),
+    "evaluate": lambda c: (c.data.test_limit,),
+    "device": lambda c: (c.device.limit, c.device.port),
+    "report": lambda c: (),
+}
+
+UPSTREAM = {
+    "train-teacher": (),
+    "extra-teachers": ("train-teacher",),
+    "distill": ("train-teacher", "extra-teachers"),
+    "qat": ("distill",),
+    "convert": ("qat",),
+    "export": ("convert",),
+    "firmware": ("convert",),
+    "evaluate": ("train-teacher", "extra-teachers", "distill", "qat", "convert"),
+    "device": ("firmware", "evaluate"),
+    "report": ("evaluate", "firmware"),
+}
+
+# Training runs: the stage that owns each, and the name of its checkpoint folder.
+OWNER_STAGE = {
+    "train-teacher": "train-teacher",
+    "extra-teachers": "extra-teachers",
+    "baseline": "distill",
+    "distill": "distill",
+    "qat": "qat",
+}
+CHECKPOINT_LABEL = {
+    "train-teacher": "teacher",
+    "extra-teachers": "extra",
+    "baseline": "baseline",
+    "distill": "student",
+    "qat": "student_qat",
+}
+# Offsets keep each stage's random stream distinct yet fixed by the one seed.
+SEED_OFFSET = {"train-teacher": 1, "distill": 2, "baseline": 3, "qat": 4, "extra-teachers": 5}
