@@ -77,39 +77,55 @@ def _as_inputs(x: np.ndarray, input_bytes: int | None) -> np.ndarray:
     return x
 
 
-def run_inference(
-    link: DeviceLink, x_int8: np.ndarray, *, progress: bool = True, desc: str = "device", _bar=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run each of the N inputs on the device. Returns (outputs int8 [N, out], counts int64 [N]);
-    counts are instructions (QEMU) or cycles (hardware): see link.info.counter_name."""
+def _device_info(link: DeviceLink):
+    """The device's INFO, opening and greeting the link first if nobody has."""
     if link.ser is None:
         link.open()
         link.connect()
-    info = link.info or link.hello()
-    x = _as_inputs(x_int8, info.input_bytes)
-    n = x.shape[0]
-    outputs = np.empty((n, info.output_bytes), dtype=np.int8)
-    counts = np.empty(n, dtype=np.int64)
-    bar = _bar
+    return link.info or link.hello()
+
+
+def _stream(items, infer, *, progress: bool, desc: str, unit: str, bar) -> list[tuple]:
+    """infer(item) for each item in order, with a progress bar (`bar`, the sharded runs' shared
+    one, or our own); returns the rows infer gave."""
     own_bar = bar is None and progress and tqdm is not None
     if own_bar:
-        bar = tqdm(total=n, desc=desc, unit="inf", leave=False)
+        bar = tqdm(total=len(items), desc=desc, unit=unit, leave=False)
+    rows = []
     try:
-        for i in range(n):
-            res = link.infer(x[i].tobytes())
-            if len(res.output) != info.output_bytes:
-                raise TinykdError(
-                    f"The device returned {len(res.output)} output values, its "
-                    f"INFO said {info.output_bytes}. Re-flash the firmware."
-                )
-            outputs[i] = np.frombuffer(res.output, dtype=np.int8)
-            counts[i] = res.count
+        for item in items:
+            rows.append(infer(item))
             if bar is not None:
                 bar.update(1)
     finally:
         if own_bar:
             bar.close()
-    return outputs, counts
+    return rows
+
+
+def _columns(rows: list[tuple], dtypes) -> tuple[np.ndarray, ...]:
+    return tuple(np.array([row[j] for row in rows], dtype=dtype) for j, dtype in enumerate(dtypes))
+
+
+def run_inference(
+    link: DeviceLink, x_int8: np.ndarray, *, progress: bool = True, desc: str = "device", _bar=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run each of the N inputs on the device. Returns (outputs int8 [N, out], counts int64 [N]);
+    counts are instructions (QEMU) or cycles (hardware): see link.info.counter_name."""
+    info = _device_info(link)
+    x = _as_inputs(x_int8, info.input_bytes)
+
+    def infer(row):
+        res = link.infer(row.tobytes())
+        if len(res.output) != info.output_bytes:
+            raise TinykdError(
+                f"The device returned {len(res.output)} output values, its "
+                f"INFO said {info.output_bytes}. Re-flash the firmware."
+            )
+        return np.frombuffer(res.output, dtype=np.int8), res.count
+
+    rows = _stream(x, infer, progress=progress, desc=desc, unit="inf", bar=_bar)
+    return _columns(rows, (np.int8, np.int64))
 
 
 def run_inference_qemu(
@@ -180,40 +196,23 @@ def run_audio(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Run each of N raw clips (int16 [N, 16000]) through the device's frontend and model.
     Returns (outputs int8 [N, out], features int8 [N, 490], model counts [N], frontend counts [N])."""
-    if link.ser is None:
-        link.open()
-        link.connect()
-    info = link.info or link.hello()
+    info = _device_info(link)
     check_audio_support(info)
     a = _as_audio(audio)
-    n = a.shape[0]
-    outputs = np.empty((n, info.output_bytes), dtype=np.int8)
-    features = np.empty((n, info.input_bytes), dtype=np.int8)
-    counts = np.empty(n, dtype=np.int64)
-    fcounts = np.empty(n, dtype=np.int64)
-    bar = _bar
-    own_bar = bar is None and progress and tqdm is not None
-    if own_bar:
-        bar = tqdm(total=n, desc=desc, unit="clip", leave=False)
-    try:
-        for i in range(n):
-            res = link.infer_audio(a[i])
-            if len(res.output) != info.output_bytes or len(res.features) != info.input_bytes:
-                raise TinykdError(
-                    f"The device returned {len(res.output)} output values and "
-                    f"{len(res.features)} features; its INFO said {info.output_bytes} "
-                    f"and {info.input_bytes}. Re-flash the firmware."
-                )
-            outputs[i] = np.frombuffer(res.output, dtype=np.int8)
-            features[i] = np.frombuffer(res.features, dtype=np.int8)
-            counts[i] = res.model_count
-            fcounts[i] = res.frontend_count
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if own_bar:
-            bar.close()
-    return outputs, features, counts, fcounts
+
+    def infer(clip):
+        res = link.infer_audio(clip)
+        if len(res.output) != info.output_bytes or len(res.features) != info.input_bytes:
+            raise TinykdError(
+                f"The device returned {len(res.output)} output values and "
+                f"{len(res.features)} features; its INFO said {info.output_bytes} "
+                f"and {info.input_bytes}. Re-flash the firmware."
+            )
+        output, features = np.frombuffer(res.output, dtype=np.int8), np.frombuffer(res.features, dtype=np.int8)
+        return output, features, res.model_count, res.frontend_count
+
+    rows = _stream(a, infer, progress=progress, desc=desc, unit="clip", bar=_bar)
+    return _columns(rows, (np.int8, np.int8, np.int64, np.int64))
 
 
 def run_audio_qemu(

@@ -27,7 +27,6 @@ from ..errors import TinykdError
 from ..fileio import write_json, write_text
 from .pareto import pareto_front
 from .points import (
-    SINGLE_TEACHER_METHODS,
     Experiment,
     FirmwareSize,
     StudentSpec,
@@ -38,8 +37,8 @@ from .points import (
     quantize_to_int8,
     read_finished,
     remove_tree,
-    seed_everything,
     settings_digest,
+    single_teacher_methods,
     train_student,
 )
 
@@ -140,10 +139,10 @@ def run_fit(
             "searchable family yet. For keyword spotting, compare the DS-CNN students directly: "
             "`tinykd build --task kws --student ds-cnn-s` (or ds-cnn-xs for <= 64 KB RAM)."
         )
-    if config.distill.method not in SINGLE_TEACHER_METHODS:
+    if config.distill.method not in single_teacher_methods():
         raise TinykdError(
             f"tinykd fit distils each candidate from one teacher; method {config.distill.method!r} needs extra "
-            f"teachers, peers or generations. Use --method {', '.join(SINGLE_TEACHER_METHODS)} for the search, then "
+            f"teachers, peers or generations. Use --method {', '.join(single_teacher_methods())} for the search, then "
             f"`tinykd build --method {config.distill.method} --student <chosen>` for the chosen size."
         )
     if max_latency_ms is not None and not max_latency_ms > 0:
@@ -189,6 +188,7 @@ def run_fit(
 
 def _sized(experiment: Experiment, arch: str, board) -> Candidate:
     """Flash, RAM and MACs of an untrained `arch` on the board, cached in out/sizes/."""
+    from ..distill.training import seed_everything
     from ..export import convert_int8
     from ..firmware.digest import firmware_sources_digest
     from ..models import build_model
@@ -205,7 +205,7 @@ def _sized(experiment: Experiment, arch: str, board) -> Candidate:
     saved = read_finished(path, settings)
     if saved is None:
         work = experiment.out / "checkpoints" / f"size-{arch}"
-        seed_everything(c.seed * 100)
+        seed_everything(c.seed * 100, fresh_session=True)
         model = build_model(arch, d.input_shape, d.num_classes)
         # Sizes follow the architecture; trained weights move them by up to ~1-2 % (the generator's
         # choices depend on value ranges), so the winner is measured again once trained.

@@ -29,11 +29,8 @@ import numpy as np
 
 from ..errors import TinykdError
 from ..fileio import write_json
+from ..report.hinton2015 import PAPER_BIAS
 
-# Test errors (of 10 000) in the paper, §3.
-PAPER_ERRORS = {"teacher": 67, "baseline-800": 146, "kd-800": 74, "omit3": 206, "omit3-bias-paper": 109}
-PAPER_THREE_ERRORS = {"omit3": 133, "omit3-bias-paper": 14}
-PAPER_BIAS = 3.5
 OMITTED_CLASS = 3
 # Validation bias search: 0 to 10 in steps of 0.1 covers the paper's 3.5 with room to spare.
 BIAS_GRID = np.round(np.arange(0.0, 10.0001, 0.1), 1)
@@ -199,17 +196,6 @@ class Context:
     teacher_train_logits: np.ndarray | None = None
 
 
-def _seed_everything(seed: int) -> None:
-    import tensorflow as tf
-    import tf_keras as keras
-
-    import tinykd  # noqa: F401
-
-    keras.backend.clear_session()
-    tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(seed)
-
-
 def _packed(student, input_shape: tuple[int, ...], num_classes: int):
     """Student and 'teacher' over inputs that carry the teacher's logits beside the pixels.
 
@@ -247,6 +233,7 @@ def _teacher_logits(ctx: Context) -> np.ndarray:
 def _train_row(row: Row, ctx: Context, checkpoints: Path):
     """Train the row's model; returns (model, TrainResult, number of transfer examples)."""
     from ..distill import Distiller, get_method, train
+    from ..distill.training import seed_everything
     from ..models import build_model
 
     s, d = ctx.settings, ctx.dataset
@@ -255,7 +242,7 @@ def _train_row(row: Row, ctx: Context, checkpoints: Path):
     if row.omit_class is not None:
         keep = y != row.omit_class
         x, y, teacher_logits = x[keep], y[keep], teacher_logits[keep]
-    _seed_everything(row.seed(s))
+    seed_everything(row.seed(s), fresh_session=True)
     model = build_model(row.arch, d.input_shape, d.num_classes)
     fit_args = dict(
         epochs=row.epochs,

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import write_json, write_text
-from .hinton_mnist import PAPER_BIAS, PAPER_ERRORS, PAPER_THREE_ERRORS, Reproduction
+from ..report.hinton2015 import PAPER_BIAS, PAPER_ERRORS, PAPER_THREE_ERRORS
+from .hinton_mnist import Reproduction
 
 # What the paper says of the smaller students (it gives no error counts for them).
 PAPER_SMALL = {300: "T ≥ 8: all about equally good", 30: "T 2.5–4 clearly best"}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -26,11 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..config import BuildConfig
-from ..errors import TinykdError
-
-# Methods that distil one student from one teacher at (T, alpha), as get_method builds them;
-# ensemble, specialists, online and self need extra teachers, peers or generations.
-SINGLE_TEACHER_METHODS = ("hinton", "fitnets", "rkd")
+from ..errors import FirmwareTooLarge
 
 # Offsets from seed * 100, distinct from the pipeline's stage offsets (1-4).
 _INIT_SEED_OFFSET = 11
@@ -133,22 +128,47 @@ def open_experiment(config: BuildConfig, out: str | Path, log: Callable[[str], N
     )
 
 
-def seed_everything(seed: int) -> None:
-    """Fresh Keras naming state (names land in the .tflite) and every random generator seeded."""
-    import tensorflow as tf
-    import tf_keras as keras
+def single_teacher_methods() -> tuple[str, ...]:
+    """Methods that distil one student from one teacher at (T, alpha), as sweeps and fit need
+    (the registry's `single_teacher` recipes); the others need extra teachers, peers or generations."""
+    from ..distill.methods import single_teacher_methods
 
-    import tinykd  # noqa: F401
-
-    keras.backend.clear_session()
-    tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(seed)
+    return single_teacher_methods()
 
 
 def _method(spec: StudentSpec):
     from ..distill.methods import get_method
 
     return None if spec.is_baseline else get_method(spec.method, spec.temperature, spec.alpha)
+
+
+def _start(experiment: Experiment, spec: StudentSpec, offset: int):
+    """A run's seed (set, in a fresh Keras session) and its teacher (None for a baseline)."""
+    from ..distill.training import seed_everything
+
+    seed = seed_everything(experiment.config.seed * 100 + offset, fresh_session=True)
+    # Loaded after the session reset, like every model of this run (see seed_everything).
+    return seed, None if spec.is_baseline else experiment.load_teacher()
+
+
+def _learn(experiment: Experiment, model, teacher, spec: StudentSpec, section, *, epochs: int, seed: int, **kwargs):
+    """Train `model` with the spec's method and [section]'s batch size and learning rate."""
+    from ..distill import Distiller, train
+
+    d = experiment.dataset
+    wrapper = Distiller(model, teacher, spec.temperature, spec.alpha, method=_method(spec))
+    return train(
+        wrapper,
+        d.x_train,
+        d.y_train,
+        (d.x_val, d.y_val),
+        epochs=epochs,
+        batch_size=section.batch_size,
+        learning_rate=section.learning_rate,
+        seed=seed,
+        max_shift=experiment.config.data.jitter,
+        **kwargs,
+    )
 
 
 def train_student(experiment: Experiment, spec: StudentSpec, epochs: int, checkpoint_dir: Path):
@@ -158,25 +178,19 @@ def train_student(experiment: Experiment, spec: StudentSpec, epochs: int, checkp
     successive halving of `tinykd fit` trains survivors further this way). Returns
     (student, TrainResult).
     """
-    from ..distill import Distiller, train
     from ..models import build_model
 
     c, d = experiment.config, experiment.dataset
-    seed_everything(c.seed * 100 + _INIT_SEED_OFFSET)
-    # Loaded after the session reset, like every model of this run (see seed_everything).
-    teacher = None if spec.is_baseline else experiment.load_teacher()
+    _, teacher = _start(experiment, spec, _INIT_SEED_OFFSET)
     student = build_model(spec.arch, d.input_shape, d.num_classes)
-    wrapper = Distiller(student, teacher, spec.temperature, spec.alpha, method=_method(spec))
-    result = train(
-        wrapper,
-        d.x_train,
-        d.y_train,
-        (d.x_val, d.y_val),
+    result = _learn(
+        experiment,
+        student,
+        teacher,
+        spec,
+        c.student,
         epochs=epochs,
-        batch_size=c.student.batch_size,
-        learning_rate=c.student.learning_rate,
         seed=c.seed * 100 + _TRAIN_SEED_OFFSET,
-        max_shift=c.data.jitter,
         checkpoint_dir=checkpoint_dir,
         label=spec.key,
     )
@@ -186,26 +200,20 @@ def train_student(experiment: Experiment, spec: StudentSpec, epochs: int, checkp
 def quantize_to_int8(experiment: Experiment, student, spec: StudentSpec, checkpoint_dir: Path, tflite_path: Path):
     """QAT (config.qat epochs, still distilling with the spec's method), then full-int8
     conversion to `tflite_path`. Returns the QAT run's TrainResult."""
-    from ..distill import Distiller, train
     from ..export import convert_int8
     from ..quantize import quantize_student
 
     c, d = experiment.config, experiment.dataset
-    seed_everything(c.seed * 100 + _QAT_SEED_OFFSET)
-    # Loaded after the session reset, like every model of this run (see seed_everything).
-    teacher = None if spec.is_baseline else experiment.load_teacher()
+    seed, teacher = _start(experiment, spec, _QAT_SEED_OFFSET)
     qat_student = quantize_student(student)
-    wrapper = Distiller(qat_student, teacher, spec.temperature, spec.alpha, method=_method(spec))
-    result = train(
-        wrapper,
-        d.x_train,
-        d.y_train,
-        (d.x_val, d.y_val),
+    result = _learn(
+        experiment,
+        qat_student,
+        teacher,
+        spec,
+        c.qat,
         epochs=c.qat.epochs,
-        batch_size=c.qat.batch_size,
-        learning_rate=c.qat.learning_rate,
-        seed=c.seed * 100 + _QAT_SEED_OFFSET,
-        max_shift=c.data.jitter,
+        seed=seed,
         checkpoint_dir=checkpoint_dir,
         label=f"{spec.key} QAT",
     )
@@ -236,16 +244,9 @@ def int8_test_errors(experiment: Experiment, tflite_path: Path):
     return classification_result("int8_tflm", int8_outputs_tflm(tflite_path, x_int8), d.y_test, d.num_classes)
 
 
-# The fit error of tinykd.firmware.project, which carries the sizes of an image that is too big.
-_FIT_ERROR = re.compile(
-    r"does not fit board \S+: it needs (\d+) B of flash \(budget (\d+) B\) and "
-    r"(\d+) B of RAM \(budget (\d+) B\)"
-)
-
-
 def measure_firmware(tflite_path: Path, board, out_dir: Path) -> FirmwareSize:
     """Generate and compile the board's firmware for the model and read its sizes; a model
-    that does not fit is measured too (from build_firmware's fit error) instead of failing."""
+    that does not fit is measured too (from build_firmware's FirmwareTooLarge) instead of failing."""
     from ..boards import load_board
     from ..firmware.build import build_firmware
     from ..firmware.codegen import generate_model_sources
@@ -253,23 +254,21 @@ def measure_firmware(tflite_path: Path, board, out_dir: Path) -> FirmwareSize:
     board = load_board(board)
     try:
         fw = build_firmware(tflite_path, board, out_dir)
-    except TinykdError as exc:
-        match = _FIT_ERROR.search(str(exc))
-        if not match:
-            raise
-        flash_used, flash_budget, ram_used, ram_budget = (int(v) for v in match.groups())
+    except FirmwareTooLarge as exc:
         with tempfile.TemporaryDirectory() as tmp:
             sources = generate_model_sources(tflite_path, Path(tmp) / "model")
+        # Sizes None: the linker refused the image before they could be read; it is over budget.
+        exact = exc.flash_used is not None and exc.ram_used is not None
         return FirmwareSize(
             board.name,
-            flash_used,
-            ram_used,
-            flash_budget,
-            ram_budget,
+            exc.flash_used if exact else exc.flash_budget + 1,
+            exc.ram_used if exact else exc.ram_budget + 1,
+            exc.flash_budget,
+            exc.ram_budget,
             sources.arena_bytes,
             sources.macs,
             sources.param_count,
-            exact="The linker said" not in str(exc),
+            exact=exact,
         )
     b, s = fw.build, fw.sources
     return FirmwareSize(

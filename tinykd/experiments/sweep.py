@@ -23,7 +23,6 @@ from ..fileio import write_json, write_text
 from ..firmware.digest import firmware_sources_digest
 from .pareto import pareto_front
 from .points import (
-    SINGLE_TEACHER_METHODS,
     Experiment,
     StudentSpec,
     float_errors,
@@ -34,6 +33,7 @@ from .points import (
     read_finished,
     remove_tree,
     settings_digest,
+    single_teacher_methods,
     train_student,
 )
 
@@ -120,13 +120,13 @@ def parse_grid(temperatures: str, alphas: str, students: str, methods: str) -> S
         except TinykdError as exc:
             raise TinykdError(f"--students: {exc}") from None
     ms = _items("--methods", methods, "hinton,rkd")
-    bad = [m for m in ms if m not in SINGLE_TEACHER_METHODS]
+    sweepable = single_teacher_methods()
+    bad = [m for m in ms if m not in sweepable]
     if bad:
         raise TinykdError(
             f"--methods: {', '.join(bad)} cannot be swept; a sweep distils each student from one "
-            f"teacher at each (T, alpha), which {', '.join(SINGLE_TEACHER_METHODS)} do. Ensemble, "
-            "specialists, online and self-distillation need extra teachers, peers or generations: "
-            "compare them with `tinykd build --method NAME`."
+            f"teacher at each (T, alpha), which {', '.join(sweepable)} do. The other methods need extra "
+            "teachers, peers or generations: compare them with `tinykd build --method NAME`."
         )
     return SweepGrid(tuple(ts), tuple(al), tuple(archs), tuple(ms))
 

@@ -7,13 +7,7 @@ from pathlib import Path
 
 from ..fileio import write_json, write_text
 from . import plots
-
-# Hinton, Vinyals & Dean (2015), section 3: test errors out of 10 000 on MNIST.
-HINTON_MNIST_ERRORS = {
-    "teacher 1200-1200 (dropout, jitter)": 67,
-    "800-800 baseline (no regularisation)": 146,
-    "800-800 distilled (T=20)": 74,
-}
+from .hinton2015 import HINTON_MNIST_ERRORS
 
 MODEL_LABELS = {
     "teacher": "teacher (float)",
@@ -46,7 +40,7 @@ def write_report(build) -> list[Path]:
             plot_dir / "confusion_int8.png",
         ),
         plots.error_bars(
-            {n: models[n]["errors"] for n in sorted(models, key=_pipeline_order)},
+            {n: models[n]["errors"] for n in sorted(models, key=_pipeline_order(build.config.distill.method))},
             total,
             HINTON_MNIST_ERRORS if build.config.task == "mnist" and total == 10000 else {},
             plot_dir / "errors.png",
@@ -115,33 +109,30 @@ def _feature_examples(build, class_names: list[str], path: Path, per_kind: int =
     return plots.feature_images(d.x_test[chosen][..., 0], titles, [predicted[i] != d.y_test[i] for i in chosen], path)
 
 
-# Models a distillation method adds; they stand right after the build's teacher.
-METHOD_MODEL_LABELS = {
-    "ensemble": "ensemble of the teachers (float, mean at T = 1)",
-    "specialists": "teacher + specialists combined (float, at T = 1)",
-    "peer": "online peer, trained with the student (float)",
-}
+def _method_label(name: str, method: str) -> str | None:
+    """The label of a model the build's distillation method adds (None: not one of them)."""
+    from ..distill.methods import RECIPES
+
+    recipe = RECIPES.get(method)
+    return recipe.model_label(name) if recipe is not None else None
 
 
-def _is_method_model(name: str) -> bool:
-    numbered = any(name.startswith(p) and name[len(p) :].isdigit() for p in ("teacher", "generation"))
-    return numbered or name in METHOD_MODEL_LABELS
+def model_label(name: str, method: str = "hinton") -> str:
+    return _method_label(name, method) or MODEL_LABELS.get(name, name)
 
 
-def model_label(name: str) -> str:
-    if name.startswith("teacher") and name[7:].isdigit():
-        return f"teacher {name[7:]} of the ensemble (float)"
-    if name.startswith("generation") and name[10:].isdigit():
-        return f"born-again generation {name[10:]} (float)"
-    return METHOD_MODEL_LABELS.get(name) or MODEL_LABELS.get(name, name)
+def _pipeline_order(method: str):
+    """Sort key of the result names: the build's models in pipeline order, a method's models
+    right after the teacher (numbered ones in their order, then what combines them)."""
 
+    def key(name: str) -> float:
+        teacher = list(MODEL_LABELS).index("teacher")
+        if _method_label(name, method) is not None:
+            number = name.lstrip("abcdefghijklmnopqrstuvwxyz")
+            return teacher + (0.1 + 1e-3 * int(number) if number.isdigit() else 0.5)
+        return list(MODEL_LABELS).index(name) if name in MODEL_LABELS else len(MODEL_LABELS)
 
-def _pipeline_order(name: str) -> float:
-    if _is_method_model(name):
-        # After the teacher: the other teachers in their order, then what combines them.
-        number = name.lstrip("abcdefghijklmnopqrstuvwxyz")
-        return list(MODEL_LABELS).index("teacher") + (0.5 if name in METHOD_MODEL_LABELS else 0.1 + 1e-3 * int(number))
-    return list(MODEL_LABELS).index(name) if name in MODEL_LABELS else len(MODEL_LABELS)
+    return key
 
 
 def _read_json(path: Path) -> dict | None:
@@ -172,10 +163,11 @@ def render_markdown(report: dict) -> str:
         lines += [f"## Test accuracy ({total} examples)", "", "| model | accuracy | errors |", "|---|---:|---:|"]
     else:
         lines += [f"## Test errors (of {total})", "", "| model | errors | accuracy |", "|---|---:|---:|"]
-    for name in sorted(results, key=_pipeline_order):
+    method = c["distill"]["method"]
+    for name in sorted(results, key=_pipeline_order(method)):
         r = results[name]
         cells = [f"{r['errors']}", f"{100 * r['accuracy']:.2f} %"]
-        lines.append(f"| {model_label(name)} | {' | '.join(cells[::-1] if by_accuracy else cells)} |")
+        lines.append(f"| {model_label(name, method)} | {' | '.join(cells[::-1] if by_accuracy else cells)} |")
     gain = report["kd_gain_errors"]
     if by_accuracy:
         kd_sentence = (
