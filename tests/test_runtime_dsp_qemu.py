@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ctypes
+import re
 import shutil
 import subprocess
 import sys
@@ -319,7 +320,10 @@ def test_short_requant_flag_is_proved_by_codegen(factory, tmp_path):
         codegen.short_requant(np.array([1 << 29, 0]), np.array([1 << 22, 0]), [0.01, 0.01]) == 0
     )  # |acc| may reach 2^30
     src = generate_model_sources(factory.get(MIX_A, seed=21, name="dsp_mix_a"), tmp_path)
-    assert "short requantisation" in src.model_c.read_text()
+    flags = re.findall(r"^    \.short_requant = ([01]),", src.model_c.read_text(), re.M)
+    assert len(flags) == src.ops.count("CONV_2D") + src.ops.count("DEPTHWISE_CONV_2D") + src.ops.count(
+        "FULLY_CONNECTED"
+    )
 
 
 # ---- QEMU: the DSP firmware -----------------------------------------------------------------

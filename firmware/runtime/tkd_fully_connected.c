@@ -24,15 +24,8 @@ void tkd_fully_connected_s8(const tkd_fc_params_t *p, const int8_t *input, const
 {
     const int32_t n = p->accum_depth;
     const int32_t pc = p->per_channel ? 1 : 0;
-    tkd_out_t os;
+    const tkd_out_t os = tkd_fc_out_stage(p);
     int32_t b, o;
-    os.mult = p->multiplier;
-    os.shift = p->shift;
-    os.offset = p->output_offset;
-    os.lo = p->act_min;
-    os.hi = p->act_max;
-    os.is_short = p->short_requant;
-    os.fast = 0; /* only tkd_out2/tkd_out4 read it */
     for (b = 0; b < p->batches; b++) {
         const int8_t *in = input + (int32_t)b * n;
         int8_t *out = output + (int32_t)b * p->output_depth;

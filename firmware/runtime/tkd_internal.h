@@ -127,7 +127,7 @@ TKD_INLINE int32_t tkd_sat_s8(int32_t v)
 
 /* The output stage of one channel for the 1, 2 or 4 pixels of a block: the channel's
  * multiplier and shift are loaded, and its rounding constant built, once per block.
- * Fast form (o->fast, decided once per layer by tkd_conv_out_stage): short requantisation,
+ * Fast form (o->fast, decided once per layer by tkd_out_stage): short requantisation,
  * every right shift <= 22, and a clamp range ending at 127 (no activation, or a ReLU whose
  * range reaches the top of int8: what QAT-trained models have). Then
  * - the output offset rides in the rounding constant: adding offset * 2^right before the
@@ -193,23 +193,40 @@ TKD_INLINE void tkd_out4(const tkd_out_t *o, int32_t ch, int32_t a0, int32_t a1,
     }
 }
 
-/* The output stage of CONV_2D and DEPTHWISE_CONV_2D, which share their parameter struct;
- * built once per kernel call (it scans the shifts for the fast form). */
-TKD_INLINE tkd_out_t tkd_conv_out_stage(const tkd_conv_params_t *p)
+/* A layer's output stage: the one constructor for every kernel that requantises an int32
+ * accumulator (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D). `channels` is the number of
+ * multiplier/shift entries (1 for a per-tensor FULLY_CONNECTED); they are scanned once per
+ * kernel call to decide the fast form of tkd_out1/2/4 (tkd_out ignores it). */
+TKD_INLINE tkd_out_t tkd_out_stage(const int32_t *mult, const int32_t *shift, int32_t channels,
+                                   int32_t offset, int32_t act_min, int32_t act_max,
+                                   int32_t is_short)
 {
     tkd_out_t o;
     int32_t ch;
-    o.mult = p->multiplier;
-    o.shift = p->shift;
-    o.offset = p->output_offset;
-    o.lo = p->act_min;
-    o.hi = p->act_max;
-    o.is_short = p->short_requant;
-    o.fast = p->short_requant && p->act_max == 127;
-    for (ch = 0; o.fast && ch < p->out_c; ch++) {
-        o.fast = p->shift[ch] >= -22; /* short_requant already says shift <= -1 */
+    o.mult = mult;
+    o.shift = shift;
+    o.offset = offset;
+    o.lo = act_min;
+    o.hi = act_max;
+    o.is_short = is_short;
+    o.fast = is_short && act_max == 127;
+    for (ch = 0; o.fast && ch < channels; ch++) {
+        o.fast = shift[ch] >= -22; /* short_requant already says shift <= -1 */
     }
     return o;
+}
+
+/* CONV_2D and DEPTHWISE_CONV_2D share their parameter struct. */
+TKD_INLINE tkd_out_t tkd_conv_out_stage(const tkd_conv_params_t *p)
+{
+    return tkd_out_stage(p->multiplier, p->shift, p->out_c, p->output_offset, p->act_min,
+                         p->act_max, p->short_requant);
+}
+
+TKD_INLINE tkd_out_t tkd_fc_out_stage(const tkd_fc_params_t *p)
+{
+    return tkd_out_stage(p->multiplier, p->shift, p->per_channel ? p->output_depth : 1,
+                         p->output_offset, p->act_min, p->act_max, p->short_requant);
 }
 
 /* Four int8 values from any address (unaligned word loads are fine on M3 and later). */

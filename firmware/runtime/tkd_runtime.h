@@ -2,7 +2,7 @@
  *
  * Every kernel is bit-exact with TensorFlow Lite Micro's reference int8 kernels (default
  * build, i.e. the "double rounding" MultiplyByQuantizedMultiplier). The code generator
- * (tinykd/firmware/codegen.py) computes every multiplier, shift, offset and clamp bound in
+ * (tinykd/firmware/codegen/) computes every multiplier, shift, offset and clamp bound in
  * Python and passes them here as const parameter structs; the kernels only do integer work.
  *
  * Conventions: tensors are NHWC, row-major, int8 unless said otherwise. "offset" means the
@@ -22,8 +22,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define TKD_RUNTIME_VERSION "tkd-rt 2"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define TKD_ALIGN(n) __attribute__((aligned(n)))
@@ -162,16 +160,10 @@ typedef struct {
 /* int8 in, int8 out (output scale 1/256, zero point -128), gemmlowp fixed-point exp. */
 void tkd_softmax_s8(const tkd_softmax_params_t *p, const int8_t *input, int8_t *output);
 
-/* ---- QUANTIZE / DEQUANTIZE (tkd_quantize.c) ------------------------------------------- */
+/* ---- QUANTIZE (tkd_quantize.c) -------------------------------------------------------- */
 /* int8 -> int8 with a new scale and zero point. */
 void tkd_requantize_s8(const int8_t *input, int8_t *output, int32_t size, int32_t input_zp,
                        int32_t output_zp, int32_t multiplier, int32_t shift);
-/* float -> int8: round(x / scale) (half away from zero, in float) + zero_point, clamped. */
-void tkd_quantize_f32_s8(const float *input, int8_t *output, int32_t size, float scale,
-                         int32_t zero_point);
-/* int8 -> float: (float)((double)scale * (q - zero_point)). */
-void tkd_dequantize_s8_f32(const int8_t *input, float *output, int32_t size, float scale,
-                           int32_t zero_point);
 
 /* ---- RESHAPE --------------------------------------------------------------------------- */
 /* Byte copy for the few reshapes the planner cannot alias (model input or output). */
