@@ -1,11 +1,13 @@
 """Tasks: where the data comes from and which models suit it, behind one interface."""
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -24,10 +26,10 @@ class Task:
     jitter_pixels: int  # random shift used as augmentation during training (0: none)
     # Fixed int8 input quantisation (scale, zero point) the device's own preprocessing
     # produces; None: derived from the data by the converter.
-    input_quantization: Optional[tuple[float, int]] = None
+    input_quantization: tuple[float, int] | None = None
     # load_test_audio(data_dir, seed, train_limit, test_limit) -> int16 [N, samples]: the raw
     # test inputs, in the order of Dataset.x_test, for devices that preprocess them themselves.
-    load_test_audio: Optional[Callable[..., np.ndarray]] = None
+    load_test_audio: Callable[..., np.ndarray] | None = None
     # [data] settings, beyond the common ones, that `load` takes as keyword arguments.
     data_options: tuple[str, ...] = ()
 
@@ -69,17 +71,26 @@ def kws_data_root(data_dir=None, seed: int = 0, train_limit: int = 0, synth_clip
     return root
 
 
-def _kws_load(data_dir=None, val_size: int = 0, seed: int = 0, train_limit: int = 0,
-              test_limit: int = 0, augment: int = 0, synth_clips: int = 0) -> Dataset:
+def _kws_load(
+    data_dir=None,
+    val_size: int = 0,
+    seed: int = 0,
+    train_limit: int = 0,
+    test_limit: int = 0,
+    augment: int = 0,
+    synth_clips: int = 0,
+) -> Dataset:
     from .kws import speech_commands
 
     root = kws_data_root(data_dir, seed, train_limit, synth_clips)
-    return speech_commands.load(root, val_size=val_size, seed=seed, train_limit=train_limit,
-                                test_limit=test_limit, augment=augment)
+    return speech_commands.load(
+        root, val_size=val_size, seed=seed, train_limit=train_limit, test_limit=test_limit, augment=augment
+    )
 
 
-def _kws_test_audio(data_dir=None, seed: int = 0, train_limit: int = 0, test_limit: int = 0,
-                    augment: int = 0, synth_clips: int = 0) -> np.ndarray:
+def _kws_test_audio(
+    data_dir=None, seed: int = 0, train_limit: int = 0, test_limit: int = 0, augment: int = 0, synth_clips: int = 0
+) -> np.ndarray:
     from .kws import speech_commands
 
     root = kws_data_root(data_dir, seed, train_limit, synth_clips)
@@ -105,7 +116,7 @@ TASKS: dict[str, Task] = {
     "kws": Task(
         name="kws",
         description="keyword spotting: 12 classes (10 words, silence, unknown) from 1 s of "
-                    "16 kHz audio as 49x10 int8 MFCC (Speech Commands, or synthesised with espeak-ng)",
+        "16 kHz audio as 49x10 int8 MFCC (Speech Commands, or synthesised with espeak-ng)",
         load=_kws_load,
         default_teacher="ds-cnn-l",
         default_student="ds-cnn-s",
@@ -121,25 +132,30 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        raise TinykdError(
-            f"Unknown task '{name}'. Choose one of: {', '.join(sorted(TASKS))}."
-        ) from None
+        raise TinykdError(f"Unknown task '{name}'. Choose one of: {', '.join(sorted(TASKS))}.") from None
 
 
 def load_dataset(config) -> Dataset:
     """The dataset a build configuration (tinykd.config.BuildConfig) asks for."""
     task, c = get_task(config.task), config.data
     options = {name: getattr(c, name) for name in task.data_options}
-    return task.load(c.dir or None, val_size=c.val_size, seed=config.seed, train_limit=c.train_limit,
-                     test_limit=c.test_limit, **options)
+    return task.load(
+        c.dir or None,
+        val_size=c.val_size,
+        seed=config.seed,
+        train_limit=c.train_limit,
+        test_limit=c.test_limit,
+        **options,
+    )
 
 
 def load_test_audio(config) -> np.ndarray:
     """The raw test inputs of a build configuration's task (tasks whose device preprocesses)."""
     task, c = get_task(config.task), config.data
     options = {name: getattr(c, name) for name in task.data_options}
-    return task.load_test_audio(c.dir or None, seed=config.seed, train_limit=c.train_limit,
-                                test_limit=c.test_limit, **options)
+    return task.load_test_audio(
+        c.dir or None, seed=config.seed, train_limit=c.train_limit, test_limit=c.test_limit, **options
+    )
 
 
 __all__ = ["Dataset", "Task", "TASKS", "get_task", "kws_data_root", "load_dataset", "load_test_audio"]
