@@ -62,7 +62,7 @@ def test_ds_cnn_s_converts_to_supported_int8_ops_and_fits_nano33(kws_qat_model, 
     q = tflite_io_quantization(kws_qat_model)
     assert q.input.shape == (1, 49, 10, 1)
     assert (q.input.scale, q.input.zero_point) == (0.5, 45)
-    fw = build_firmware(kws_qat_model, "nano33", tmp_path / "fw")
+    fw = build_firmware(kws_qat_model, "nano33", tmp_path / "fw", device_frontend="kws-mfcc")
     s = fw.summary()
     assert s["flash_used"] <= s["flash_budget"] and s["ram_used"] <= s["ram_budget"]
     assert 15_000 < s["params"] < 40_000  # Hello Edge DS-CNN S: ~24 k parameters
@@ -89,7 +89,7 @@ def test_other_kws_models_convert_with_supported_ops(arch, tmp_path):
     ops = _ops(out)
     assert ops <= set(SUPPORTED_OPS) and "MEAN" not in ops and "MUL" not in ops, ops
     if arch == "ds-cnn-xs":
-        fw = build_firmware(out, "nano33", tmp_path / "fw")
+        fw = build_firmware(out, "nano33", tmp_path / "fw", device_frontend="kws-mfcc")
         # the model and everything the app holds for raw audio fit in 64 KB of RAM
         assert fw.build.ram_used <= 64 * 1024, fw.summary()
 
@@ -112,7 +112,7 @@ def test_device_frontend_and_model_on_raw_audio_match_the_host(kws_qat_model, tm
     from tinykd.evaluate import int8_outputs_tflm
     from tinykd.firmware.build import build_firmware
 
-    fw = build_firmware(kws_qat_model, "mps2-an386", tmp_path / "fw")
+    fw = build_firmware(kws_qat_model, "mps2-an386", tmp_path / "fw", device_frontend="kws-mfcc")
     audio = _clips()
     outputs, features, counts, fcounts = run_audio_qemu(
         "mps2-an386",

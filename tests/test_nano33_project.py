@@ -11,7 +11,7 @@ import pytest
 import tinykd.device.flash as flash_mod
 import tinykd.firmware.project as project_mod
 from tinykd.boards import load_board
-from tinykd.errors import TinykdError
+from tinykd.errors import FirmwareTooLarge, TinykdError
 from tinykd.firmware.project import Project, build_project, generate_project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +62,9 @@ def test_nano33_sketch_is_generated(tmp_path):
     } <= names
     # Mbed OS brings its own start-up and main(): none of ours may end up in the sketch
     assert not names & {"tkd_startup.c", "tkd_port_qemu.c", "tkd_port_standin.c"}
+    # no device frontend asked for: the app's switch is off and the frontend stays out
+    assert "#define TKD_APP_FRONTEND_KWS 0" in (sketch / "tkd_app_config.h").read_text()
+    assert not any(n.startswith("tkd_frontend") for n in names)
     board_h = (sketch / "tkd_board.h").read_text()
     assert '"nano33"' in board_h and "64000000u" in board_h and "TKD_UART_BASE" not in board_h
     again = Project.from_dir(tmp_path / "fw")
@@ -129,11 +132,15 @@ def test_nano33_model_too_big(tmp_path, monkeypatch):
     )
     (model / "model.c").write_text(src)
     (model / "weights.c").write_text("#include <stdint.h>\nconst volatile int8_t tkd_big[900000] = {1};\n")
-    with pytest.raises(TinykdError) as e:
+    with pytest.raises(FirmwareTooLarge) as e:
         build_project(generate_project("nano33", model, tmp_path / "fw"))
     msg = str(e.value)
     assert "nano33" in msg and "884736" in msg and "212992" in msg
     assert "smaller student" in msg and "over flash by" in msg
+    err = e.value
+    assert (err.board, err.flash_budget, err.ram_budget) == ("nano33", 884_736, 212_992)
+    # measured by a trial link without the board's limits, so the sizes are known
+    assert err.flash_used > 900_000 and err.flash_used > err.flash_budget and 0 < err.ram_used
 
 
 def test_nano33_flash_without_arduino_cli_says_how_to_install(tmp_path, monkeypatch):

@@ -1,10 +1,11 @@
 /* tkd_app.c - the device side of the tinykd serial protocol (see tkd_protocol.h).
  *
  * Receives COBS frames byte by byte, checks their CRC, runs the model on INFER and answers
- * with RESULT (output and the port's instruction/cycle count). For KWS models (49 x 10 int8
- * input) INFER_AUDIO takes a raw clip, runs the frontend and the model and answers with
- * AUDIO_RESULT (both counts, the features and the output). Invalid frames are answered
- * with ERROR(BAD_FRAME) so the host can resend at once instead of waiting for a timeout.
+ * with RESULT (output and the port's instruction/cycle count). In a project built with the
+ * KWS frontend (TKD_APP_FRONTEND_KWS) INFER_AUDIO takes a raw clip, runs the frontend and the
+ * model and answers with AUDIO_RESULT (both counts, the features and the output). Invalid
+ * frames are answered with ERROR(BAD_FRAME) so the host can resend at once instead of waiting
+ * for a timeout.
  */
 #include <string.h>
 
@@ -15,19 +16,30 @@
 
 #define TKD_RUNTIME_NAME "tinykd"
 
-/* Raw-audio inference (INFER_AUDIO) when the project carries the KWS frontend and the model
- * takes its 49 x 10 int8 features. Other models leave it out (and the linker drops the
- * frontend), so their RAM holds no audio buffer. */
+/* The project's choices, written by project generation (tinykd/firmware/project.py):
+ * TKD_APP_FRONTEND_KWS 1 when the device runs the KWS frontend on raw audio (INFER_AUDIO);
+ * the project then carries firmware/frontend. Otherwise the host sends the model's input
+ * (INFER, LOAD) whatever its size, and INFER_AUDIO is refused. A build without the
+ * generated header (the host tests of the protocol loop) has no frontend. */
 #if defined(__has_include)
-#if __has_include("tkd_frontend.h")
+#if __has_include("tkd_app_config.h")
+#include "tkd_app_config.h"
+#endif
+#endif
+#ifndef TKD_APP_FRONTEND_KWS
+#define TKD_APP_FRONTEND_KWS 0
+#endif
+
+#if TKD_APP_FRONTEND_KWS
 #include "tkd_frontend.h"
-#if TKD_MODEL_INPUT_BYTES == TKD_FRONTEND_NUM_FEATURES
-#define TKD_APP_AUDIO 1
+/* Project generation refuses such models with a clear message first; these catch
+ * hand-written model sources. */
+#if TKD_MODEL_INPUT_BYTES != TKD_FRONTEND_NUM_FEATURES
+#error "TKD_APP_FRONTEND_KWS: the model does not take the frontend's 49 x 10 int8 features"
 #endif
+#if TKD_MODEL_INPUT_ZERO_POINT != TKD_FRONTEND_ZERO_POINT
+#error "TKD_APP_FRONTEND_KWS: the model's input zero point differs from the frontend's"
 #endif
-#endif
-#ifndef TKD_APP_AUDIO
-#define TKD_APP_AUDIO 0
 #endif
 
 #if (TKD_MODEL_OUTPUT_BYTES + 4) > TKD_MAX_PAYLOAD
@@ -44,13 +56,9 @@ static uint8_t tx_body[TKD_MAX_BODY];
 static int8_t input_buf[TKD_MODEL_INPUT_BYTES];
 static int8_t output_buf[TKD_MODEL_OUTPUT_BYTES];
 
-#if TKD_APP_AUDIO
+#if TKD_APP_FRONTEND_KWS
 #if (8 + TKD_FRONTEND_NUM_FEATURES + TKD_MODEL_OUTPUT_BYTES) > TKD_MAX_PAYLOAD
 #error "features and model output do not fit one AUDIO_RESULT frame"
-#endif
-#if TKD_MODEL_INPUT_ZERO_POINT != TKD_FRONTEND_ZERO_POINT
-#error                                                                                             \
-    "the model's input zero point differs from the KWS frontend's: convert it with the frontend's quantisation"
 #endif
 /* one clip of int16 audio, filled by INFER_AUDIO chunks */
 static int16_t audio_buf[TKD_FRONTEND_CLIP_SAMPLES];
@@ -229,7 +237,7 @@ static void do_load(uint16_t seq, const uint8_t *payload, uint32_t len)
     send(TKD_MSG_LOADED, seq, 6u);
 }
 
-#if TKD_APP_AUDIO
+#if TKD_APP_FRONTEND_KWS
 /* INFER_AUDIO: offset:u32 + bytes of the little-endian int16 clip -> LOADED; empty -> run
  * the frontend on the clip, then the model -> AUDIO_RESULT. */
 static void do_infer_audio(uint16_t seq, const uint8_t *payload, uint32_t len)
@@ -256,7 +264,7 @@ static void do_infer_audio(uint16_t seq, const uint8_t *payload, uint32_t len)
         return;
     }
     if (TKD_MODEL_INPUT_SCALE != TKD_FRONTEND_SCALE) {
-        /* a 490-byte model not quantised like the frontend's output: refuse, not mislead */
+        /* hand-written model sources not quantised like the frontend's output: refuse */
         send_error(seq, TKD_ERR_UNSUPPORTED, TKD_MSG_INFER_AUDIO, 1);
         return;
     }
@@ -321,7 +329,7 @@ static void handle_frame(void)
         do_load(seq, payload, payload_len);
         break;
     case TKD_MSG_INFER_AUDIO:
-#if TKD_APP_AUDIO
+#if TKD_APP_FRONTEND_KWS
         do_infer_audio(seq, payload, payload_len);
 #else
         send_error(seq, TKD_ERR_UNSUPPORTED, type, 0);

@@ -29,8 +29,8 @@ extern "C" {
 /* Keyword spotting: raw int16 audio in, the device runs its own feature extractor
  * (firmware/frontend) and then the model. Payload offset:u32 + clip bytes loads a chunk of
  * the 16000-sample little-endian clip (answer LOADED); an empty payload runs it (answer
- * AUDIO_RESULT). Firmware whose model does not take the frontend's 49 x 10 int8 features
- * answers ERROR(UNSUPPORTED). */
+ * AUDIO_RESULT). Firmware built without the KWS frontend (project option device_frontend,
+ * TKD_APP_FRONTEND_KWS) answers ERROR(UNSUPPORTED). */
 #define TKD_MSG_INFER_AUDIO 0x04u
 #define TKD_MSG_LOAD        0x05u
 #define TKD_MSG_EXIT        0x0Eu

@@ -22,6 +22,7 @@ class Firmware:
         s, b = self.sources, self.build
         return {
             "board": self.board.name,
+            "device_frontend": self.project.device_frontend,
             "model_sha256": s.sha256,
             "ops": s.ops,
             "params": s.param_count,
@@ -42,16 +43,22 @@ class Firmware:
         }
 
 
-def build_firmware(tflite_path: str | Path, board: str | Board, out_dir: str | Path) -> Firmware:
+def build_firmware(
+    tflite_path: str | Path, board: str | Board, out_dir: str | Path, device_frontend: str | None = None
+) -> Firmware:
     """Generate model.c/.h, the board's project around them, compile, and check the fit.
 
-    Raises TinykdError for an unsupported model, a missing toolchain, or a model that does
-    not fit the board (with both sizes and what to try).
+    device_frontend: None (the host sends the model's input) or the feature extractor the
+    device runs on raw input, e.g. "kws-mfcc" (see tinykd/firmware/frontends.py).
+
+    Raises TinykdError for an unsupported model, a model that does not take the frontend's
+    features, or a missing toolchain; FirmwareTooLarge for a model that does not fit the board
+    (with both sizes and what to try).
     """
     board = load_board(board)
     out_dir = Path(out_dir)
     sources = generate_model_sources(tflite_path, out_dir / "model")
-    project = generate_project(board, out_dir / "model", out_dir)
+    project = generate_project(board, sources, out_dir, device_frontend=device_frontend)
     result = build_project(project)
     firmware = Firmware(board, sources, project, result)
     write_json(out_dir / "firmware.json", firmware.summary())
