@@ -49,3 +49,18 @@ sys.stderr.write("progress 50%\\r")
         assert line + b"\n" in run.stderr
     assert b"through sys.stderr\n" in run.stderr
     assert run.stderr.endswith(b"progress 50%\r")
+
+
+def test_commands_print_no_tensorflow_lines_unless_verbose(tmp_path, mnist_dir):
+    """A command that imports TensorFlow and then fails (quick), run as a user runs it."""
+    bad = tmp_path / "teacher.keras"
+    bad.write_bytes(b"not a keras file")
+    args = ["train-teacher", "--quick", "--data-dir", str(mnist_dir), "--teacher-model", str(bad)]
+    args += ["--out", str(tmp_path / "b")]
+    quiet = subprocess.run([sys.executable, "-m", "tinykd.cli", *args], capture_output=True, timeout=300)
+    assert quiet.returncode == 2, quiet.stderr
+    assert quiet.stderr.splitlines() == [b"[train-teacher] running", quiet.stderr.splitlines()[-1]]
+    assert quiet.stderr.splitlines()[-1].startswith(b"error: ")
+    verbose = subprocess.run([sys.executable, "-m", "tinykd.cli", "--verbose", *args], capture_output=True, timeout=300)
+    assert verbose.returncode == 2
+    assert any(is_noise(line) for line in verbose.stderr.splitlines())  # what the filter hid

@@ -88,10 +88,20 @@ def _could_be_noise(partial: bytes) -> bool:
 _active: _StderrFilter | None = None
 
 
+def _stderr_is_fd2() -> bool:
+    try:
+        return sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def silence_tensorflow_startup() -> None:
-    """Filter TensorFlow's start-up lines from fd 2 for the rest of the process (idempotent)."""
+    """Filter TensorFlow's start-up lines from fd 2 for the rest of the process (idempotent).
+
+    Does nothing when sys.stderr is not fd 2 (click's CliRunner, a notebook): the caller then
+    collects stderr itself."""
     global _active
-    if _active is None:
+    if _active is None and _stderr_is_fd2():
         _active = _StderrFilter()
         atexit.register(restore_stderr)
 

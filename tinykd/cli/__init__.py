@@ -14,8 +14,15 @@ from . import build, data, device, experiments, tools
 
 @click.group()
 @click.version_option(package_name="tinykd")
-def main():
+@click.option(
+    "--verbose", "-v", is_flag=True, help="Show TensorFlow's own start-up and warning lines (hidden by default)."
+)
+def main(verbose: bool):
     """tinykd: distil a model into a tiny int8 student and prove it on a Cortex-M board."""
+    if not verbose:
+        from ..quiet import silence_tensorflow_startup
+
+        silence_tensorflow_startup()
 
 
 for _module in (build, device, data, experiments, tools):
