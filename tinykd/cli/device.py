@@ -73,9 +73,17 @@ def flash(port, seconds, **opts):
 @build_options
 @click.option("--host", is_flag=True, help="Only evaluate on the host (LiteRT and TFLite Micro).")
 @port_option
-@click.option("--limit", type=int, default=None, help="Stream only the first N test examples to the device.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Stream only the first N test examples to the device."
+)
 @model_option("Any int8 .tflite: build firmware for it and check it on the device against TFLite Micro.")
-@click.option("--random", "random_n", type=int, default=None, help="With --model: number of random inputs (100).")
+@click.option(
+    "--random",
+    "random_n",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --model: number of random inputs (100).",
+)
 @click.pass_context
 @friendly_errors
 def evaluate(ctx, host, port, limit, model_file, random_n, **opts):
@@ -85,7 +93,9 @@ def evaluate(ctx, host, port, limit, model_file, random_n, **opts):
 
         _refuse_build_options(ctx, used={"board", "out", "port", "seed", "random_n"})
         board, out = model_run(model_file, opts["board"], opts["out"])
-        result = check_model_on_device(model_file, board, out, n=random_n or 100, port=port, seed=opts["seed"] or 0)
+        result = check_model_on_device(
+            model_file, board, out, n=100 if random_n is None else random_n, port=port, seed=opts["seed"] or 0
+        )
         click.echo(
             f"{result['examples']} random inputs on {result['board']}: "
             f"{result['host_vs_device']['mismatches']} outputs differ from TFLite Micro on the host "

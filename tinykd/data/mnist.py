@@ -1,4 +1,5 @@
 """MNIST: the four original idx .gz files, found locally or downloaded into a cache with md5 checks."""
+
 from __future__ import annotations
 
 import gzip
@@ -44,13 +45,15 @@ CLASS_NAMES = [str(d) for d in range(10)]
 
 
 def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
-    """Folders searched for the idx files, in order: --data-dir, $TINYKD_DATA, the cache."""
+    """Folders searched for the idx files: --data-dir alone when given (a folder the user named is used
+    or refused, never swapped for another); else $TINYKD_DATA, then the cache."""
     dirs: list[Path] = []
     if data_dir:
         dirs.append(Path(data_dir))
-    if os.environ.get("TINYKD_DATA"):
-        dirs.append(Path(os.environ["TINYKD_DATA"]))
-    dirs.append(cache_dir() / "mnist")
+    else:
+        if os.environ.get("TINYKD_DATA"):
+            dirs.append(Path(os.environ["TINYKD_DATA"]))
+        dirs.append(cache_dir() / "mnist")
     # A folder that holds the mnist/ folder (e.g. ../shared/data) works too.
     return [d for base in dirs for d in (base, base / "mnist")]
 
