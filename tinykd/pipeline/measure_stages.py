@@ -86,23 +86,30 @@ def device(build):
     result = classification_result("device", run.outputs, d.y_test[:n], d.num_classes)
     host_result = classification_result("host_int8_tflm", host, d.y_test[:n], d.num_classes)
     comparison = compare_with_host(run.outputs, host)
-    report = {"board": run.board, "where": run.where, "examples": n, "seconds": run.seconds}
-    if raw_audio:
-        report["input"] = "raw audio (int16, 16 kHz, 1 s); features computed on the device"
-    report.update(device=result.to_dict(), host_int8=host_result.to_dict(), host_vs_device=comparison)
+    report = {
+        "board": run.board,
+        "where": run.where,
+        "examples": n,
+        "seconds": run.seconds,
+        "device": result.to_dict(),
+        "host_int8": host_result.to_dict(),
+        "host_vs_device": comparison,
+        "latency": run.latency(build.board.clock_hz),
+    }
     info = {"errors": result.errors, "mismatches": comparison["mismatches"]}
     summary = (
         f"  on device: {result.errors} errors / {n}; host int8: {host_result.errors}; "
         f"outputs differing from the host: {comparison['mismatches']}"
     )
     if raw_audio:
-        info["feature_mismatches"] = report["feature_mismatches"] = int(
-            np.any(run.features.reshape(n, -1) != host_features.reshape(n, -1), axis=1).sum()
+        differing = np.any(run.features.reshape(n, -1) != host_features.reshape(n, -1), axis=1)
+        info["feature_mismatches"] = int(differing.sum())
+        report.update(
+            input="raw audio (int16, 16 kHz, 1 s); features computed on the device",
+            feature_mismatches=info["feature_mismatches"],
+            frontend_latency=run.frontend_latency(build.board.clock_hz),
         )
         summary += f"; feature vectors differing: {info['feature_mismatches']}"
-    report["latency"] = run.latency(build.board.clock_hz)
-    if raw_audio:
-        report["frontend_latency"] = run.frontend_latency(build.board.clock_hz)
     write_json(build.out / "device.json", report)
     build.log(summary)
     return ["device.json"], info
