@@ -16,7 +16,11 @@ from .options import data_dir_option, distill_options, experiment_options, out_o
 @click.option(
     "--students", default="mlp-30-30,mlp-300-300", show_default=True, help="Comma-separated student architectures."
 )
-@click.option("--methods", default=None, help="Comma-separated methods: hinton, fitnets, rkd (default: hinton).")
+@click.option(
+    "--methods",
+    default=None,
+    help="Comma-separated distillation methods that use the one teacher (default: hinton); a wrong name lists them.",
+)
 @click.option(
     "--int8/--no-int8",
     default=True,

@@ -29,6 +29,9 @@ class Task:
     # load_test_audio(data_dir, seed, train_limit, test_limit) -> int16 [N, samples]: the raw
     # test inputs, in the order of Dataset.x_test, for devices that preprocess them themselves.
     load_test_audio: Callable[..., np.ndarray] | None = None
+    # The feature extractor the device runs on those raw inputs (tinykd/firmware/frontends.py);
+    # None: the host sends the model's input.
+    device_frontend: str | None = None
     # [data] settings, beyond the common ones, that `load` takes as keyword arguments.
     data_options: tuple[str, ...] = ()
 
@@ -122,6 +125,7 @@ TASKS: dict[str, Task] = {
         jitter_pixels=0,
         input_quantization=_kws_input_quantization(),
         load_test_audio=_kws_test_audio,
+        device_frontend="kws-mfcc",
         data_options=("augment", "synth_clips"),
     ),
 }

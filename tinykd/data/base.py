@@ -1,4 +1,5 @@
 """What every task's loader hands to the rest of the pipeline."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

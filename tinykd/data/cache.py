@@ -1,4 +1,5 @@
 """Where datasets are cached, and file digests for verifying them."""
+
 from __future__ import annotations
 
 import hashlib

@@ -241,8 +241,10 @@ def check_model(
     out_dir: str | os.PathLike | None = None,
     inputs_per_model: int = 8,
     family: str | None = None,
+    isolate: bool = True,
 ) -> ModelResult:
-    """Build the model of `seed`, run both sides on its inputs, compare every output byte."""
+    """Build the model of `seed`, run both sides on its inputs, compare every output byte
+    (in a forked child when `isolate`, so that a crash is reported, not fatal)."""
     import tempfile
 
     from tinykd.firmware.tflite_model import read_tflite
@@ -253,13 +255,58 @@ def check_model(
     res = ModelResult(seed, spec.describe(), [], family=family)
     path = root / f"fuzz_{seed}.tflite"
     res.path = str(path)
-    stage = "convert"
     try:
         if not path.exists():
             random_models.build_tflite(spec, path)
         model = read_tflite(path)
         res.ops = [op.opcode for op in model.operators]
-        stage = "tflm"
+    except Exception as e:  # noqa: BLE001 -- every failure is reported with its model
+        msg = str(e).strip().splitlines()
+        res.error = f"convert: {type(e).__name__}: {msg[-1][-400:] if msg else ''}"
+        return res
+    if isolate:
+        return _in_child(res, root, inputs_per_model)
+    return _compare(res, model, path, root, inputs_per_model)
+
+
+def _in_child(res: ModelResult, root: Path, inputs_per_model: int) -> ModelResult:
+    """_compare in a forked child: a crash of the interpreter or of the generated C (an
+    abort, a segfault) becomes this model's error instead of ending the whole run. The
+    parent has converted the model already (TensorFlow is not used after the fork)."""
+    import multiprocessing as mp
+
+    from tinykd.firmware.tflite_model import read_tflite
+
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child():
+        try:
+            out = _compare(res, read_tflite(res.path), Path(res.path), root, inputs_per_model)
+        except BaseException as e:  # noqa: BLE001
+            out = f"{type(e).__name__}: {e}"
+        send.send(out)
+        send.close()
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    send.close()
+    try:
+        out = recv.recv()
+    except EOFError:
+        out = None
+    proc.join()
+    if isinstance(out, ModelResult):
+        return out
+    res.error = out if isinstance(out, str) else f"crashed: the process died with exit code {proc.exitcode}"
+    res.error = "tflm/codegen/build/run: " + res.error
+    return res
+
+
+def _compare(res: ModelResult, model, path: Path, root: Path, inputs_per_model: int) -> ModelResult:
+    seed = res.seed
+    stage = "tflm"
+    try:
         tflm = TflmModel(path)
         stage = "codegen/build"
         host = HostModel(path, root / f"fuzz_{seed}")

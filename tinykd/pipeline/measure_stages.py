@@ -74,7 +74,7 @@ def device(build):
     host_features = quantize_input(d.x_test[:n], tflite_io_quantization(build.out / "model_int8.tflite").input)
     firmware = json.loads((build.out / "firmware" / "firmware.json").read_text())
     on_board = dict(expected_sha256=firmware["model_sha256"], port=c.port or None, instances=c.instances)
-    raw_audio = build.task.load_test_audio is not None
+    raw_audio = build.task.device_frontend is not None  # the device computes the features itself
     if raw_audio:
         audio = _test_audio(build)
         build.log(f"  streaming {n} raw test clips to {build.board.name} (features computed on the device)")

@@ -36,8 +36,9 @@ def firmware(build):
     """firmware/: the generated model sources compiled for the board; firmware.json its sizes."""
     from ..firmware.build import build_firmware
 
-    frontend = device_frontend(build.task)
-    fw = build_firmware(build.out / "model_int8.tflite", build.board, build.out / "firmware", frontend)
+    fw = build_firmware(
+        build.out / "model_int8.tflite", build.board, build.out / "firmware", build.task.device_frontend
+    )
     b = fw.build
     build.log(
         f"  {build.board.name}: flash {b.flash_used:,} of {b.flash_budget:,} B, "
@@ -46,10 +47,3 @@ def firmware(build):
     for note in fw.summary()["notes"]:
         build.log(f"  note: {note}")
     return ["firmware/firmware.json"], fw.summary()
-
-
-def device_frontend(task) -> str | None:
-    """The feature extractor the device runs on raw input (tinykd/firmware/frontends.py), for a
-    task whose device preprocesses its raw test inputs itself (KWS: MFCCs of 1 s of audio);
-    None: the host sends the model's input. (Until tinykd.data's Task names its frontend.)"""
-    return "kws-mfcc" if task.load_test_audio is not None else None

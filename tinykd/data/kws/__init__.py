@@ -6,6 +6,7 @@
 - `synth.synthesize_kws`: a dataset in the same layout spoken by espeak-ng (offline tests, demo).
 - `frontend`: the firmware's fixed-point MFCC (firmware/frontend/) compiled for the host.
 """
+
 from .speech_commands import CLASS_NAMES, KEYWORDS, load, load_audio, load_kws_features
 from .synth import synthesize_kws
 

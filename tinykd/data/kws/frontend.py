@@ -7,6 +7,7 @@ called with ctypes, a batch of clips per call, several threads in parallel (the 
 releases the GIL). `float_reference` is an independent numpy float version of the same
 pipeline, used only to check that the fixed point is faithful.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -99,9 +100,9 @@ def library_path() -> Path:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except OSError as e:
         raise TinykdError(f"The C compiler '{cc}' cannot be run ({e}). Install gcc or set $CC.") from None
-    key = hashlib.sha256(
-        (source_hash() + "\0" + cc + "\0" + version + "\0" + " ".join(CFLAGS)).encode()
-    ).hexdigest()[:20]
+    key = hashlib.sha256((source_hash() + "\0" + cc + "\0" + version + "\0" + " ".join(CFLAGS)).encode()).hexdigest()[
+        :20
+    ]
     out = _cache_root() / f"libtkd_frontend-{key}.so"
     if out.is_file():
         return out
@@ -122,15 +123,13 @@ def _load_library():
     with _lib_lock:
         if _lib is None:
             lib = ctypes.CDLL(str(library_path()))
-            lib.tkd_frontend_run_batch.argtypes = [
-                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]
+            lib.tkd_frontend_run_batch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]
             lib.tkd_frontend_run_batch.restype = None
             lib.tkd_frontend_frame.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
             lib.tkd_frontend_frame.restype = None
             lib.tkd_frontend_stream_init.argtypes = [ctypes.c_void_p]
             lib.tkd_frontend_stream_init.restype = None
-            lib.tkd_frontend_stream_push.argtypes = [
-                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+            lib.tkd_frontend_stream_push.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
             lib.tkd_frontend_stream_push.restype = ctypes.c_int
             _lib = lib
         return _lib
@@ -177,8 +176,9 @@ def features(audio, threads: int | None = None, batch: int = 64, progress=None) 
         lo, hi = chunk
         if not hasattr(local, "scratch"):
             local.scratch = ctypes.create_string_buffer(SCRATCH_BYTES)
-        lib.tkd_frontend_run_batch(a[lo:hi].ctypes.data, out[lo:hi].ctypes.data, hi - lo,
-                                   ctypes.addressof(local.scratch))
+        lib.tkd_frontend_run_batch(
+            a[lo:hi].ctypes.data, out[lo:hi].ctypes.data, hi - lo, ctypes.addressof(local.scratch)
+        )
         return hi - lo
 
     if threads == 1:
@@ -218,8 +218,9 @@ def stream_features(audio) -> np.ndarray:
     frame = np.empty(NUM_MFCC, dtype=np.int8)
     frames = []
     for i in range(0, len(a), hop):
-        if lib.tkd_frontend_stream_push(ctypes.addressof(state), a[i:i + hop].ctypes.data,
-                                        frame.ctypes.data, ctypes.addressof(scratch)):
+        if lib.tkd_frontend_stream_push(
+            ctypes.addressof(state), a[i : i + hop].ctypes.data, frame.ctypes.data, ctypes.addressof(scratch)
+        ):
             frames.append(frame.copy())
     return np.array(frames, dtype=np.int8).reshape(-1, NUM_MFCC)
 
@@ -230,6 +231,7 @@ def dequantize(q: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------
 # Float reference (numpy, float64): the same definition, written independently of the C.
+
 
 def _hz_to_mel(f):
     return 1127.0 * np.log1p(np.asarray(f, dtype=np.float64) / 700.0)
@@ -257,12 +259,12 @@ def float_reference(audio, quantize: bool = False) -> np.ndarray:
     win, hop, n_fft = int(PARAMS["WINDOW"]), int(PARAMS["STRIDE"]), int(PARAMS["FFT_SIZE"])
     n_mel = int(PARAMS["NUM_MEL"])
     idx = np.arange(NUM_FRAMES)[:, None] * hop + np.arange(win)[None, :]
-    frames = a[:, idx]                                           # [N, F, 640] int16 units
+    frames = a[:, idx]  # [N, F, 640] int16 units
     mean = frames.mean(axis=-1, keepdims=True)
     frames = frames - np.sign(mean) * np.floor(np.abs(mean) + 0.5)  # halves away from zero, as the C
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
     spec = np.fft.rfft(frames * hann / 32768.0, n=n_fft, axis=-1)
-    power = spec.real ** 2 + spec.imag ** 2
+    power = spec.real**2 + spec.imag**2
     mel = power @ mel_matrix()
     logmel = np.log(np.maximum(mel, 2.0 ** -PARAMS["LOG2_FLOOR"]))
     n = np.arange(n_mel)

@@ -13,6 +13,7 @@ the second and a background noise at some SNR. Each clip's random numbers come f
 (seed, word, clip index) alone, so the same seed gives identical WAV bytes whatever the
 number of workers.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,18 +37,59 @@ SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 # The other words of Speech Commands v0.02: the _unknown_ class.
-UNKNOWN_WORDS = ("backward", "bed", "bird", "cat", "dog", "eight", "five", "follow", "forward",
-                 "four", "happy", "house", "learn", "marvin", "nine", "one", "seven", "sheila",
-                 "six", "three", "tree", "two", "visual", "wow", "zero")
+UNKNOWN_WORDS = (
+    "backward",
+    "bed",
+    "bird",
+    "cat",
+    "dog",
+    "eight",
+    "five",
+    "follow",
+    "forward",
+    "four",
+    "happy",
+    "house",
+    "learn",
+    "marvin",
+    "nine",
+    "one",
+    "seven",
+    "sheila",
+    "six",
+    "three",
+    "tree",
+    "two",
+    "visual",
+    "wow",
+    "zero",
+)
 # espeak-ng English voices (no MBROLA) and variants (voices/!v).
-LANGUAGES = ("en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
-             "en-029")
-VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
-            "klatt", "klatt2", "klatt3", "klatt4", "croak", "whisper")
+LANGUAGES = ("en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029")
+VARIANTS = (
+    "",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "klatt4",
+    "croak",
+    "whisper",
+)
 PITCH_RANGES = ((15, 35), (35, 50), (50, 65), (65, 85))  # espeak -p, one per "speaker"
 NOISE_KINDS = ("white", "pink", "brown", "hum")
-NOISE_FILES = {"white": "white_noise.wav", "pink": "pink_noise.wav", "brown": "brown_noise.wav",
-               "hum": "mains_hum.wav"}
+NOISE_FILES = {"white": "white_noise.wav", "pink": "pink_noise.wav", "brown": "brown_noise.wav", "hum": "mains_hum.wav"}
 MARKER = ".tinykd_synth.json"
 PARTIAL = ".tinykd_synth.partial"
 FORMAT_VERSION = 1
@@ -57,14 +99,14 @@ FORMAT_VERSION = 1
 class ClipSpec:
     word: str
     index: int
-    speaker: str       # 8 hex digits, the file name prefix
-    voice: str         # espeak-ng -v
-    speed: int         # -s, words per minute
-    pitch: int         # -p
+    speaker: str  # 8 hex digits, the file name prefix
+    voice: str  # espeak-ng -v
+    speed: int  # -s, words per minute
+    pitch: int  # -p
     text: str
-    stretch: float     # resampling factor (>1: shorter and higher)
-    peak_db: float     # peak level, dBFS
-    offset: float      # where in the free time the word starts, 0..1
+    stretch: float  # resampling factor (>1: shorter and higher)
+    peak_db: float  # peak level, dBFS
+    offset: float  # where in the free time the word starts, 0..1
     noise: str
     snr_db: float
     seed: int
@@ -103,7 +145,10 @@ def clip_spec(seed: int, word: str, index: int) -> ClipSpec:
     spk = speakers()
     sid, voice, (plo, phi) = spk[int(rng.integers(len(spk)))]
     return ClipSpec(
-        word=word, index=index, speaker=sid, voice=voice,
+        word=word,
+        index=index,
+        speaker=sid,
+        voice=voice,
         speed=int(rng.integers(110, 231)),
         pitch=int(rng.integers(plo, phi + 1)),
         text=word + ("", ".", "!", "?")[int(rng.integers(4))],
@@ -117,6 +162,7 @@ def clip_spec(seed: int, word: str, index: int) -> ClipSpec:
 
 
 # ---------------------------------------------------------------------------------- audio
+
 
 def make_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """Unit-RMS float64 noise of n samples at 16 kHz: white, pink (1/f power), brown
@@ -149,15 +195,15 @@ def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
         raise TinykdError("espeak-ng did not produce WAV audio; check `espeak-ng --stdout test | file -`.")
     pos, rate = 12, 0
     while pos + 8 <= len(data):
-        cid, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        cid, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
         if cid == b"fmt ":
-            channels, rate = struct.unpack("<HI", data[pos + 10:pos + 16])
-            bits = struct.unpack("<H", data[pos + 22:pos + 24])[0]
+            channels, rate = struct.unpack("<HI", data[pos + 10 : pos + 16])
+            bits = struct.unpack("<H", data[pos + 22 : pos + 24])[0]
             if channels != 1 or bits != 16:
                 raise TinykdError(f"espeak-ng produced {channels} channels of {bits} bits; expected mono 16-bit.")
         elif cid == b"data":
-            body = data[pos + 8:]
-            body = body[:len(body) // 2 * 2]
+            body = data[pos + 8 :]
+            body = body[: len(body) // 2 * 2]
             return np.frombuffer(body, dtype="<i2").astype(np.float64) / 32768.0, rate
         pos += 8 + size
     raise TinykdError("espeak-ng's WAV output has no data chunk; is the espeak-ng install broken?")
@@ -191,22 +237,22 @@ def speak(spec: ClipSpec, espeak: str | None = None) -> np.ndarray:
     if len(loud) == 0:
         raise TinykdError(f"espeak-ng produced silence for '{spec.text}' with voice '{spec.voice}'.")
     margin = rate // 100
-    x = x[max(loud[0] - margin, 0):loud[-1] + margin]
+    x = x[max(loud[0] - margin, 0) : loud[-1] + margin]
     # To 16 kHz, with a speed/formant perturbation; guard samples keep the FFT's wrap quiet.
     guard = 256
     x = np.concatenate([np.zeros(guard), x, np.zeros(guard)])
     n_out = int(round(len(x) * SAMPLE_RATE / rate / spec.stretch))
     y = resample(x, n_out)
     g_out = int(round(guard * SAMPLE_RATE / rate / spec.stretch))
-    y = y[g_out:len(y) - g_out]
+    y = y[g_out : len(y) - g_out]
     if len(y) > CLIP_SAMPLES:  # a slow long word: keep the middle second
         cut = (len(y) - CLIP_SAMPLES) // 2
-        y = y[cut:cut + CLIP_SAMPLES]
+        y = y[cut : cut + CLIP_SAMPLES]
     y *= 10.0 ** (spec.peak_db / 20.0) / max(np.max(np.abs(y)), 1e-9)
     speech_rms = np.sqrt(np.mean(y * y))
     start = int(spec.offset * (CLIP_SAMPLES - len(y)))
     clip = np.zeros(CLIP_SAMPLES)
-    clip[start:start + len(y)] = y
+    clip[start : start + len(y)] = y
     clip += make_noise(spec.noise, CLIP_SAMPLES, rng) * speech_rms * 10.0 ** (-spec.snr_db / 20.0)
     return np.clip(np.round(clip * 32768.0), -32768, 32767).astype(np.int16)
 
@@ -223,7 +269,7 @@ def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
 
 # ---------------------------------------------------------------------------------- split
 
-MAX_NUM_WAVS_PER_CLASS = 2 ** 27 - 1
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
 
 
 def which_set(filename: str, validation_percentage: float = 10.0, testing_percentage: float = 10.0) -> str:
@@ -242,11 +288,20 @@ def which_set(filename: str, validation_percentage: float = 10.0, testing_percen
 
 # ---------------------------------------------------------------------------------- driver
 
-def synthesize_kws(out_dir, clips_per_word: int = 200, seed: int = 0, *,
-                   words: tuple[str, ...] | None = None, unknown_clips_per_word: int | None = None,
-                   noise_seconds: float = 60.0, workers: int | None = None,
-                   validation_percentage: float = 10.0, testing_percentage: float = 10.0,
-                   progress: bool = True) -> dict:
+
+def synthesize_kws(
+    out_dir,
+    clips_per_word: int = 200,
+    seed: int = 0,
+    *,
+    words: tuple[str, ...] | None = None,
+    unknown_clips_per_word: int | None = None,
+    noise_seconds: float = 60.0,
+    workers: int | None = None,
+    validation_percentage: float = 10.0,
+    testing_percentage: float = 10.0,
+    progress: bool = True,
+) -> dict:
     """Write a Speech Commands-style dataset to out_dir (see the module doc); returns its manifest.
 
     words: the folders to speak (default: the 10 keywords + 25 other words for _unknown_).
@@ -265,10 +320,15 @@ def synthesize_kws(out_dir, clips_per_word: int = 200, seed: int = 0, *,
     if n_unknown < 1:
         raise TinykdError(f"unknown_clips_per_word must be at least 1; got {n_unknown}.")
     params = {
-        "format_version": FORMAT_VERSION, "seed": int(seed), "clips_per_word": int(clips_per_word),
-        "unknown_clips_per_word": int(n_unknown), "words": list(words),
-        "noise_seconds": float(noise_seconds), "sample_rate": SAMPLE_RATE,
-        "validation_percentage": validation_percentage, "testing_percentage": testing_percentage,
+        "format_version": FORMAT_VERSION,
+        "seed": int(seed),
+        "clips_per_word": int(clips_per_word),
+        "unknown_clips_per_word": int(n_unknown),
+        "words": list(words),
+        "noise_seconds": float(noise_seconds),
+        "sample_rate": SAMPLE_RATE,
+        "validation_percentage": validation_percentage,
+        "testing_percentage": testing_percentage,
     }
     out = Path(out_dir)
     marker = out / MARKER
@@ -299,8 +359,7 @@ def synthesize_kws(out_dir, clips_per_word: int = 200, seed: int = 0, *,
         x = np.clip(np.round(make_noise(kind, n_noise, rng) * level * 32768.0), -32768, 32767)
         write_bytes(noise_dir / NOISE_FILES[kind], wav_bytes(x.astype(np.int16)))
 
-    specs = [clip_spec(seed, w, i) for w in words
-             for i in range(clips_per_word if w in KEYWORDS else n_unknown)]
+    specs = [clip_spec(seed, w, i) for w in words for i in range(clips_per_word if w in KEYWORDS else n_unknown)]
     names: list[str] = []
     per_speaker: dict[tuple[str, str], int] = {}
     for s in specs:
@@ -312,6 +371,7 @@ def synthesize_kws(out_dir, clips_per_word: int = 200, seed: int = 0, *,
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(specs), desc="espeak-ng clips", unit="clip", leave=False)
 
     def job(i: int) -> None:
