@@ -146,7 +146,7 @@ def _model_files(model_sources_dir: Path) -> list[Path]:
     if not (d / "model.h").is_file() or not (d / "model.c").is_file():
         raise TinykdError(
             f"{d} does not hold model.c and model.h. Generate them from the .tflite first "
-            "(`tinykd export`), then pass that folder."
+            "(`tinykd firmware --model MODEL.tflite` writes them to firmware/model/), then pass that folder."
         )
     # model.json (the facts) travels with the sources it describes.
     return sorted(p for p in d.iterdir() if (p.suffix in (".c", ".h") or p.name == FACTS_FILE) and p.is_file())

@@ -151,7 +151,7 @@ def _make(project: Project) -> BuildResult:
         raise TinykdError(
             f"Building the firmware in {root} failed (make exit {r.returncode}). The last "
             f"compiler output:\n{tail}\nFix the error above (in generated model sources, "
-            "regenerate them with `tinykd export`), then run the build again."
+            "regenerate them with `tinykd firmware --model MODEL.tflite`), then run the build again."
         )
     elf = root / "build" / "firmware.elf"
     text, data, bss = read_sizes(elf)

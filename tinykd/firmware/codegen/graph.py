@@ -21,7 +21,7 @@ class Graph:
             raise TinykdError(
                 f"{m.path.name} has {m.num_subgraphs} subgraphs (control flow such as WHILE or "
                 "IF); the tinykd runtime runs single-graph models only. Remove the control flow "
-                "or use --runtime tflm."
+                "from the model, or run it with TensorFlow Lite Micro itself."
             )
         supported = ", ".join(SUPPORTED_OPS)
         for op in m.operators:
@@ -30,7 +30,7 @@ class Graph:
                     f"{m.path.name} uses the operator {op.opcode} (operator #{op.index}), which "
                     f"the tinykd runtime does not support. Supported operators: "
                     f"{supported}. Replace that layer in the model (e.g. tanh/sigmoid "
-                    "by ReLU) or use --runtime tflm."
+                    "by ReLU) and convert it again, or run it with TensorFlow Lite Micro itself."
                 )
         if len(m.inputs) != 1 or len(m.outputs) != 1:
             raise TinykdError(
@@ -95,7 +95,7 @@ class Graph:
         if t.is_constant:
             raise TinykdError(
                 f"Tensor {t.name!r} ({what}) is a constant where the runtime needs "
-                "an activation. Convert the model again or use --runtime tflm."
+                "an activation. Convert the model again with the TFLite converter (constants folded)."
             )
         return t
 
@@ -107,7 +107,8 @@ class Graph:
         if not t.is_constant:
             raise TinykdError(
                 f"The {what} of {op.opcode} operator #{op.index} ({t.name!r}) is not a constant; "
-                "the tinykd runtime needs constant weights. Use --runtime tflm for this model."
+                "the tinykd runtime needs constant weights. Convert the model with its weights as "
+                "constants (a Keras model saved after training, then the TFLite converter)."
             )
         if t.type not in types:
             raise TinykdError(

@@ -86,6 +86,6 @@ class ModelSources:
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise TinykdError(
                 f"{path} is not a model facts file this tinykd can read ({e}). Regenerate the model "
-                "sources from the .tflite with `tinykd export` (or delete model.json if model.c and "
-                "model.h are hand-written)."
+                "sources from the .tflite with `tinykd firmware --model MODEL.tflite` (or delete "
+                "model.json if model.c and model.h are hand-written)."
             ) from e
