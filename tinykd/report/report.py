@@ -168,17 +168,7 @@ def render_markdown(report: dict) -> str:
         r = results[name]
         cells = [f"{r['errors']}", f"{100 * r['accuracy']:.2f} %"]
         lines.append(f"| {model_label(name, method)} | {' | '.join(cells[::-1] if by_accuracy else cells)} |")
-    gain = report["kd_gain_errors"]
-    if by_accuracy:
-        kd_sentence = (
-            f"Distillation changed accuracy by **{100 * gain / total:+.2f}** percentage points ({gain:+d} "
-            "correct examples) against the same student trained on labels alone (same epochs, same data)."
-        )
-    else:
-        kd_sentence = (
-            f"Distillation bought **{gain}** fewer errors than the same student trained on labels alone "
-            "(same epochs, same data)."
-        )
+    kd_sentence = kd_verdict(results, total, by_accuracy)
     if report.get("specialists"):
         lines += [
             "",
@@ -265,3 +255,28 @@ def _device_section(device: dict | None, firmware: dict | None) -> list[str]:
             "",
         ]
     return lines
+
+
+def kd_verdict(results: dict, total: int, by_accuracy: bool) -> str:
+    """What distillation did, said plainly: better, worse (by how much, beside the baseline) or no change."""
+    base, kd = results["baseline"]["errors"], results["student"]["errors"]
+    gain = base - kd
+    same = "the same student trained on labels alone (same epochs, same data)"
+    if by_accuracy:
+        points = f"{100 * abs(gain) / total:.2f} percentage points ({abs(gain)} examples of {total})"
+        if gain > 0:
+            return f"Distillation **helped**: the distilled student is {points} more accurate than {same}."
+        if gain < 0:
+            return (
+                f"Distillation **did not help** on this data: the distilled student is {points} less accurate "
+                f"than {same} ({100 * (1 - kd / total):.2f} % against {100 * (1 - base / total):.2f} %)."
+            )
+        return f"Distillation made **no difference**: the distilled student is exactly as accurate as {same}."
+    if gain > 0:
+        return f"Distillation **helped**: {kd} errors against {base} for {same}, {gain} fewer."
+    if gain < 0:
+        return (
+            f"Distillation **did not help** on this data: the distilled student made {kd} errors, "
+            f"{-gain} more than the {base} of {same}."
+        )
+    return f"Distillation made **no difference**: {kd} errors, as many as {same}."
