@@ -44,12 +44,13 @@ def friendly_errors(func):
         except TinykdError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo(
+        except KeyboardInterrupt as exc:
+            # a device run says itself what it kept (tinykd.device.run.DeviceRunInterrupted)
+            message = getattr(exc, "message", None) or (
                 "interrupted: finished stages and the last epoch checkpoint are kept; "
-                "run the same command again to resume.",
-                err=True,
+                "run the same command again to resume."
             )
+            click.echo(message, err=True)
             sys.exit(130)
 
     return wrapper
@@ -85,10 +86,23 @@ def out_dir(given: str | None, default: Path) -> Path:
 
 
 def open_build(opts: dict, device: dict | None = None):
+    """The build in --out (or the default folder): a folder that holds a build starts from its own
+    config.toml; options that would retrain a finished stage there are refused (see pipeline.folder)."""
     from ..pipeline import Build, default_out_dir
+    from ..pipeline.folder import resolve_for_folder
 
-    config = resolve_config(opts, device)
-    return Build(config, out_dir(opts["out"], default_out_dir(config)), force=opts["force"], log=log)
+    folder = Path(opts["out"]) if opts["out"] else default_out_dir(resolve_config(opts, device))
+    given = {f"--{key.replace('_', '-')}": overrides({key: opts.get(key)}) for key in CONFIG_PATHS}
+    config = resolve_for_folder(
+        folder,
+        task=opts["task"],
+        config_file=opts["config_file"],
+        quick=opts["quick"],
+        given={flag: override for flag, override in given.items() if override},
+        device=device,
+        force=opts["force"],
+    )
+    return Build(config, folder, force=opts["force"], log=log)
 
 
 def model_run(model_file: str, board: str | None, out: str | None) -> tuple[str, Path]:

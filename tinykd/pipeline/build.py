@@ -8,7 +8,6 @@ affects. Training stages also resume mid-way from their per-epoch checkpoints.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -23,7 +22,7 @@ from ..config import BuildConfig
 from ..errors import TinykdError
 from ..fileio import write_json, write_text
 from . import measure_stages, model_stages, training_stages
-from .stages import CHECKPOINT_LABEL, OWNER_STAGE, SEED_OFFSET, STAGE_SETTINGS, STAGES, UPSTREAM
+from .stages import CHECKPOINT_LABEL, OWNER_STAGE, SEED_OFFSET, STAGES, UPSTREAM, stage_fingerprint
 
 # What runs each stage: a function of the Build returning (artifacts, info).
 _RUNNERS: dict[str, Callable[[Build], tuple[list[str], dict]]] = {
@@ -89,9 +88,7 @@ class Build:
         write_json(self.state_path, {k: vars(v) for k, v in self.records.items()})
 
     def fingerprint(self, stage: str) -> str:
-        parts = [repr(STAGE_SETTINGS[stage](self.config))]
-        parts += [self.fingerprint(up) for up in UPSTREAM[stage]]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+        return stage_fingerprint(self.config, stage)
 
     def is_done(self, stage: str) -> bool:
         record = self.records.get(stage)

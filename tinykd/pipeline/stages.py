@@ -82,6 +82,15 @@ UPSTREAM = {
     "report": ("evaluate", "firmware"),
 }
 
+
+
+def stage_fingerprint(config: BuildConfig, stage: str) -> str:
+    """16 hex digits of the stage's settings and, recursively, its upstream stages' fingerprints."""
+    parts = [repr(STAGE_SETTINGS[stage](config))]
+    parts += [stage_fingerprint(config, up) for up in UPSTREAM[stage]]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
 # Training runs: the stage that owns each, and the name of its checkpoint folder.
 OWNER_STAGE = {
     "train-teacher": "train-teacher",
