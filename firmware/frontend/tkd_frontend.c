@@ -33,6 +33,15 @@ typedef char tkd_requires_arithmetic_right_shift[((-8 >> 1) == -4) ? 1 : -1];
 static tkd_frontend_scratch tkd_default_scratch;
 #endif
 
+/* -DTKD_FRONTEND_PROFILE: call tkd_frontend_profile_mark(stage) as each stage of a frame ends
+ * (bench/frontend_cost.py measures instructions per stage with it). Off by default. */
+#ifdef TKD_FRONTEND_PROFILE
+void tkd_frontend_profile_mark(int stage);
+#define PROFILE_MARK(stage) tkd_frontend_profile_mark(stage)
+#else
+#define PROFILE_MARK(stage) ((void)0)
+#endif
+
 static int32_t cos_at(uint32_t k) /* cos(2 pi k / FFT_SIZE), k < FFT_SIZE/2, Q30 */
 {
     return (k <= QUARTER_FFT) ? tkd_cos_q30[k] : -tkd_cos_q30[HALF_FFT - k];
@@ -48,14 +57,16 @@ static int64_t round_shift30(int64_t v)
     return (v + ((int64_t)1 << 29)) >> 30;
 }
 
-/* Index of the highest set bit, x > 0. */
-static uint32_t msb64(uint64_t x)
+/* Index of the highest set bit of a 32-bit x > 0 (CLZ where the core has it). */
+#if (defined(__GNUC__) || defined(__clang__)) && (!defined(__arm__) || defined(__ARM_FEATURE_CLZ))
+static uint32_t msb32(uint32_t x)
+{
+    return 31u - (uint32_t)__builtin_clz(x);
+}
+#else
+static uint32_t msb32(uint32_t x)
 {
     uint32_t n = 0;
-    if (x >> 32) {
-        n += 32;
-        x >>= 32;
-    }
     if (x >> 16) {
         n += 16;
         x >>= 16;
@@ -77,14 +88,22 @@ static uint32_t msb64(uint64_t x)
     }
     return n;
 }
+#endif
 
-/* log2(x) in Q16 for x > 0: exponent + table lookup with linear interpolation. */
+/* Index of the highest set bit, x > 0. */
+static uint32_t msb64(uint64_t x)
+{
+    uint32_t hi = (uint32_t)(x >> 32);
+    return hi ? 32u + msb32(hi) : msb32((uint32_t)x);
+}
+
+/* log2(x) in Q16 for x > 0: exponent + table lookup with linear interpolation. The table's
+ * steps are < 2^9 (gen_tables.py checks), so step * rem + half < 2^32 fits uint32. */
 static int32_t log2_q16(uint64_t x)
 {
     uint32_t e = msb64(x);
     uint32_t m; /* mantissa with its top bit at bit 31 */
-    uint32_t frac, idx, rem;
-    int64_t interp;
+    uint32_t frac, idx, rem, interp;
     if (e >= 31) {
         m = (uint32_t)(x >> (e - 31));
     } else {
@@ -93,9 +112,9 @@ static int32_t log2_q16(uint64_t x)
     frac = m & 0x7FFFFFFFu;
     idx = frac >> (31 - TKD_LOG2_TABLE_BITS);
     rem = frac & ((1u << (31 - TKD_LOG2_TABLE_BITS)) - 1u);
-    interp = ((int64_t)(tkd_log2_q16[idx + 1] - tkd_log2_q16[idx]) * rem +
-              ((int64_t)1 << (30 - TKD_LOG2_TABLE_BITS))) >>
-             (31 - TKD_LOG2_TABLE_BITS);
+    interp =
+        ((tkd_log2_q16[idx + 1] - tkd_log2_q16[idx]) * rem + (1u << (30 - TKD_LOG2_TABLE_BITS))) >>
+        (31 - TKD_LOG2_TABLE_BITS);
     return (int32_t)(e << 16) + (int32_t)tkd_log2_q16[idx] + (int32_t)interp;
 }
 
@@ -151,11 +170,12 @@ static void fft_512(int32_t *buf)
     }
 }
 
-/* Power of 2 * DFT_1024 for the bins the mel filterbank uses; returns the largest.
+/* Power of 2 * DFT_1024 for the bins the mel filterbank uses; returns the OR of all of
+ * them (its highest set bit is the largest power's).
  * |Z| components < 2^29, so A, B < 2^30 and |2 X[k]| <= 2 * 640 * 2^19 < 2^31: int32. */
 static uint64_t split_power(const int32_t *z, uint64_t *power)
 {
-    uint64_t max_p = 0;
+    uint64_t any_p = 0;
     uint32_t k;
     for (k = TKD_MEL_FIRST_BIN; k < TKD_MEL_FIRST_BIN + TKD_MEL_NUM_BINS; k++) {
         uint32_t kc = HALF_FFT - k;
@@ -169,19 +189,78 @@ static uint64_t split_power(const int32_t *z, uint64_t *power)
         int32_t xi = (int32_t)(ai - round_shift30((int64_t)s * bi + (int64_t)c * br));
         uint64_t p = (uint64_t)((int64_t)xr * xr) + (uint64_t)((int64_t)xi * xi);
         power[k - TKD_MEL_FIRST_BIN] = p;
-        if (p > max_p) {
-            max_p = p;
-        }
+        any_p |= p;
     }
-    return max_p;
+    return any_p;
+}
+
+/* mel[j] = sum over bins (P >> shift) * weight, band by band: the bins of segment j (rising
+ * edge of band j) add w to band j and 32768 - w to band j - 1. Products of a uint64 by a Q15
+ * weight as two 32-bit multiplies (UMLAL + MLA), exact modulo 2^64; the headroom shift keeps
+ * every sum below 2^64. shift < 32 (the power is < 2^63). */
+static void mel_filterbank(const uint64_t *power, uint32_t shift, uint64_t *mel)
+{
+    uint64_t prev_rise = 0;
+    uint32_t j, k;
+    for (j = 0; j <= TKD_FRONTEND_NUM_MEL; j++) {
+        uint64_t rise = 0, fall = 0;       /* the low 32-bit halves' products (UMLAL) */
+        uint32_t rise_hi = 0, fall_hi = 0; /* the high halves' products, mod 2^32 (MLA) */
+        for (k = tkd_mel_band_start[j]; k < tkd_mel_band_start[j + 1]; k++) {
+            uint32_t lo = (uint32_t)power[k], hi = (uint32_t)(power[k] >> 32);
+            uint32_t w = tkd_mel_weight_q15[k];
+            uint32_t wf = (1u << MEL_WEIGHT_BITS) - w;
+            uint32_t plo = (lo >> shift) | ((hi << 1) << (31u - shift)); /* shift = 0 too */
+            uint32_t phi = hi >> shift;
+            rise += (uint64_t)plo * w;
+            rise_hi += phi * w;
+            fall += (uint64_t)plo * wf;
+            fall_hi += phi * wf;
+        }
+        rise += (uint64_t)rise_hi << 32;
+        fall += (uint64_t)fall_hi << 32;
+        if (j >= 1u) {
+            mel[j - 1u] = prev_rise + fall;
+        }
+        prev_rise = rise;
+    }
+}
+
+/* Orthonormal DCT-II (Q30 rows, ln 2 / SCALE folded in) of the Q16 log energies, rounded,
+ * offset by the zero point and clamped to int8. Row k is (-1)^k-symmetric about the middle
+ * (gen_tables.py checks), so sum_n row[n] L[n] = sum_{n < 20} row[n] (L[n] +- L[39 - n]):
+ * the same integer with half the multiplies. */
+static void dct_quantise(const int32_t *logmel, int8_t *out)
+{
+    int32_t sum[TKD_FRONTEND_NUM_MEL / 2], dif[TKD_FRONTEND_NUM_MEL / 2];
+    uint32_t k, n;
+    for (n = 0; n < TKD_FRONTEND_NUM_MEL / 2; n++) {
+        sum[n] = logmel[n] + logmel[TKD_FRONTEND_NUM_MEL - 1u - n];
+        dif[n] = logmel[n] - logmel[TKD_FRONTEND_NUM_MEL - 1u - n];
+    }
+    for (k = 0; k < TKD_FRONTEND_NUM_MFCC; k++) {
+        const int32_t *row = &tkd_dct_q30[k * TKD_FRONTEND_NUM_MEL];
+        const int32_t *v = (k & 1u) ? dif : sum;
+        int64_t acc = 0;
+        int64_t q;
+        for (n = 0; n < TKD_FRONTEND_NUM_MEL / 2; n++) {
+            acc += (int64_t)row[n] * v[n];
+        }
+        q = ((acc + ((int64_t)1 << (DCT_SHIFT - 1))) >> DCT_SHIFT) + TKD_FRONTEND_ZERO_POINT;
+        if (q < -128) {
+            q = -128;
+        } else if (q > 127) {
+            q = 127;
+        }
+        out[k] = (int8_t)q;
+    }
 }
 
 void tkd_frontend_frame(const int16_t *window, int8_t *out, tkd_frontend_scratch *scratch)
 {
     uint64_t mel[TKD_FRONTEND_NUM_MEL];
     int32_t logmel[TKD_FRONTEND_NUM_MEL];
-    uint64_t max_p;
-    uint32_t shift = 0, k, m;
+    uint64_t any_p;
+    uint32_t shift = 0, m;
     int32_t floor_q16 = -(TKD_FRONTEND_LOG2_FLOOR << 16);
     int32_t offset_q16;
 
@@ -191,28 +270,21 @@ void tkd_frontend_frame(const int16_t *window, int8_t *out, tkd_frontend_scratch
     }
 #endif
     load_windowed(window, scratch->fft);
+    PROFILE_MARK(0);
     fft_512(scratch->fft);
-    max_p = split_power(scratch->fft, scratch->power);
+    PROFILE_MARK(1);
+    any_p = split_power(scratch->fft, scratch->power);
+    PROFILE_MARK(2);
 
     /* Block floating point: shift the powers so the weighted band sums fit in 64 bits. */
-    if (max_p != 0) {
-        uint32_t bits = msb64(max_p) + 1u;
+    if (any_p != 0) {
+        uint32_t bits = msb64(any_p) + 1u;
         if (bits + MEL_HEADROOM_BITS > 64u) {
             shift = bits + MEL_HEADROOM_BITS - 64u;
         }
     }
-    memset(mel, 0, sizeof(mel));
-    for (k = 0; k < TKD_MEL_NUM_BINS; k++) {
-        uint64_t p = scratch->power[k] >> shift;
-        uint32_t band = tkd_mel_band[k];
-        uint32_t w = tkd_mel_weight_q15[k];
-        if (band < TKD_FRONTEND_NUM_MEL) {
-            mel[band] += p * w;
-        }
-        if (band >= 1u) {
-            mel[band - 1u] += p * ((1u << MEL_WEIGHT_BITS) - w);
-        }
-    }
+    mel_filterbank(scratch->power, shift, mel);
+    PROFILE_MARK(3);
 
     offset_q16 = ((int32_t)shift - MEL_WEIGHT_BITS - POWER_TO_FLOAT_LOG2) * 65536;
     for (m = 0; m < TKD_FRONTEND_NUM_MEL; m++) {
@@ -225,22 +297,10 @@ void tkd_frontend_frame(const int16_t *window, int8_t *out, tkd_frontend_scratch
         }
         logmel[m] = l;
     }
+    PROFILE_MARK(4);
 
-    for (k = 0; k < TKD_FRONTEND_NUM_MFCC; k++) {
-        const int32_t *row = &tkd_dct_q30[k * TKD_FRONTEND_NUM_MEL];
-        int64_t acc = 0;
-        int64_t q;
-        for (m = 0; m < TKD_FRONTEND_NUM_MEL; m++) {
-            acc += (int64_t)row[m] * logmel[m];
-        }
-        q = ((acc + ((int64_t)1 << (DCT_SHIFT - 1))) >> DCT_SHIFT) + TKD_FRONTEND_ZERO_POINT;
-        if (q < -128) {
-            q = -128;
-        } else if (q > 127) {
-            q = 127;
-        }
-        out[k] = (int8_t)q;
-    }
+    dct_quantise(logmel, out);
+    PROFILE_MARK(5);
 }
 
 void tkd_frontend_run(const int16_t *audio, int8_t *features, tkd_frontend_scratch *scratch)

@@ -132,6 +132,13 @@ static const uint8_t tkd_mel_band[254] = {
     39, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40, 40,
 };
 
+/* First bin (from TKD_MEL_FIRST_BIN) of each band's rising edge, [NUM_MEL + 2]. */
+static const uint16_t tkd_mel_band_start[42] = {
+    0, 2, 4, 7, 9, 12, 14, 17, 20, 23, 27, 30, 33, 37, 41, 45,
+    50, 54, 59, 64, 69, 74, 80, 86, 92, 98, 105, 112, 120, 127, 136, 144,
+    153, 162, 172, 182, 193, 204, 216, 228, 241, 254,
+};
+
 /* Rising weight of that band, Q15; the band before gets 32768 - weight. */
 static const uint16_t tkd_mel_weight_q15[254] = {
     11103, 26243, 8302, 22829, 4298, 18258, 31951, 12619, 25808, 5990, 18710, 31208,
