@@ -6,8 +6,10 @@
  *   quantize_multiplier never returns a negative Q0.31 value).
  * - tkd_out(): requantise, add the output offset, clamp, as one output stage.
  * - SIMD helpers for the DSP paths: on a core with the Armv7E-M / Armv8-M DSP extension they
- *   are the ACLE intrinsics (one instruction each); with TKD_DSP_EMULATE (host testing of
- *   the DSP code structure) they are plain C with identical results.
+ *   are one instruction each, written as GCC inline assembly (no <arm_acle.h>: the
+ *   arm-none-eabi-gcc 7 that the Arduino Mbed core ships lacks __smlad, __sxtb16, __ssat & co.,
+ *   and inline assembly builds the same on any GCC >= 7 and clang); with TKD_DSP_EMULATE (host
+ *   testing of the DSP code structure) they are plain C with identical results.
  */
 #ifndef TKD_INTERNAL_H
 #define TKD_INTERNAL_H
@@ -15,10 +17,6 @@
 #include <string.h>
 
 #include "tkd_runtime.h"
-
-#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined(TKD_DSP_EMULATE)
-#include <arm_acle.h>
-#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define TKD_INLINE static inline __attribute__((always_inline))
@@ -119,7 +117,9 @@ TKD_INLINE int8_t tkd_out(const tkd_out_t *o, int32_t ch, int32_t acc)
 TKD_INLINE int32_t tkd_sat_s8(int32_t v)
 {
 #if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined(TKD_DSP_EMULATE)
-    return __ssat(v, 8);
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+    return r;
 #else
     return v < -128 ? -128 : (v > 127 ? 127 : v);
 #endif
@@ -239,11 +239,12 @@ TKD_INLINE uint32_t tkd_read_s8x4(const int8_t *p)
 
 #if TKD_USE_DSP
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TKD_DSP_EMULATE)
-#include <arm_acle.h>
 /* bytes 0 and 2, sign-extended to two int16 lanes */
 TKD_INLINE uint32_t tkd_sxtb16(uint32_t x)
 {
-    return (uint32_t)__sxtb16((int32_t)x);
+    uint32_t r;
+    __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(x));
+    return r;
 }
 /* bytes 1 and 3 (SXTB16 with its built-in rotate by 8) */
 TKD_INLINE uint32_t tkd_sxtb16_ror8(uint32_t x)
@@ -260,18 +261,27 @@ TKD_INLINE uint32_t tkd_sxtb16_ror8(uint32_t x)
     __asm__("ldrd %0, %1, [%2, #%c3]"                                                              \
             : "=&r"(LO), "=&r"(HI)                                                                 \
             : "r"(P), "n"(O), "m"(*(const uint32_t (*)[2])((const char *)(P) + (O))))
-/* acc + lo(a)*lo(b) + hi(a)*hi(b), int16 lanes, wrapping */
+/* acc + lo(a)*lo(b) + hi(a)*hi(b), int16 lanes, wrapping (the Q flag it may set is never
+ * read, so it needs no clobber) */
 TKD_INLINE int32_t tkd_smlad(uint32_t a, uint32_t b, int32_t acc)
 {
-    return __smlad((int32_t)a, (int32_t)b, acc);
+    int32_t r;
+    __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
 }
+/* acc + lo(a)*lo(b) */
 TKD_INLINE int32_t tkd_smlabb(uint32_t a, uint32_t b, int32_t acc)
 {
-    return __smlabb((int32_t)a, (int32_t)b, acc);
+    int32_t r;
+    __asm__("smlabb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
 }
+/* acc + hi(a)*hi(b) */
 TKD_INLINE int32_t tkd_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
-    return __smlatt((int32_t)a, (int32_t)b, acc);
+    int32_t r;
+    __asm__("smlatt %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
 }
 #else
 /* Plain C twins (host testing with -DTKD_USE_DSP=1 -DTKD_DSP_EMULATE). */
