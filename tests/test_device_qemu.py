@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 import tty
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -307,7 +308,10 @@ def test_pty_link_with_banner_lost_reply_and_retry():
     tty.setraw(slave)
     name = os.ttyname(slave)
     stop = threading.Event()
-    state = {"dropped": 0}
+    state = {"dropped": 0, "session": 0}
+    info = P.DeviceInfo(
+        P.PROTOCOL_VERSION, 2, 1024, 1, 0, 784, 10, 1 / 255, -128, 0.125, 3, bytes(8), "pty", "tinykd", "x"
+    )
 
     def device():
         dec = P.FrameDecoder()
@@ -319,14 +323,18 @@ def test_pty_link_with_banner_lost_reply_and_retry():
                 return
             for fr in dec.feed(data):
                 if fr.type == P.PING:
-                    os.write(master, P.encode_frame(P.PONG, fr.seq, P.Pong(1, 1024).encode()))
+                    os.write(master, P.encode_frame(P.PONG, fr.seq, P.Pong(P.PROTOCOL_VERSION, 1024).encode()))
+                elif fr.type == P.HELLO:
+                    state["session"] = int.from_bytes(fr.payload, "little")
+                    os.write(master, P.encode_frame(P.INFO, fr.seq, info.encode()))
                 elif fr.type == P.INFER:
                     if state["dropped"] == 0:
                         state["dropped"] = 1
                         continue
                     x = np.frombuffer(fr.payload, dtype=np.int8)[None]
                     y = fixture_model(x)[0].tobytes()
-                    os.write(master, b"noise" + P.encode_frame(P.RESULT, fr.seq, P.Result(42, y).encode()))
+                    res = P.Result(42, y, state["session"], zlib.crc32(fr.payload))
+                    os.write(master, b"noise" + P.encode_frame(P.RESULT, fr.seq, res.encode()))
 
     th = threading.Thread(target=device, daemon=True)
     th.start()
@@ -469,6 +477,7 @@ def test_c_protocol_code_on_the_host(tmp_path):
     for f, c in zip(results, cases):
         r = P.Result.decode(f.payload)
         assert r.count == 77 and r.output == c
+        assert r.session == 0 and r.input_crc == zlib.crc32(c)  # no HELLO yet: session 0
     errs = [P.DeviceErrorMsg.decode(f.payload) for f in frames if f.type == P.ERROR]
     assert [e.code for e in errs] == [P.ERR_BAD_FRAME, P.ERR_TOO_LONG]
     info = [P.DeviceInfo.decode(f.payload) for f in frames if f.type == P.INFO]

@@ -3,6 +3,7 @@
 import binascii
 import random
 import struct
+import zlib
 
 import pytest
 
@@ -199,11 +200,23 @@ def test_device_info_round_trip_and_layout():
 
 
 def test_result_error_pong_loaded():
-    r = P.Result(123456, bytes([0x80, 0x7F, 0, 1]))
-    assert P.Result.decode(r.encode()) == r
-    assert P.Result.decode(b"\x01\x00\x00\x00").output == b""
+    r = P.Result(123456, bytes([0x80, 0x7F, 0, 1]), session=0xDEADBEEF, input_crc=zlib.crc32(b"x"))
+    raw = r.encode()
+    assert P.Result.decode(raw) == r
+    # the trailer: session, input CRC-32, then the CRC-32 of everything before it
+    assert raw[8:] == struct.pack("<II", 0xDEADBEEF, zlib.crc32(b"x")) + struct.pack("<I", zlib.crc32(raw[:-4]))
+    assert P.Result.decode(P.Result(1, b"").encode()).output == b""
     with pytest.raises(P.ProtocolError):
         P.Result.decode(b"\x01\x00")
+    for i in range(len(raw)):  # any damaged byte is caught by the trailer's CRC-32
+        bad = bytearray(raw)
+        bad[i] ^= 0x10
+        with pytest.raises(P.ProtocolError, match="CRC-32"):
+            P.Result.decode(bytes(bad))
+    a = P.AudioResult(5, 6, bytes(range(200)) + bytes(290), bytes([1, 2, 3]), session=7, input_crc=8)
+    assert P.AudioResult.decode(a.encode()) == a
+    with pytest.raises(P.ProtocolError, match="CRC-32"):
+        P.AudioResult.decode(a.encode()[:-1] + bytes([a.encode()[-1] ^ 1]))
     e = P.DeviceErrorMsg(P.ERR_BAD_LENGTH, P.INFER, 784)
     assert P.DeviceErrorMsg.decode(e.encode()) == e
     assert "wrong payload length" in e.text and "INFER" in e.text and "784" in e.text

@@ -5,7 +5,8 @@
  * KWS frontend (TKD_APP_FRONTEND_KWS) INFER_AUDIO takes a raw clip, runs the frontend and the
  * model and answers with AUDIO_RESULT (both counts, the features and the output). Invalid
  * frames are answered with ERROR(BAD_FRAME) so the host can resend at once instead of waiting
- * for a timeout.
+ * for a timeout. Every result carries the session the host set with HELLO (0 after a reset)
+ * and the CRC-32 of the input it was computed from (see tkd_protocol.h).
  */
 #include <string.h>
 
@@ -42,13 +43,16 @@
 #endif
 #endif
 
-#if (TKD_MODEL_OUTPUT_BYTES + 4) > TKD_MAX_PAYLOAD
+#if (TKD_MODEL_OUTPUT_BYTES + 4 + TKD_RESULT_TRAILER_BYTES) > TKD_MAX_PAYLOAD
 #error "model output does not fit one RESULT frame: raise TKD_MAX_PAYLOAD on both sides"
 #endif
 
 static uint8_t rx_buf[TKD_MAX_ENCODED];
 static uint32_t rx_len;
 static uint8_t rx_overflow;
+
+/* set by HELLO; zero from reset until the host's first HELLO */
+static uint32_t session;
 
 /* body being built for sending: type, seq, payload, room for the CRC */
 static uint8_t tx_body[TKD_MAX_BODY];
@@ -57,7 +61,8 @@ static int8_t input_buf[TKD_MODEL_INPUT_BYTES];
 static int8_t output_buf[TKD_MODEL_OUTPUT_BYTES];
 
 #if TKD_APP_FRONTEND_KWS
-#if (8 + TKD_FRONTEND_NUM_FEATURES + TKD_MODEL_OUTPUT_BYTES) > TKD_MAX_PAYLOAD
+#if (8 + TKD_FRONTEND_NUM_FEATURES + TKD_MODEL_OUTPUT_BYTES + TKD_RESULT_TRAILER_BYTES) >          \
+    TKD_MAX_PAYLOAD
 #error "features and model output do not fit one AUDIO_RESULT frame"
 #endif
 /* one clip of int16 audio, filled by INFER_AUDIO chunks */
@@ -148,6 +153,16 @@ static void send_error(uint16_t seq, uint8_t code, uint8_t req_type, int32_t det
     send(TKD_MSG_ERROR, seq, 6u);
 }
 
+/* Append the result trailer (session, input CRC, CRC-32 check) to a payload of len bytes;
+ * returns the new length. */
+static uint32_t put_trailer(uint8_t *payload, uint32_t len, uint32_t input_crc)
+{
+    put_u32(&payload[len], session);
+    put_u32(&payload[len + 4u], input_crc);
+    put_u32(&payload[len + 8u], tkd_crc32(payload, len + 8u, 0u));
+    return len + TKD_RESULT_TRAILER_BYTES;
+}
+
 static uint32_t put_str(uint8_t *p, const char *s)
 {
     uint32_t n = (uint32_t)strlen(s);
@@ -194,7 +209,7 @@ static void send_info(uint16_t seq)
 
 static void do_infer(uint16_t seq, const uint8_t *payload, uint32_t len)
 {
-    uint32_t count;
+    uint32_t count, input_crc;
     int rc;
     uint8_t *p;
     if (len == (uint32_t)TKD_MODEL_INPUT_BYTES) {
@@ -203,6 +218,7 @@ static void do_infer(uint16_t seq, const uint8_t *payload, uint32_t len)
         send_error(seq, TKD_ERR_BAD_LENGTH, TKD_MSG_INFER, (int32_t)TKD_MODEL_INPUT_BYTES);
         return;
     }
+    input_crc = tkd_crc32((const uint8_t *)input_buf, (uint32_t)TKD_MODEL_INPUT_BYTES, 0u);
     tkd_port_counter_start();
     rc = tkd_model_invoke(input_buf, output_buf);
     count = tkd_port_counter_read();
@@ -213,7 +229,7 @@ static void do_infer(uint16_t seq, const uint8_t *payload, uint32_t len)
     p = &tx_body[TKD_HEADER_BYTES];
     put_u32(p, count);
     memcpy(&p[4], output_buf, TKD_MODEL_OUTPUT_BYTES);
-    send(TKD_MSG_RESULT, seq, 4u + (uint32_t)TKD_MODEL_OUTPUT_BYTES);
+    send(TKD_MSG_RESULT, seq, put_trailer(p, 4u + (uint32_t)TKD_MODEL_OUTPUT_BYTES, input_crc));
 }
 
 static void do_load(uint16_t seq, const uint8_t *payload, uint32_t len)
@@ -242,7 +258,7 @@ static void do_load(uint16_t seq, const uint8_t *payload, uint32_t len)
  * the frontend on the clip, then the model -> AUDIO_RESULT. */
 static void do_infer_audio(uint16_t seq, const uint8_t *payload, uint32_t len)
 {
-    uint32_t offset, n, frontend_count, model_count;
+    uint32_t offset, n, frontend_count, model_count, input_crc;
     uint8_t *p;
     int rc;
     if (len != 0u) {
@@ -268,6 +284,7 @@ static void do_infer_audio(uint16_t seq, const uint8_t *payload, uint32_t len)
         send_error(seq, TKD_ERR_UNSUPPORTED, TKD_MSG_INFER_AUDIO, 1);
         return;
     }
+    input_crc = tkd_crc32((const uint8_t *)audio_buf, (uint32_t)sizeof audio_buf, 0u);
     tkd_port_counter_start();
     tkd_frontend_run(audio_buf, input_buf, NULL);
     frontend_count = tkd_port_counter_read();
@@ -284,7 +301,8 @@ static void do_infer_audio(uint16_t seq, const uint8_t *payload, uint32_t len)
     memcpy(&p[8], input_buf, TKD_FRONTEND_NUM_FEATURES);
     memcpy(&p[8 + TKD_FRONTEND_NUM_FEATURES], output_buf, TKD_MODEL_OUTPUT_BYTES);
     send(TKD_MSG_AUDIO_RESULT, seq,
-         8u + (uint32_t)TKD_FRONTEND_NUM_FEATURES + (uint32_t)TKD_MODEL_OUTPUT_BYTES);
+         put_trailer(p, 8u + (uint32_t)TKD_FRONTEND_NUM_FEATURES + (uint32_t)TKD_MODEL_OUTPUT_BYTES,
+                     input_crc));
 }
 #endif
 
@@ -320,6 +338,12 @@ static void handle_frame(void)
         break;
     }
     case TKD_MSG_HELLO:
+        if (payload_len == 4u) {
+            session = get_u32(payload);
+        } else if (payload_len != 0u) {
+            send_error(seq, TKD_ERR_BAD_LENGTH, type, 4);
+            break;
+        }
         send_info(seq);
         break;
     case TKD_MSG_INFER:
@@ -350,6 +374,7 @@ void tkd_app_init(void)
 {
     rx_len = 0;
     rx_overflow = 0;
+    session = 0;
     tkd_port_init();
 }
 

@@ -15,15 +15,26 @@
 extern "C" {
 #endif
 
-#define TKD_PROTOCOL_VERSION 1u
+#define TKD_PROTOCOL_VERSION 2u
 #define TKD_MAX_PAYLOAD      1024u
 #define TKD_HEADER_BYTES     3u
 #define TKD_CRC_BYTES        2u
 #define TKD_MAX_BODY         (TKD_HEADER_BYTES + TKD_MAX_PAYLOAD + TKD_CRC_BYTES)
 #define TKD_MAX_ENCODED      (TKD_MAX_BODY + (TKD_MAX_BODY + 253u) / 254u)
 
+/* RESULT and AUDIO_RESULT end with a trailer the host checks before it trusts a result:
+ *   session:u32    the value the last HELLO carried (HELLO payload session:u32); 0 after a
+ *                  reset, so the host sees that the device lost its state and re-handshakes
+ *   input_crc:u32  CRC-32 of the input the model ran on (the int8 input buffer, or the
+ *                  int16 little-endian clip for INFER_AUDIO): a request damaged on the way in,
+ *                  or a LOAD lost to a reset, cannot pass as the host's input
+ *   check:u32      CRC-32 of the payload before it (a second check beside the frame's CRC-16)
+ * CRC-32 is the IEEE one (zlib's crc32: reflected 0xEDB88320, init and final xor ~0). */
+#define TKD_RESULT_TRAILER_BYTES 12u
+
 /* host -> device */
-#define TKD_MSG_PING  0x01u
+#define TKD_MSG_PING 0x01u
+/* HELLO payload: empty, or session:u32 (non-zero), echoed in every RESULT/AUDIO_RESULT */
 #define TKD_MSG_HELLO 0x02u
 #define TKD_MSG_INFER 0x03u
 /* Keyword spotting: raw int16 audio in, the device runs its own feature extractor
@@ -53,6 +64,9 @@ extern "C" {
 #define TKD_ERR_BAD_OFFSET   7u
 
 uint16_t tkd_crc16(const uint8_t *data, uint32_t len, uint16_t crc);
+
+/* CRC-32/IEEE continued from `crc` (0 to start), as zlib's crc32(data, crc). */
+uint32_t tkd_crc32(const uint8_t *data, uint32_t len, uint32_t crc);
 
 /* Decode a COBS block (without its 0x00 delimiter) in place. Returns the decoded length,
  * or -1 if the block is malformed. */

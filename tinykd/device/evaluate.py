@@ -1,10 +1,9 @@
-"""Accuracy measured on the device: stream int8 inputs over serial, compare with the host."""
+"""Accuracy measured on the device: stream int8 inputs (or raw clips) over serial, compare with the host."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,9 @@ import numpy as np
 from ..boards import Board, load_board
 from ..errors import TinykdError
 from .flash import find_ports
-from .link import DeviceLink
-from .run import check_model_hash, run_audio, run_audio_qemu, run_inference, run_inference_qemu
+from .run import PartialResults, PortLinks, QemuLinks, audio_job, features_job, file_digest, inputs_digest, stream_job
+
+PARTIAL_NAME = "device_partial.npz"  # the verified results of an interrupted run, beside its output
 
 
 @dataclass
@@ -24,16 +24,20 @@ class DeviceRun:
     counter_unit: str
     seconds: float
     where: str  # "QEMU <machine> x<instances>" or the serial port
+    features: np.ndarray | None = None  # raw-audio runs: the device's int8 features [N, 490]
+    frontend_counts: np.ndarray | None = None  # raw-audio runs: the frontend's counts
+    link: dict = field(default_factory=dict)  # retries, reconnects, resets; results resumed
 
-    def latency(self, clock_hz: int) -> dict:
-        mean = float(self.counts.mean()) if len(self.counts) else 0.0
+    @staticmethod
+    def _latency(counts: np.ndarray, unit: str, clock_hz: int) -> dict:
+        mean = float(counts.mean()) if len(counts) else 0.0
         result = {
-            "unit": self.counter_unit,
+            "unit": unit,
             "mean": round(mean, 1),
-            "min": int(self.counts.min()) if len(self.counts) else 0,
-            "max": int(self.counts.max()) if len(self.counts) else 0,
+            "min": int(counts.min()) if len(counts) else 0,
+            "max": int(counts.max()) if len(counts) else 0,
         }
-        if self.counter_unit == "cycles":
+        if unit == "cycles":
             result["mean_ms"] = round(1000.0 * mean / clock_hz, 3)
         else:
             result["note"] = (
@@ -42,99 +46,81 @@ class DeviceRun:
             )
         return result
 
+    def latency(self, clock_hz: int) -> dict:
+        return self._latency(self.counts, self.counter_unit, clock_hz)
 
-def _on_board(
-    board: Board,
-    elf,
-    n: int,
-    *,
-    expected_sha256: str,
-    port: str | None,
-    instances: int,
-    on_qemu: Callable,
-    on_link: Callable,
-):
-    """Run on a QEMU board (started here) or on hardware over its serial port, after checking
-    that the device runs the model we expect. Returns (result, where, seconds)."""
-    started = time.perf_counter()
-    if board.is_qemu:
-        if elf is None or not Path(elf).is_file():
-            raise TinykdError(
-                f"No firmware ELF for {board.name} at {elf}. Build it first (`tinykd build` or `tinykd firmware`)."
-            )
-        result = on_qemu(board, elf, instances=instances, expected_sha256_hex=expected_sha256)
-        where = f"QEMU {board.qemu_machine} x{min(instances, n)}"
-    else:
-        where = port or _autodetect(board)
-        with DeviceLink(where, baud=board.baud) as link:
-            link.connect()
-            link.hello()
-            check_model_hash(link, expected_sha256)
-            result = on_link(link)
-    return result, where, round(time.perf_counter() - started, 2)
+    def frontend_latency(self, clock_hz: int) -> dict:
+        return self._latency(self.frontend_counts, self.counter_unit, clock_hz)
 
 
 def run_on_device(
     board: str | Board,
     elf: str | Path | None,
-    x_int8: np.ndarray,
+    inputs: np.ndarray,
     *,
     expected_sha256: str,
     port: str | None = None,
     instances: int = 2,
     progress: bool = True,
+    raw_audio: bool = False,
+    partial: str | os.PathLike | None = None,
 ) -> DeviceRun:
-    """Run every input on the board: QEMU instances for virtual boards, the serial port otherwise."""
+    """Run every input on the board and return outputs and counts in input order.
+
+    inputs: int8 model inputs [N, ...], or with raw_audio int16 clips [N, 16000] (the device
+    computes the features: they come back in DeviceRun.features).
+    Where: `port` when given (a board's serial port; for a QEMU board an emulator already
+    running there, e.g. socket://127.0.0.1:PORT from `tinykd flash`), else QEMU instances
+    started here for virtual boards, else the board's autodetected port. The device must run
+    the model whose SHA-256 is `expected_sha256`.
+    partial: a file for the verified results; after an interruption (Ctrl-C, a lost device)
+    the same call resumes from it. The caller removes it (remove_partial) once the final
+    results are written."""
     board = load_board(board)
-    (outputs, counts), where, seconds = _on_board(
-        board,
-        elf,
-        len(x_int8),
-        expected_sha256=expected_sha256,
-        port=port,
-        instances=instances,
-        on_qemu=lambda b, e, **kw: run_inference_qemu(b, e, x_int8, progress=progress, **kw),
-        on_link=lambda link: run_inference(link, x_int8, progress=progress, desc=board.name),
+    job = audio_job(inputs) if raw_audio else features_job(inputs)
+    if port:
+        links = PortLinks(port, baud=board.baud)
+    elif board.is_qemu:
+        if elf is None or not Path(elf).is_file():
+            raise TinykdError(
+                f"No firmware ELF for {board.name} at {elf}. Build it first (`tinykd build` or `tinykd firmware`)."
+            )
+        links = QemuLinks(board, Path(elf), instances)
+    else:
+        links = PortLinks(_autodetect(board), baud=board.baud)
+    key = {
+        "format": 1,
+        "kind": job.kind,
+        "board": board.name,
+        "model_sha256": expected_sha256,
+        "firmware_sha256": file_digest(elf),
+        "inputs_sha256": inputs_digest(job.rows),
+    }
+    done = stream_job(
+        job,
+        links,
+        expected_sha256_hex=expected_sha256,
+        partial=PartialResults(partial, key),
+        progress=progress,
+        desc=board.name,
     )
-    return DeviceRun(board.name, outputs, counts, board.counter_unit, seconds, where)
-
-
-@dataclass
-class AudioDeviceRun(DeviceRun):
-    """A run on raw audio: also the device's features and the frontend's counts."""
-
-    features: np.ndarray = None  # int8 [N, 490]
-    frontend_counts: np.ndarray = None  # per clip, same unit as counts
-
-    def frontend_latency(self, clock_hz: int) -> dict:
-        return DeviceRun(
-            self.board, self.outputs, self.frontend_counts, self.counter_unit, self.seconds, self.where
-        ).latency(clock_hz)
-
-
-def run_audio_on_device(
-    board: str | Board,
-    elf: str | Path | None,
-    audio: np.ndarray,
-    *,
-    expected_sha256: str,
-    port: str | None = None,
-    instances: int = 2,
-    progress: bool = True,
-) -> AudioDeviceRun:
-    """Send raw int16 clips [N, 16000]; the board computes the features and runs the model."""
-    board = load_board(board)
-    (outputs, features, counts, fcounts), where, seconds = _on_board(
-        board,
-        elf,
-        len(audio),
-        expected_sha256=expected_sha256,
-        port=port,
-        instances=instances,
-        on_qemu=lambda b, e, **kw: run_audio_qemu(b, e, audio, progress=progress, **kw),
-        on_link=lambda link: run_audio(link, audio, progress=progress, desc=board.name),
+    c = done.columns
+    return DeviceRun(
+        board.name,
+        c["outputs"],
+        c["counts"],
+        board.counter_unit,
+        done.seconds,
+        done.where,
+        c.get("features"),
+        c.get("frontend_counts"),
+        {**asdict(done.stats), "resumed": done.resumed, "streamed": done.streamed},
     )
-    return AudioDeviceRun(board.name, outputs, counts, board.counter_unit, seconds, where, features, fcounts)
+
+
+def remove_partial(partial: str | os.PathLike) -> None:
+    """Drop the partial results once the run's final output is written."""
+    Path(partial).unlink(missing_ok=True)
 
 
 def _autodetect(board: Board) -> str:

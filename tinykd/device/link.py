@@ -2,18 +2,29 @@
 
     link = DeviceLink("socket://127.0.0.1:4444")    # QEMU; or "/dev/ttyACM0", a pty, ...
     link.connect()                                 # PING until the device answers
-    info = link.hello()                            # DeviceInfo
-    res = link.infer(x_bytes)                      # Result(count, output)
+    info = link.hello()                            # DeviceInfo; starts a session
+    res = link.infer(x_bytes)                      # Result(count, output, ...)
 
 Boot banners and line noise are skipped (the frame decoder resynchronises on the next zero
-byte); a request that gets no valid answer in time, or whose frame the device reports as
-damaged, is sent again; every failure the user can act on is a TinykdError.
+byte). A request is sent again when its answer does not come in time, when the device says
+the request arrived damaged, or when the answer arrives damaged; a device error is believed
+only when the same request gets it twice. A result is taken only when its trailer checks out:
+its own CRC-32, the session this link set with HELLO (a device that reset answers with
+session 0: the link re-handshakes, checks the device still runs the same model, and runs the
+input again) and the CRC-32 of the input the device ran on (it must be the host's). A link
+that closes (QEMU socket, USB serial that re-enumerates) is reopened and re-handshaken.
+Sequence numbers start at a random value and carry on across reconnections, so no reply
+from an earlier connection can pass for a current one. Every failure the user can act on is
+a TinykdError; `cancel` (a threading.Event) stops any wait within ~50 ms (LinkCancelled).
 """
 
 from __future__ import annotations
 
+import secrets
 import socket
+import threading
 import time
+import zlib
 
 import serial
 
@@ -21,22 +32,69 @@ from tinykd.device import protocol as P
 from tinykd.errors import TinykdError
 
 
+class LinkCancelled(Exception):
+    """The link's cancel event was set (Ctrl-C, or another worker failed): not an error to report."""
+
+
+class _Disconnected(TinykdError):
+    """Reading or writing failed: the device or the link went away."""
+
+
+class _Resend(Exception):
+    """The answer arrived, but damaged: send the request again at once."""
+
+
+class _DeviceWasReset(Exception):
+    """A result with session 0: the device lost its state since our HELLO."""
+
+
+_SKIP = object()  # a valid answer, but to an earlier session: keep waiting
+
+
 class DeviceLink:
     def __init__(
-        self, url: str, *, baud: int = 115200, timeout: float = 2.0, retries: int = 3, open_timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        baud: int = 115200,
+        timeout: float = 2.0,
+        retries: int = 3,
+        open_timeout: float = 10.0,
+        noisy_retries: int = 30,
+        reconnects: int = 3,
+        reconnect_timeout: float = 5.0,
+        cancel: threading.Event | None = None,
     ):
         self.url = url
         self.baud = baud
         self.timeout = timeout
-        self.retries = retries
+        self.retries = retries  # resends after a silent timeout
+        self.noisy_retries = noisy_retries  # resends because something arrived damaged
+        self.max_reconnects = reconnects  # per request
+        self.reconnect_timeout = reconnect_timeout
         self.open_timeout = open_timeout
+        self.cancel = cancel
         self.ser: serial.SerialBase | None = None
         self.decoder = P.FrameDecoder()
         self.bytes_received = 0
-        self.resends = 0
+        self.bad_frames = 0
+        self.resends = 0  # requests sent again
+        self.reconnects = 0  # link reopened after it closed
+        self.resets = 0  # device resets detected (result with session 0)
+        self.rejected = 0  # results refused: not computed from the host's input
         self.max_payload = P.MAX_PAYLOAD
         self.info: P.DeviceInfo | None = None
-        self._seq = 0
+        self.session: int | None = None
+        self._first_info: P.DeviceInfo | None = None
+        self._recovering = False
+        # a random start: replies to an earlier connection (of this run or another) do not
+        # carry the sequence numbers this one expects
+        self._seq = secrets.randbelow(0xFFFF) + 1
+
+    @property
+    def trouble(self) -> int:
+        """How often this link had to do something again (resends, reconnects, resets, rejects)."""
+        return self.resends + self.reconnects + self.resets + self.rejected
 
     # ---------------------------------------------------------------- opening
 
@@ -46,6 +104,7 @@ class DeviceLink:
         deadline = time.monotonic() + self.open_timeout
         is_socket = self.url.startswith("socket://")
         while True:
+            self._check_cancel()
             try:
                 extra = {} if "://" in self.url else {"exclusive": True}  # busy = locked
                 self.ser = serial.serial_for_url(
@@ -97,35 +156,53 @@ class DeviceLink:
 
     # ---------------------------------------------------------------- low level
 
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise LinkCancelled()
+
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFF or 1  # 0 is kept for the device's BAD_FRAME
         return self._seq
 
+    def _lost(self, doing: str, e: Exception) -> _Disconnected:
+        return _Disconnected(
+            f"{doing} {self.url} failed: {e}. The device disconnected (reset, unplugged, or "
+            "QEMU stopped) and did not come back; reconnect it and run the same command again."
+        )
+
     def _send(self, msg_type: int, seq: int, payload: bytes = b"") -> None:
+        if self.ser is None:
+            raise self._lost("Writing to", OSError("the port is closed"))
         try:
             self.ser.write(P.encode_frame(msg_type, seq, payload))
             self.ser.flush()
         except (serial.SerialException, OSError) as e:
-            raise TinykdError(
-                f"Writing to {self.url} failed: {e}. The device disconnected "
-                "(reset, unplugged, or QEMU stopped); reconnect and retry."
-            ) from e
+            raise self._lost("Writing to", e) from e
 
     def _read_frames(self, deadline: float) -> list[P.Frame]:
-        """Frames that arrive before `deadline` (returns as soon as at least one arrives)."""
+        """Frames that arrive before `deadline` (returns as soon as at least one arrives, or a
+        damaged frame arrives: then it returns [] early with `self._damaged` set)."""
+        self._damaged = False
         while True:
+            self._check_cancel()
+            if self.ser is None:
+                raise self._lost("Reading from", OSError("the port is closed"))
             try:
                 n = self.ser.in_waiting
                 data = self.ser.read(max(1, min(n, 65536)))
             except (serial.SerialException, OSError) as e:
-                raise TinykdError(
-                    f"Reading from {self.url} failed: {e}. The device disconnected (reset, unplugged, or QEMU stopped)."
-                ) from e
+                raise self._lost("Reading from", e) from e
             if data:
                 self.bytes_received += len(data)
+                before = self.decoder.bad_frames
                 frames = self.decoder.feed(data)
+                damaged = self.decoder.bad_frames - before
+                self.bad_frames += damaged
                 if frames:
                     return frames
+                if damaged and self.info is not None:
+                    self._damaged = True  # perhaps our answer: ask again now, not after the timeout
+                    return []
             if time.monotonic() >= deadline:
                 return []
 
@@ -135,9 +212,7 @@ class DeviceLink:
             while self.ser.in_waiting:
                 self.bytes_received += len(self.ser.read(self.ser.in_waiting))
         except (serial.SerialException, OSError) as e:
-            raise TinykdError(
-                f"Reading from {self.url} failed: {e}. The device disconnected (reset, unplugged, or QEMU stopped)."
-            ) from e
+            raise self._lost("Reading from", e) from e
         self.decoder = P.FrameDecoder()
 
     # ---------------------------------------------------------------- requests
@@ -150,41 +225,149 @@ class DeviceLink:
         *,
         timeout: float | None = None,
         retries: int | None = None,
-    ) -> P.Frame:
-        """Send one request and return the matching reply frame (same seq, type `expect`).
+        decode=None,
+    ):
+        """Send one request and return the matching reply frame (same seq, type `expect`), or
+        `decode(payload)` of it when `decode` is given (a ProtocolError from it means the reply
+        arrived damaged: the request is sent again).
 
-        Resends on timeout or when the device reports a damaged frame, up to `retries` times.
-        A device ERROR about the request itself raises TinykdError.
+        Resends on timeout (up to `retries` times), at once when the device reports a damaged
+        frame or a damaged frame arrives (up to `noisy_retries` times), and reopens a link
+        that closed (up to `reconnects` times). A device ERROR about the request raises
+        TinykdError when a resend of the request gets it again.
         """
         if self.ser is None:
             self.open()
         timeout = self.timeout if timeout is None else timeout
         retries = self.retries if retries is None else retries
         seq = self._next_seq()
-        for attempt in range(retries + 1):
-            if attempt:
+        silent = noisy = reconnected = 0
+        device_error: P.DeviceErrorMsg | None = None
+        while True:
+            try:
+                reply = self._exchange(msg_type, seq, payload, expect, timeout, decode)
+            except _Disconnected as lost:
+                if self._recovering:
+                    raise
+                error = lost
+                while True:  # reopen and handshake again, a few times
+                    if reconnected >= self.max_reconnects:
+                        raise error from None
+                    reconnected += 1
+                    try:
+                        self._reconnect(error)
+                        break
+                    except _Disconnected as again:
+                        if again is error:
+                            raise error from None  # the port did not come back
+                        error = again
+                seq = self._next_seq()
+                continue
+            except _Resend:
+                noisy += 1
+                if noisy > self.noisy_retries:
+                    raise TinykdError(self._too_noisy_text(msg_type)) from None
                 self.resends += 1
-            self._send(msg_type, seq, payload)
-            deadline = time.monotonic() + timeout
-            resend = False
-            while not resend:
-                frames = self._read_frames(deadline)
-                if not frames:
-                    break  # timed out: resend
-                for fr in frames:
-                    if fr.type == P.ERROR and fr.seq == 0:
+                continue
+            if isinstance(reply, P.DeviceErrorMsg):
+                if device_error == reply:
+                    raise TinykdError(self._device_error_text(msg_type, reply))
+                device_error = reply  # believed when a resend gets it again (not line noise)
+                self.resends += 1
+                continue
+            if reply is None:
+                silent += 1
+                if silent > retries:
+                    raise TinykdError(self._no_answer_text(msg_type, timeout, retries))
+                self.resends += 1
+                continue
+            return reply
+
+    def _exchange(self, msg_type, seq, payload, expect, timeout, decode):
+        """Send once and wait: the reply (decoded if asked), a DeviceErrorMsg, or None on
+        timeout; raises _Resend when something came back damaged."""
+        self._send(msg_type, seq, payload)
+        deadline = time.monotonic() + timeout
+        while True:
+            frames = self._read_frames(deadline)
+            if not frames:
+                if self._damaged:
+                    raise _Resend()
+                return None
+            for fr in frames:
+                if fr.type == P.ERROR and fr.seq == 0:
+                    try:
                         err = P.DeviceErrorMsg.decode(fr.payload)
-                        if err.code in (P.ERR_BAD_FRAME, P.ERR_TOO_LONG):
-                            resend = True  # our frame arrived damaged
+                    except P.ProtocolError:
                         continue
-                    if fr.seq != seq:
-                        continue  # a stale reply to an earlier attempt
-                    if fr.type == P.ERROR:
-                        err = P.DeviceErrorMsg.decode(fr.payload)
-                        raise TinykdError(self._device_error_text(msg_type, err))
-                    if expect is None or fr.type == expect:
-                        return fr
-        raise TinykdError(self._no_answer_text(msg_type, timeout, retries))
+                    if err.code in (P.ERR_BAD_FRAME, P.ERR_TOO_LONG):
+                        raise _Resend()  # our frame arrived damaged
+                    continue
+                if fr.seq != seq:
+                    continue  # a stale reply to an earlier request
+                if fr.type == P.ERROR:
+                    try:
+                        return P.DeviceErrorMsg.decode(fr.payload)
+                    except P.ProtocolError:
+                        raise _Resend() from None
+                if expect is not None and fr.type != expect:
+                    continue
+                if decode is None:
+                    return fr
+                try:
+                    value = decode(fr.payload)
+                except P.ProtocolError:
+                    raise _Resend() from None
+                if value is not _SKIP:
+                    return value
+
+    def _too_noisy_text(self, msg_type: int) -> str:
+        name = P.TYPE_NAMES.get(msg_type, hex(msg_type))
+        return (
+            f"The link to {self.url} is too noisy: {name} was sent {self.noisy_retries + 1} times "
+            "and every answer (or the request) arrived damaged. Check the cable, the baud rate "
+            "and the USB hub, then run the same command again (finished results are kept)."
+        )
+
+    # ---------------------------------------------------------------- recovering
+
+    def _reconnect(self, lost: _Disconnected) -> None:
+        """The link closed: reopen it (for up to `reconnect_timeout` s) and handshake again.
+        If the port does not come back, `lost` is the error."""
+        self.reconnects += 1
+        self.close()
+        time.sleep(0.05)
+        self._recovering = True
+        saved, self.open_timeout = self.open_timeout, min(self.open_timeout, self.reconnect_timeout)
+        try:
+            try:
+                self.open()
+            except TinykdError:
+                raise lost from None
+            self._rehandshake()
+        finally:
+            self._recovering = False
+            self.open_timeout = saved
+
+    def _rehandshake(self) -> None:
+        """PING and HELLO again (a new session), and make sure it is still the same device
+        running the same model as at the first HELLO."""
+        was_recovering, self._recovering = self._recovering, True
+        try:
+            self.drain()
+            self.connect()
+            before = self._first_info
+            info = self.hello()
+            if before is not None and info != before:
+                raise TinykdError(
+                    f"The device at {self.url} reset or reconnected and now runs other firmware "
+                    f"(model {info.model_name!r}, hash {info.model_hash.hex()}; before: "
+                    f"{before.model_name!r}, hash {before.model_hash.hex()}). Results from two "
+                    "different firmwares are not mixed: flash the firmware for this model and "
+                    "run the same command again."
+                )
+        finally:
+            self._recovering = was_recovering
 
     def _device_error_text(self, msg_type: int, err: P.DeviceErrorMsg) -> str:
         hint = {
@@ -202,7 +385,7 @@ class DeviceLink:
 
     def _no_answer_text(self, msg_type: int, timeout: float, retries: int) -> str:
         name = P.TYPE_NAMES.get(msg_type, hex(msg_type))
-        if self.bytes_received and self.decoder.bad_frames and self.info is None:
+        if self.bytes_received and self.bad_frames and self.info is None:
             return self._garbage_text()
         return (
             f"The device at {self.url} did not answer {name} within {timeout:g} s "
@@ -254,36 +437,89 @@ class DeviceLink:
                 )
 
     def hello(self) -> P.DeviceInfo:
-        fr = self.request(P.HELLO, expect=P.INFO)
+        """Ask for the device's INFO and start a new session: results carry its number, and a
+        device that resets forgets it (answers with session 0)."""
+        session = secrets.randbits(32) or 1
+        fr = self.request(P.HELLO, session.to_bytes(4, "little"), expect=P.INFO)
         try:
-            self.info = P.DeviceInfo.decode(fr.payload)
+            info = P.DeviceInfo.decode(fr.payload)
         except P.ProtocolError as e:
             raise TinykdError(
                 f"The device at {self.url} sent a malformed INFO ({e}). Rebuild "
                 "and flash the firmware with this tinykd."
             ) from e
-        return self.info
+        self.info, self.session = info, session
+        if self._first_info is None:
+            self._first_info = info
+        return info
+
+    def _result_decoder(self, cls):
+        """decode= for RESULT/AUDIO_RESULT: checks the trailer's CRC (ProtocolError) and session."""
+
+        def decode(payload: bytes):
+            res = cls.decode(payload)
+            if res.session == 0:
+                raise _DeviceWasReset()
+            if res.session != self.session:
+                return _SKIP  # computed for an earlier session: not ours
+            return res
+
+        return decode
+
+    def _run_checked(self, what: str, crc: int, attempt):
+        """Run `attempt()` (one upload and run) until a result computed from the host's input
+        comes back; re-handshake after a device reset."""
+        if self.session is None:
+            self.hello()
+        resets = rejected = 0
+        while True:
+            try:
+                res = attempt()
+            except _DeviceWasReset:
+                resets += 1
+                self.resets += 1
+                if resets > self.max_reconnects:
+                    raise TinykdError(
+                        f"The device at {self.url} reset {resets} times while running one {what}: "
+                        "it may crash on this input or lose power. Check the board's supply and "
+                        "the firmware's arena size, then run the same command again."
+                    ) from None
+                self._rehandshake()
+                continue
+            if res.input_crc == crc:
+                return res
+            rejected += 1
+            self.rejected += 1  # the device ran on something else: damaged on the way in
+            if rejected > self.noisy_retries:
+                raise TinykdError(self._too_noisy_text(P.INFER))
 
     def _upload(self, msg_type: int, data: bytes, chunk: int, what: str) -> None:
         """Send `data` in chunks of (offset, bytes) payloads, each acknowledged with LOADED."""
         for off in range(0, len(data), chunk):
             part = data[off : off + chunk]
-            got = P.Loaded.decode(self.request(msg_type, P.load_payload(off, part), expect=P.LOADED).payload)
-            if (got.offset, got.length) != (off, len(part)):
-                raise TinykdError(
-                    f"The device at {self.url} acknowledged the wrong {what} chunk; "
-                    "the link is unreliable. Reconnect and retry."
-                )
+
+            want = (off, len(part))
+
+            def acknowledged(payload: bytes, want=want) -> P.Loaded:
+                got = P.Loaded.decode(payload)
+                if (got.offset, got.length) != want:
+                    raise P.ProtocolError(f"LOADED for the wrong {what} chunk")
+                return got
+
+            self.request(msg_type, P.load_payload(off, part), expect=P.LOADED, decode=acknowledged)
 
     def infer(self, x: bytes, *, timeout: float | None = None) -> P.Result:
         """Run the model once on the device; `x` are the input's int8 values as bytes."""
         x = bytes(x)
-        if len(x) <= self.max_payload:
-            fr = self.request(P.INFER, x, expect=P.RESULT, timeout=timeout)
-        else:
+        decode = self._result_decoder(P.Result)
+
+        def attempt() -> P.Result:
+            if len(x) <= self.max_payload:
+                return self.request(P.INFER, x, expect=P.RESULT, timeout=timeout, decode=decode)
             self._upload(P.LOAD, x, self.max_payload - 4, "input")
-            fr = self.request(P.INFER, b"", expect=P.RESULT, timeout=timeout)
-        return P.Result.decode(fr.payload)
+            return self.request(P.INFER, b"", expect=P.RESULT, timeout=timeout, decode=decode)
+
+        return self._run_checked("input", zlib.crc32(x), attempt)
 
     def infer_audio(self, audio, *, timeout: float | None = None) -> P.AudioResult:
         """Send one clip of int16 audio (16000 samples) in chunks and run the device's
@@ -302,16 +538,14 @@ class DeviceLink:
                 "(tinykd.data.kws.speech_commands.fit_length)."
             )
         data = a.astype("<i2").tobytes()
-        # Whole samples per chunk: the device stores the clip as int16.
-        self._upload(P.INFER_AUDIO, data, (self.max_payload - 4) // 2 * 2, "audio")
-        fr = self.request(P.INFER_AUDIO, b"", expect=P.AUDIO_RESULT, timeout=timeout)
-        try:
-            return P.AudioResult.decode(fr.payload)
-        except P.ProtocolError as e:
-            raise TinykdError(
-                f"The device at {self.url} sent a malformed AUDIO_RESULT ({e}). "
-                "Rebuild and flash the firmware with this tinykd."
-            ) from e
+        decode = self._result_decoder(P.AudioResult)
+
+        def attempt() -> P.AudioResult:
+            # Whole samples per chunk: the device stores the clip as int16.
+            self._upload(P.INFER_AUDIO, data, (self.max_payload - 4) // 2 * 2, "audio")
+            return self.request(P.INFER_AUDIO, b"", expect=P.AUDIO_RESULT, timeout=timeout, decode=decode)
+
+        return self._run_checked("clip", zlib.crc32(data), attempt)
 
     def send_exit(self, code: int = 0) -> None:
         """Ask the firmware to exit (QEMU ends with `code`). No reply is expected."""

@@ -119,6 +119,8 @@ class QemuInstance:
         *,
         time_limit: float = DEFAULT_TIME_LIMIT,
         icount_shift: int = 0,
+        cancel: threading.Event | None = None,
+        port: int | None = None,
     ):
         self.board = load_board(board)
         if not self.board.is_qemu:
@@ -131,6 +133,8 @@ class QemuInstance:
         check_elf_for_board(self.elf, self.board)
         self.time_limit = time_limit
         self.icount_shift = icount_shift
+        self.cancel = cancel  # set: start() gives up at once (LinkCancelled)
+        self.fixed_port = port  # listen on this port instead of a free one
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
         self._log = None
@@ -145,8 +149,8 @@ class QemuInstance:
 
     def start(self) -> QemuInstance:
         last_log = ""
-        for _attempt in range(3):
-            self.port = free_tcp_port()
+        for _attempt in range(1 if self.fixed_port else 3):
+            self.port = self.fixed_port or free_tcp_port()
             cmd = qemu_command(self.board, self.elf, self.port, icount_shift=self.icount_shift)
             timeout_exe = shutil.which("timeout")
             if timeout_exe:
@@ -165,8 +169,17 @@ class QemuInstance:
                 return self
             last_log = self.log_text()
             self.stop()
+            if self.cancel is not None and self.cancel.is_set():
+                from tinykd.device.link import LinkCancelled
+
+                raise LinkCancelled()
             if "Address already in use" not in last_log:
                 break
+        if self.fixed_port and "Address already in use" in last_log:
+            raise TinykdError(
+                f"QEMU cannot listen on port {self.fixed_port}: something else uses it. Pass "
+                "another --port, or leave --port out and QEMU takes a free one."
+            )
         raise TinykdError(
             f"QEMU did not start board {self.board.name} with {self.elf} (its serial socket "
             f"never opened). QEMU said: {last_log.strip()[-500:] or '(nothing)'}. Check that "
@@ -180,7 +193,7 @@ class QemuInstance:
         deadline = time.monotonic() + timeout
         want = f":{self.port:04X}"
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc.poll() is not None or (self.cancel is not None and self.cancel.is_set()):
                 return False
             try:
                 with open("/proc/net/tcp") as f:

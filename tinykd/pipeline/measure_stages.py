@@ -64,7 +64,7 @@ def device(build):
     Tasks whose device preprocesses raw input itself (KWS) stream the raw test clips instead:
     the device runs its feature extractor, then the model; its features must equal the host's
     (same C code) and its outputs the host's int8 outputs on those features."""
-    from ..device.evaluate import compare_with_host, run_audio_on_device, run_on_device
+    from ..device.evaluate import PARTIAL_NAME, compare_with_host, remove_partial, run_on_device
     from ..evaluate import classification_result
     from ..export import tflite_io_quantization
     from ..export.convert import quantize_input
@@ -73,15 +73,29 @@ def device(build):
     n = min(c.limit or len(d.y_test), len(d.y_test))
     host_features = quantize_input(d.x_test[:n], tflite_io_quantization(build.out / "model_int8.tflite").input)
     firmware = json.loads((build.out / "firmware" / "firmware.json").read_text())
-    on_board = dict(expected_sha256=firmware["model_sha256"], port=c.port or None, instances=c.instances)
     raw_audio = build.task.device_frontend is not None  # the device computes the features itself
-    if raw_audio:
-        audio = _test_audio(build)
-        build.log(f"  streaming {n} raw test clips to {build.board.name} (features computed on the device)")
-        run = run_audio_on_device(build.board, firmware["elf"], audio[:n], **on_board)
-    else:
-        build.log(f"  streaming {n} test examples to {build.board.name}")
-        run = run_on_device(build.board, firmware["elf"], host_features, **on_board)
+    partial = build.out / PARTIAL_NAME  # verified results of an interrupted run: resumed from
+    inputs = _test_audio(build)[:n] if raw_audio else host_features
+    what = "raw test clips" if raw_audio else "test examples"
+    build.log(
+        f"  streaming {n} {what} to {build.board.name}"
+        + (" (features computed on the device)" if raw_audio else "")
+        + (f" over {c.port}" if c.port else "")
+    )
+    run = run_on_device(
+        build.board,
+        firmware["elf"],
+        inputs,
+        expected_sha256=firmware["model_sha256"],
+        port=c.port or None,
+        instances=c.instances,
+        raw_audio=raw_audio,
+        partial=partial,
+    )
+    if run.link.get("resumed"):
+        build.log(
+            f"  resumed: {run.link['resumed']} results from the interrupted run, {run.link['streamed']} streamed now"
+        )
     host = np.load(build.out / "host_int8_outputs.npy")[:n]
     result = classification_result("device", run.outputs, d.y_test[:n], d.num_classes)
     host_result = classification_result("host_int8_tflm", host, d.y_test[:n], d.num_classes)
@@ -95,6 +109,7 @@ def device(build):
         "host_int8": host_result.to_dict(),
         "host_vs_device": comparison,
         "latency": run.latency(build.board.clock_hz),
+        "link": run.link,
     }
     info = {"errors": result.errors, "mismatches": comparison["mismatches"]}
     summary = (
@@ -111,6 +126,7 @@ def device(build):
         )
         summary += f"; feature vectors differing: {info['feature_mismatches']}"
     write_json(build.out / "device.json", report)
+    remove_partial(partial)
     build.log(summary)
     return ["device.json"], info
 

@@ -16,17 +16,24 @@ All integers little-endian; floats IEEE-754 binary32.
 
 Host -> device                                   Device -> host
   0x01 PING   (empty)                              0x81 PONG   version:u8 max_payload:u16
-  0x02 HELLO  (empty)                              0x82 INFO   (see DeviceInfo)
+  0x02 HELLO  (empty) | session:u32               0x82 INFO   (see DeviceInfo)
   0x03 INFER  input:int8[input_bytes] | empty      0x83 RESULT count:u32 output:int8[output_bytes]
+                                                               + trailer (below)
   0x04 INFER_AUDIO  offset:u32 pcm:bytes  -> LOADED   (a chunk of the int16 LE clip)
                     (empty)                -> 0x84 AUDIO_RESULT frontend_count:u32
                                               model_count:u32 features:int8[490] output:int8[..]
+                                              + trailer
                     raw 1 s of 16 kHz audio in: the device runs its own feature extractor
                     (firmware/frontend), then the model. Firmware whose model does not take
                     the frontend's 49x10 int8 features answers ERROR(UNSUPPORTED).
   0x05 LOAD   offset:u32 data:bytes                0x85 LOADED offset:u32 length:u16
   0x0E EXIT   code:u8  (QEMU: semihosting exit; other ports answer ERROR(UNSUPPORTED))
                                                    0x7F ERROR  code:u8 request_type:u8 detail:i32
+
+Result trailer (RESULT, AUDIO_RESULT): session:u32 input_crc:u32 check:u32. session is what
+the last HELLO carried (0 after a reset: the host re-handshakes); input_crc is the CRC-32 of
+the input the model ran on (int8 input, or the int16 LE clip), which the host compares with
+its own; check is the CRC-32 of the payload before it. CRC-32 is zlib's (IEEE).
 
 INFER with an empty payload runs the model on the input buffer filled by LOAD messages
 (for inputs larger than one frame). RESULT.count is what the board's counter counts
@@ -78,6 +85,7 @@ from .spec import (
     PONG,
     PROTOCOL_VERSION,
     RESULT,
+    RESULT_TRAILER_BYTES,
     TYPE_NAMES,
 )
 
@@ -100,6 +108,7 @@ __all__ = [
     "PONG",
     "INFO",
     "RESULT",
+    "RESULT_TRAILER_BYTES",
     "AUDIO_RESULT",
     "LOADED",
     "ERROR",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 from .framing import ProtocolError
-from .spec import COUNTER_NAMES, ERROR_NAMES, MAX_PAYLOAD, TYPE_NAMES
+from .spec import COUNTER_NAMES, ERROR_NAMES, MAX_PAYLOAD, RESULT_TRAILER_BYTES, TYPE_NAMES
 
 
 @dataclass(frozen=True)
@@ -99,42 +100,66 @@ class Pong:
         return cls(*struct.unpack("<BH", payload))
 
 
+def _with_trailer(body: bytes, session: int, input_crc: int) -> bytes:
+    body += struct.pack("<II", session & 0xFFFFFFFF, input_crc & 0xFFFFFFFF)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _split_trailer(payload: bytes, what: str, least: int) -> tuple[bytes, int, int]:
+    """(body, session, input_crc) of a result payload whose trailer checks out."""
+    if len(payload) < least + RESULT_TRAILER_BYTES:
+        raise ProtocolError(f"{what} payload of {len(payload)} bytes is too short")
+    session, input_crc, check = struct.unpack_from("<III", payload, len(payload) - RESULT_TRAILER_BYTES)
+    if zlib.crc32(payload[:-4]) != check:
+        raise ProtocolError(f"{what} payload fails its CRC-32 check")
+    return payload[:-RESULT_TRAILER_BYTES], session, input_crc
+
+
 @dataclass(frozen=True)
 class Result:
+    """RESULT: count:u32 output:int8[..], then the trailer session:u32 input_crc:u32 check:u32
+    (session: the last HELLO's, 0 after a device reset; input_crc: CRC-32 of the input the
+    model ran on; check: CRC-32 of everything before it)."""
+
     count: int
     output: bytes  # int8 values as raw bytes
+    session: int = 0
+    input_crc: int = 0
 
     def encode(self) -> bytes:
-        return struct.pack("<I", self.count) + bytes(self.output)
+        return _with_trailer(struct.pack("<I", self.count) + bytes(self.output), self.session, self.input_crc)
 
     @classmethod
     def decode(cls, payload: bytes) -> Result:
-        if len(payload) < 4:
-            raise ProtocolError(f"RESULT payload of {len(payload)} bytes is too short")
-        (count,) = struct.unpack_from("<I", payload, 0)
-        return cls(count, payload[4:])
+        body, session, input_crc = _split_trailer(payload, "RESULT", 4)
+        (count,) = struct.unpack_from("<I", body, 0)
+        return cls(count, body[4:], session, input_crc)
 
 
 @dataclass(frozen=True)
 class AudioResult:
-    """AUDIO_RESULT: counts of the frontend and of the model, the features, the output."""
+    """AUDIO_RESULT: counts of the frontend and of the model, the features, the output, and
+    the trailer as in RESULT (input_crc: CRC-32 of the int16 little-endian clip)."""
 
     frontend_count: int
     model_count: int
     features: bytes  # int8 [49 * 10], frame-major
     output: bytes  # int8 [output_bytes]
+    session: int = 0
+    input_crc: int = 0
 
     FEATURE_BYTES = 490
 
     def encode(self) -> bytes:
-        return struct.pack("<II", self.frontend_count, self.model_count) + bytes(self.features) + bytes(self.output)
+        body = struct.pack("<II", self.frontend_count, self.model_count) + bytes(self.features) + bytes(self.output)
+        return _with_trailer(body, self.session, self.input_crc)
 
     @classmethod
     def decode(cls, payload: bytes) -> AudioResult:
-        if len(payload) < 8 + cls.FEATURE_BYTES:
-            raise ProtocolError(f"AUDIO_RESULT payload of {len(payload)} bytes is too short")
-        fc, mc = struct.unpack_from("<II", payload, 0)
-        return cls(fc, mc, payload[8 : 8 + cls.FEATURE_BYTES], payload[8 + cls.FEATURE_BYTES :])
+        body, session, input_crc = _split_trailer(payload, "AUDIO_RESULT", 8 + cls.FEATURE_BYTES)
+        fc, mc = struct.unpack_from("<II", body, 0)
+        n = cls.FEATURE_BYTES
+        return cls(fc, mc, body[8 : 8 + n], body[8 + n :], session, input_crc)
 
 
 @dataclass(frozen=True)

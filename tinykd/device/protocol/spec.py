@@ -6,7 +6,7 @@ tkd_port.h); tests/test_protocol_contract.py checks the two against each other, 
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_PAYLOAD = 1024
 HEADER_BYTES = 3  # type + seq
 CRC_BYTES = 2
@@ -15,6 +15,8 @@ MAX_ENCODED = MAX_BODY + (MAX_BODY + 253) // 254  # COBS overhead, without the d
 FRAME_DELIMITER = 0x00  # ends every frame; COBS leaves no other zero byte
 CRC_POLY = 0x1021  # CRC-16/CCITT-FALSE: no reflection, no final xor
 CRC_INIT = 0xFFFF
+# RESULT and AUDIO_RESULT end with session:u32 input_crc:u32 check:u32 (CRC-32/IEEE, zlib's)
+RESULT_TRAILER_BYTES = 12
 
 # message types
 PING = 0x01
