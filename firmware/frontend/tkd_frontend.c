@@ -1,17 +1,19 @@
 /*
  * tinykd KWS frontend: fixed-point MFCC (see tkd_frontend.h and README.md).
  *
- * Number formats along the per-frame path (x = int16 sample):
- *   windowed   xw = (x - mean) * hann_q15 >> 12          int32, 3 fractional bits, |xw| < 2^19
- *   FFT        512-point complex FFT of xw[2n] + i xw[2n+1], twiddles Q30, int32 x int32 -> int64
- *   split      X2[k] = 2 * DFT_1024(xw)[k]                int32 (|X2| < 2^31)
- *   power      P[k] = |X2[k]|^2 = 2^8 * |DFT(x_int)|^2    uint64 (< 2^60)
- *   mel        acc = sum (P >> s) * w_q15                 uint64, s chosen per frame for headroom
- *   log        L = log2(acc) + s - 15 - 38                 Q16; 2^-38 turns P into float-audio power
- *   DCT        c = sum dct_q30 * L                         int64, Q46 in units of the output scale
- *   output     q = clamp(round(c / 2^46) + zero_point)     int8
+ * Number formats along the per-frame path (x = int16 sample, w = Hann Q15):
+ *   windowed   v = (x - mean) * w >> 5                    int32, 10 fractional bits, |v| < 2^26
+ *   FFT        Z = DFT_512(v[2n] + i v[2n+1]) / 16        radix 2 then 4 x radix 4, decimation in
+ *                                                         frequency, Q31 twiddles (SMMUL/SMMLA),
+ *                                                         /2 in every stage with twiddles
+ *   split      X[k] = DFT_1024(v)[k] / 16                  int32 (|X| < 2^30.4)
+ *   power      P[k] = |X[k]|^2 = 2^42 |DFT(x w / 32768)|^2 uint64 (< 2^61)
+ *   mel        S = sum P * w_q15                          96 bits exact: two uint64 sums (UMLAL)
+ *   log        L = log2(S) - 15 - 42                      Q16
+ *   DCT        c = sum dct_q30 * L                        int64, Q46 in units of the output scale
+ *   output     q = clamp(round(c / 2^46) + zero_point)    int8
  * All shifts of negative values are arithmetic; the typedef below refuses to compile where
- * they are not.
+ * they are not. The bounds behind every "fits" are in README.md.
  */
 #include "tkd_frontend.h"
 
@@ -22,11 +24,10 @@
 typedef char tkd_requires_arithmetic_right_shift[((-8 >> 1) == -4) ? 1 : -1];
 
 #define HALF_FFT            (TKD_FRONTEND_FFT_SIZE / 2) /* complex points */
-#define QUARTER_FFT         (TKD_FRONTEND_FFT_SIZE / 4)
-#define WINDOW_FRAC_BITS    3
-#define POWER_TO_FLOAT_LOG2 38 /* P = 2^38 * |DFT(x / 32768)|^2 */
+#define QUARTER_HALF        (HALF_FFT / 2)              /* span of the radix-2 stage's halves */
+#define WINDOW_SHIFT        5  /* Q15 window product -> 10 fractional bits */
+#define POWER_TO_FLOAT_LOG2 42 /* P = 2^42 * |DFT(x / 32768)|^2 */
 #define MEL_WEIGHT_BITS     15
-#define MEL_HEADROOM_BITS   20 /* sum of Q15 weights in a band < 2^20 (checked by gen_tables.py) */
 #define DCT_SHIFT           46 /* Q16 log * Q30 table */
 
 #if TKD_FRONTEND_STATIC_SCRATCH
@@ -42,20 +43,79 @@ void tkd_frontend_profile_mark(int stage);
 #define PROFILE_MARK(stage) ((void)0)
 #endif
 
-static int32_t cos_at(uint32_t k) /* cos(2 pi k / FFT_SIZE), k < FFT_SIZE/2, Q30 */
+/* High words of 32 x 32 -> 64-bit products: floor(a b / 2^32), acc + floor(+-a b / 2^32).
+ * One instruction each on cores with the DSP extension (SMMUL, SMMLA, SMMLS: the 64-bit
+ * product, truncated, the same integers as the C below). */
+#if defined(__ARM_FEATURE_DSP) && (defined(__GNUC__) || defined(__clang__))
+#define TKD_FRONTEND_ASM 1
+#else
+#define TKD_FRONTEND_ASM 0
+#endif
+#if TKD_FRONTEND_ASM
+static inline int32_t mul_hi(int32_t a, int32_t b)
 {
-    return (k <= QUARTER_FFT) ? tkd_cos_q30[k] : -tkd_cos_q30[HALF_FFT - k];
+    int32_t r;
+    __asm__("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline int32_t mla_hi(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmla %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+static inline int32_t mls_hi(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmls %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+#else
+static inline int32_t mul_hi(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b) >> 32);
+}
+static inline int32_t mla_hi(int32_t a, int32_t b, int32_t acc)
+{
+    return acc + (int32_t)(((int64_t)a * b) >> 32);
+}
+static inline int32_t mls_hi(int32_t a, int32_t b, int32_t acc)
+{
+    return acc + (int32_t)((-((int64_t)a * b)) >> 32);
+}
+#endif
+
+/* A complex value (re, im) at p[0], p[1]. */
+#define LOAD2(p, re, im)                                                                           \
+    do {                                                                                           \
+        (re) = (p)[0];                                                                             \
+        (im) = (p)[1];                                                                             \
+    } while (0)
+#define STORE2(p, re, im)                                                                          \
+    do {                                                                                           \
+        (p)[0] = (re);                                                                             \
+        (p)[1] = (im);                                                                             \
+    } while (0)
+
+/* acc + a * b modulo 2^64 (UMLAL: GCC otherwise spends a UMULL, ADDS, ADC and moves). */
+static inline uint64_t mac_u64(uint64_t acc, uint32_t a, uint32_t b)
+{
+#if TKD_FRONTEND_ASM
+    uint32_t lo = (uint32_t)acc, hi = (uint32_t)(acc >> 32);
+    __asm__("umlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(a), "r"(b));
+    return ((uint64_t)hi << 32) | lo;
+#else
+    return acc + (uint64_t)a * b;
+#endif
 }
 
-static int32_t sin_at(uint32_t k) /* sin(2 pi k / FFT_SIZE), k < FFT_SIZE/2, Q30 */
-{
-    return (k <= QUARTER_FFT) ? tkd_cos_q30[QUARTER_FFT - k] : tkd_cos_q30[k - QUARTER_FFT];
-}
-
-static int64_t round_shift30(int64_t v)
-{
-    return (v + ((int64_t)1 << 29)) >> 30;
-}
+/* (re + i im) * (c - i s) / 2 with Q31 c, s: the twiddle W = e^{-i theta}. */
+#define CMUL_HALF(re, im, c, s, out_re, out_im)                                                    \
+    do {                                                                                           \
+        int32_t cm_re_ = (re), cm_im_ = (im);                                                      \
+        (out_re) = mla_hi(cm_im_, (s), mul_hi(cm_re_, (c)));                                       \
+        (out_im) = mls_hi(cm_re_, (s), mul_hi(cm_im_, (c)));                                       \
+    } while (0)
 
 /* Index of the highest set bit of a 32-bit x > 0 (CLZ where the core has it). */
 #if (defined(__GNUC__) || defined(__clang__)) && (!defined(__arm__) || defined(__ARM_FEATURE_CLZ))
@@ -118,111 +178,203 @@ static int32_t log2_q16(uint64_t x)
     return (int32_t)(e << 16) + (int32_t)tkd_log2_q16[idx] + (int32_t)interp;
 }
 
-/* Window the frame (DC removed) and load it bit-reversed as 512 complex points. */
-static void load_windowed(const int16_t *x, int32_t *buf)
+static int32_t frame_sum(const int16_t *x, uint32_t n)
 {
     int32_t sum = 0;
-    int32_t mean;
-    uint32_t n;
-    for (n = 0; n < TKD_FRONTEND_WINDOW; n++) {
-        sum += x[n];
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        sum += x[i];
     }
-    /* round(sum / WINDOW), halves away from zero; C99 division truncates toward zero */
+    return sum;
+}
+
+/* round(sum / WINDOW), halves away from zero; C99 division truncates toward zero */
+static int32_t frame_mean(int32_t sum)
+{
     if (sum >= 0) {
-        mean = (sum + TKD_FRONTEND_WINDOW / 2) / TKD_FRONTEND_WINDOW;
-    } else {
-        mean = -((-sum + TKD_FRONTEND_WINDOW / 2) / TKD_FRONTEND_WINDOW);
+        return (sum + TKD_FRONTEND_WINDOW / 2) / TKD_FRONTEND_WINDOW;
     }
-    memset(buf, 0, sizeof(int32_t) * TKD_FRONTEND_FFT_SIZE);
-    for (n = 0; n < TKD_FRONTEND_WINDOW; n++) {
-        uint32_t wi = (n <= TKD_FRONTEND_WINDOW / 2) ? n : (TKD_FRONTEND_WINDOW - n);
-        /* |x - mean| <= 65535 and w <= 32768: the product fits in int32 */
-        int32_t v = ((x[n] - mean) * (int32_t)tkd_hann_q15[wi] + (1 << (14 - WINDOW_FRAC_BITS))) >>
-                    (15 - WINDOW_FRAC_BITS);
-        buf[2u * tkd_bitrev9[n >> 1] + (n & 1u)] = v;
+    return -((-sum + TKD_FRONTEND_WINDOW / 2) / TKD_FRONTEND_WINDOW);
+}
+
+#define WINDOWED(i) ((((int32_t)x[(i)] - mean) * (int32_t)tkd_hann_q15[(i)]) >> WINDOW_SHIFT)
+
+/* Window (DC removed) and the FFT's first stage in one pass: radix 2, decimation in
+ * frequency over z[n] = v[2n] + i v[2n+1], n < 512, of which only n < 320 are non-zero (the
+ * window is zero-padded to FFT_SIZE). buf[n] = (z[n] + z[n + 256]) / 2,
+ * buf[n + 256] = (z[n] - z[n + 256]) W_512^n / 2. */
+static void window_radix2(const int16_t *x, int32_t mean, int32_t *buf)
+{
+    uint32_t n;
+    int32_t *lo = buf, *hi = buf + HALF_FFT;
+    const int32_t *w = tkd_w1024_q31;
+    /* n < 64: z[n + 256] = v[2n + 512] + i v[2n + 513] is non-zero; W_512^n = W_1024^2n */
+    for (n = 0; n < (TKD_FRONTEND_WINDOW - HALF_FFT) / 2; n++, lo += 2, hi += 2, w += 4) {
+        int32_t ar = WINDOWED(2 * n), ai = WINDOWED(2 * n + 1);
+        int32_t br = WINDOWED(2 * n + HALF_FFT), bi = WINDOWED(2 * n + HALF_FFT + 1);
+        lo[0] = (ar + br) >> 1;
+        lo[1] = (ai + bi) >> 1;
+        CMUL_HALF(ar - br, ai - bi, w[0], w[1], hi[0], hi[1]);
+    }
+    for (; n < QUARTER_HALF / 2; n++, lo += 2, hi += 2, w += 4) {
+        int32_t ar = WINDOWED(2 * n), ai = WINDOWED(2 * n + 1);
+        lo[0] = ar >> 1;
+        lo[1] = ai >> 1;
+        CMUL_HALF(ar, ai, w[0], w[1], hi[0], hi[1]);
+    }
+    /* n >= 128: W_1024^2n = -i W_1024^(2n - 256), i.e. cos' = -sin, sin' = cos */
+    for (w = tkd_w1024_q31; n < QUARTER_HALF; n++, lo += 2, hi += 2, w += 4) {
+        int32_t ar = WINDOWED(2 * n), ai = WINDOWED(2 * n + 1);
+        lo[0] = ar >> 1;
+        lo[1] = ai >> 1;
+        CMUL_HALF(ar, ai, -w[1], w[0], hi[0], hi[1]);
     }
 }
 
-/* In-place radix-2 decimation-in-time FFT over HALF_FFT complex points (input bit-reversed).
- * Every value stays below 640 * 2^19 < 2^29 in magnitude, so int32 holds it; the twiddle
- * products are int32 x int32 -> int64 (one SMULL/SMLAL each on Cortex-M). */
-static void fft_512(int32_t *buf)
+/* Radix-4 decimation-in-frequency stages over blocks of 4Q complex points: a, b, c, d =
+ * z[j], z[j + Q], z[j + 2Q], z[j + 3Q] become (a + b + c + d) / 2, (a - ib - c + id) W^j / 2,
+ * (a - b + c - d) W^2j / 2, (a + ib - c - id) W^3j / 2 (W = e^{-2 pi i / 4Q}), stored at
+ * z[j + rQ], r = 0..3. One function per Q, so that b, c, d are constant offsets from a (the
+ * compiler keeps one pointer); j = 0 has no twiddles. tw: W^j, W^2j, W^3j for j = 1..Q-1. */
+#define RADIX4_BUTTERFLY(p, Q, tw)                                                                 \
+    do {                                                                                           \
+        int32_t ar, ai, br, bi, cr, ci, dr, di, yr, yi;                                            \
+        int32_t t0r, t0i, t1r, t1i, t2r, t2i, t3r, t3i;                                            \
+        LOAD2(p, ar, ai);                                                                          \
+        LOAD2(p + 2 * Q, br, bi);                                                                  \
+        LOAD2(p + 4 * Q, cr, ci);                                                                  \
+        LOAD2(p + 6 * Q, dr, di);                                                                  \
+        t0r = ar + cr;                                                                             \
+        t0i = ai + ci;                                                                             \
+        t1r = ar - cr;                                                                             \
+        t1i = ai - ci;                                                                             \
+        t2r = br + dr;                                                                             \
+        t2i = bi + di;                                                                             \
+        t3r = br - dr;                                                                             \
+        t3i = bi - di;                                                                             \
+        STORE2(p, (t0r + t2r) >> 1, (t0i + t2i) >> 1);                                             \
+        if ((tw) == NULL) {                                                                        \
+            STORE2(p + 4 * Q, (t0r - t2r) >> 1, (t0i - t2i) >> 1);                                 \
+            STORE2(p + 2 * Q, (t1r + t3i) >> 1, (t1i - t3r) >> 1);                                 \
+            STORE2(p + 6 * Q, (t1r - t3i) >> 1, (t1i + t3r) >> 1);                                 \
+        } else {                                                                                   \
+            CMUL_HALF(t0r - t2r, t0i - t2i, (tw)[2], (tw)[3], yr, yi);                             \
+            STORE2(p + 4 * Q, yr, yi);                                                             \
+            CMUL_HALF(t1r + t3i, t1i - t3r, (tw)[0], (tw)[1], yr, yi);                             \
+            STORE2(p + 2 * Q, yr, yi);                                                             \
+            CMUL_HALF(t1r - t3i, t1i + t3r, (tw)[4], (tw)[5], yr, yi);                             \
+            STORE2(p + 6 * Q, yr, yi);                                                             \
+        }                                                                                          \
+    } while (0)
+
+#define DEFINE_RADIX4_STAGE(name, Q)                                                               \
+    static void name(int32_t *buf, const int32_t *twiddles)                                        \
+    {                                                                                              \
+        int32_t *blk, *p, *end = buf + 2 * HALF_FFT;                                               \
+        for (blk = buf; blk < end; blk += 8 * (Q)) {                                               \
+            const int32_t *tw = twiddles;                                                          \
+            RADIX4_BUTTERFLY(blk, (Q), (const int32_t *)NULL);                                     \
+            for (p = blk + 2; p < blk + 2 * (Q); p += 2, tw += 6) {                                \
+                RADIX4_BUTTERFLY(p, (Q), tw);                                                      \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_RADIX4_STAGE(radix4_span256, 64)
+DEFINE_RADIX4_STAGE(radix4_span64, 16)
+DEFINE_RADIX4_STAGE(radix4_span16, 4)
+
+/* The last radix-4 stage (span 4): no twiddles, no scaling. */
+static void radix4_last(int32_t *buf)
 {
-    uint32_t len, half, i, j, step;
-    for (len = 2; len <= HALF_FFT; len <<= 1) {
-        half = len >> 1;
-        step = TKD_FRONTEND_FFT_SIZE / len; /* twiddle index in units of 2 pi / FFT_SIZE */
-        for (j = 0; j < half; j++) {
-            int32_t wr = cos_at(j * step);
-            int32_t wi = -sin_at(j * step); /* e^{-i theta} */
-            for (i = j; i < HALF_FFT; i += len) {
-                int32_t *a = &buf[2u * i];
-                int32_t *b = &buf[2u * (i + half)];
-                int32_t tr = (int32_t)round_shift30((int64_t)b[0] * wr - (int64_t)b[1] * wi);
-                int32_t ti = (int32_t)round_shift30((int64_t)b[0] * wi + (int64_t)b[1] * wr);
-                int32_t ar = a[0], ai = a[1];
-                a[0] = ar + tr;
-                a[1] = ai + ti;
-                b[0] = ar - tr;
-                b[1] = ai - ti;
-            }
-        }
+    int32_t *a = buf, *end = buf + 2u * HALF_FFT;
+    for (; a < end; a += 8) {
+        int32_t ar, ai, br, bi, cr, ci, dr, di;
+        int32_t t0r, t0i, t1r, t1i, t2r, t2i, t3r, t3i;
+        LOAD2(a, ar, ai);
+        LOAD2(a + 2, br, bi);
+        LOAD2(a + 4, cr, ci);
+        LOAD2(a + 6, dr, di);
+        t0r = ar + cr;
+        t0i = ai + ci;
+        t1r = ar - cr;
+        t1i = ai - ci;
+        t2r = br + dr;
+        t2i = bi + di;
+        t3r = br - dr;
+        t3i = bi - di;
+        STORE2(a, t0r + t2r, t0i + t2i);
+        STORE2(a + 2, t1r + t3i, t1i - t3r);
+        STORE2(a + 4, t0r - t2r, t0i - t2i);
+        STORE2(a + 6, t1r - t3i, t1i + t3r);
     }
 }
 
-/* Power of 2 * DFT_1024 for the bins the mel filterbank uses; returns the OR of all of
- * them (its highest set bit is the largest power's).
- * |Z| components < 2^29, so A, B < 2^30 and |2 X[k]| <= 2 * 640 * 2^19 < 2^31: int32. */
-static uint64_t split_power(const int32_t *z, uint64_t *power)
+/* 512-point complex FFT of the windowed frame, Z / 16 in digit-reversed order
+ * (tkd_fft_pos). */
+static void fft_512(const int16_t *x, int32_t mean, int32_t *buf)
 {
-    uint64_t any_p = 0;
+    window_radix2(x, mean, buf);
+    radix4_span256(buf, tkd_r4_twiddle_q31);
+    radix4_span64(buf, tkd_r4_twiddle_q31 + 6 * 63);
+    radix4_span16(buf, tkd_r4_twiddle_q31 + 6 * (63 + 15));
+    radix4_last(buf);
+}
+
+/* Power of DFT_1024(v) / 16 for the filterbank's bins, from Z (split of the real transform):
+ * A = Z[k] + conj Z[512 - k] = 2 E[k], B = Z[k] - conj Z[512 - k] = 2i O[k],
+ * X[k] = A / 2 - i W_1024^k B / 2. */
+static void split_power(const int32_t *z, uint64_t *power)
+{
     uint32_t k;
-    for (k = TKD_MEL_FIRST_BIN; k < TKD_MEL_FIRST_BIN + TKD_MEL_NUM_BINS; k++) {
-        uint32_t kc = HALF_FFT - k;
-        int32_t zr = z[2u * k], zi = z[2u * k + 1u];
-        int32_t cr = z[2u * kc], ci = -z[2u * kc + 1u]; /* conj(Z[N/2 - k]) */
-        int32_t ar = zr + cr, ai = zi + ci;             /* 2 E[k] */
-        int32_t br = zr - cr, bi = zi - ci;             /* 2 i O[k] */
-        int32_t c = cos_at(k), s = sin_at(k);
-        /* 2 X[k] = A - i W^k B, W = e^{-i 2 pi / 1024} */
-        int32_t xr = (int32_t)(ar + round_shift30((int64_t)c * bi - (int64_t)s * br));
-        int32_t xi = (int32_t)(ai - round_shift30((int64_t)s * bi + (int64_t)c * br));
-        uint64_t p = (uint64_t)((int64_t)xr * xr) + (uint64_t)((int64_t)xi * xi);
-        power[k - TKD_MEL_FIRST_BIN] = p;
-        any_p |= p;
+    for (k = 0; k < TKD_MEL_NUM_BINS; k++) {
+        uint32_t pos = tkd_fft_pos[k];
+        const int32_t *zk = z + 2u * (pos & 0xFFFFu), *zc = z + 2u * (pos >> 16);
+        const int32_t *w = tkd_w1024_q31 + 2u * (k + TKD_MEL_FIRST_BIN);
+        int32_t ar = zk[0] + zc[0], ai = zk[1] - zc[1];
+        int32_t br = zk[0] - zc[0], bi = zk[1] + zc[1];
+        int32_t ur, ui, xr, xi;
+        CMUL_HALF(br, bi, w[0], w[1], ur, ui);
+        xr = (ar >> 1) + ui; /* -i (ur + i ui) = ui - i ur */
+        xi = (ai >> 1) - ur;
+        power[k] = (uint64_t)((int64_t)xr * xr + (int64_t)xi * xi);
     }
-    return any_p;
 }
 
-/* mel[j] = sum over bins (P >> shift) * weight, band by band: the bins of segment j (rising
- * edge of band j) add w to band j and 32768 - w to band j - 1. Products of a uint64 by a Q15
- * weight as two 32-bit multiplies (UMLAL + MLA), exact modulo 2^64; the headroom shift keeps
- * every sum below 2^64. shift < 32 (the power is < 2^63). */
-static void mel_filterbank(const uint64_t *power, uint32_t shift, uint64_t *mel)
+/* S[j] = sum over bins P * w_q15, exactly, as lo + 2^32 hi with lo = sum (P mod 2^32) w and
+ * hi = sum (P >> 32) w (both < 2^64: P < 2^62 and a band's weights sum to < 2^20). Segment j
+ * (the rising edge of band j) adds w to band j and 32768 - w to band j - 1. */
+static void mel_filterbank(const uint64_t *power, uint64_t *mel_lo, uint64_t *mel_hi)
 {
-    uint64_t prev_rise = 0;
     uint32_t j, k;
-    for (j = 0; j <= TKD_FRONTEND_NUM_MEL; j++) {
-        uint64_t rise = 0, fall = 0;       /* the low 32-bit halves' products (UMLAL) */
-        uint32_t rise_hi = 0, fall_hi = 0; /* the high halves' products, mod 2^32 (MLA) */
-        for (k = tkd_mel_band_start[j]; k < tkd_mel_band_start[j + 1]; k++) {
-            uint32_t lo = (uint32_t)power[k], hi = (uint32_t)(power[k] >> 32);
+    for (j = 0; j < TKD_FRONTEND_NUM_MEL; j++) {
+        uint64_t lo = 0, hi = 0;
+        uint32_t end = tkd_mel_band_start[j + 1];
+        for (k = tkd_mel_band_start[j]; k < end; k++) {
             uint32_t w = tkd_mel_weight_q15[k];
-            uint32_t wf = (1u << MEL_WEIGHT_BITS) - w;
-            uint32_t plo = (lo >> shift) | ((hi << 1) << (31u - shift)); /* shift = 0 too */
-            uint32_t phi = hi >> shift;
-            rise += (uint64_t)plo * w;
-            rise_hi += phi * w;
-            fall += (uint64_t)plo * wf;
-            fall_hi += phi * wf;
+            lo = mac_u64(lo, (uint32_t)power[k], w);
+            hi = mac_u64(hi, (uint32_t)(power[k] >> 32), w);
         }
-        rise += (uint64_t)rise_hi << 32;
-        fall += (uint64_t)fall_hi << 32;
-        if (j >= 1u) {
-            mel[j - 1u] = prev_rise + fall;
+        end = tkd_mel_band_start[j + 2];
+        for (; k < end; k++) {
+            uint32_t w = (1u << MEL_WEIGHT_BITS) - tkd_mel_weight_q15[k];
+            lo = mac_u64(lo, (uint32_t)power[k], w);
+            hi = mac_u64(hi, (uint32_t)(power[k] >> 32), w);
         }
-        prev_rise = rise;
+        mel_lo[j] = lo;
+        mel_hi[j] = hi;
     }
+}
+
+/* log2(lo + 2^32 hi) in Q16, or INT32_MIN for 0. */
+static int32_t log2_q16_96(uint64_t lo, uint64_t hi)
+{
+    uint64_t top = hi + (lo >> 32); /* the value >> 32; no carry out: hi < 2^52 */
+    if (top >> 32) {
+        return log2_q16(top) + (32 << 16); /* the low 32 bits are below the mantissa */
+    }
+    top = (top << 32) | (uint32_t)lo;
+    return top ? log2_q16(top) : INT32_MIN;
 }
 
 /* Orthonormal DCT-II (Q30 rows, ln 2 / SCALE folded in) of the Q16 log energies, rounded,
@@ -238,7 +390,7 @@ static void dct_quantise(const int32_t *logmel, int8_t *out)
         dif[n] = logmel[n] - logmel[TKD_FRONTEND_NUM_MEL - 1u - n];
     }
     for (k = 0; k < TKD_FRONTEND_NUM_MFCC; k++) {
-        const int32_t *row = &tkd_dct_q30[k * TKD_FRONTEND_NUM_MEL];
+        const int32_t *row = &tkd_dct_q30[k * (TKD_FRONTEND_NUM_MEL / 2)];
         const int32_t *v = (k & 1u) ? dif : sum;
         int64_t acc = 0;
         int64_t q;
@@ -255,60 +407,52 @@ static void dct_quantise(const int32_t *logmel, int8_t *out)
     }
 }
 
-void tkd_frontend_frame(const int16_t *window, int8_t *out, tkd_frontend_scratch *scratch)
+static void frame_with_sum(const int16_t *window, int32_t sum, int8_t *out,
+                           tkd_frontend_scratch *scratch)
 {
-    uint64_t mel[TKD_FRONTEND_NUM_MEL];
+    uint64_t mel_lo[TKD_FRONTEND_NUM_MEL], mel_hi[TKD_FRONTEND_NUM_MEL];
     int32_t logmel[TKD_FRONTEND_NUM_MEL];
-    uint64_t any_p;
-    uint32_t shift = 0, m;
-    int32_t floor_q16 = -(TKD_FRONTEND_LOG2_FLOOR << 16);
-    int32_t offset_q16;
+    const int32_t floor_q16 = -(TKD_FRONTEND_LOG2_FLOOR << 16);
+    const int32_t offset_q16 = -(MEL_WEIGHT_BITS + POWER_TO_FLOAT_LOG2) * 65536;
+    uint32_t m;
 
 #if TKD_FRONTEND_STATIC_SCRATCH
     if (scratch == NULL) {
         scratch = &tkd_default_scratch;
     }
 #endif
-    load_windowed(window, scratch->fft);
     PROFILE_MARK(0);
-    fft_512(scratch->fft);
+    fft_512(window, frame_mean(sum), scratch->fft);
     PROFILE_MARK(1);
-    any_p = split_power(scratch->fft, scratch->power);
+    split_power(scratch->fft, scratch->power);
     PROFILE_MARK(2);
-
-    /* Block floating point: shift the powers so the weighted band sums fit in 64 bits. */
-    if (any_p != 0) {
-        uint32_t bits = msb64(any_p) + 1u;
-        if (bits + MEL_HEADROOM_BITS > 64u) {
-            shift = bits + MEL_HEADROOM_BITS - 64u;
-        }
-    }
-    mel_filterbank(scratch->power, shift, mel);
+    mel_filterbank(scratch->power, mel_lo, mel_hi);
     PROFILE_MARK(3);
-
-    offset_q16 = ((int32_t)shift - MEL_WEIGHT_BITS - POWER_TO_FLOAT_LOG2) * 65536;
     for (m = 0; m < TKD_FRONTEND_NUM_MEL; m++) {
-        int32_t l = floor_q16;
-        if (mel[m] != 0) {
-            l = log2_q16(mel[m]) + offset_q16;
-            if (l < floor_q16) {
-                l = floor_q16;
-            }
-        }
-        logmel[m] = l;
+        int32_t l = log2_q16_96(mel_lo[m], mel_hi[m]);
+        /* l + offset: l < 2^23, no overflow; the floor also catches an empty band (INT32_MIN) */
+        logmel[m] = (l == INT32_MIN || l + offset_q16 < floor_q16) ? floor_q16 : l + offset_q16;
     }
     PROFILE_MARK(4);
-
     dct_quantise(logmel, out);
     PROFILE_MARK(5);
 }
 
+void tkd_frontend_frame(const int16_t *window, int8_t *out, tkd_frontend_scratch *scratch)
+{
+    frame_with_sum(window, frame_sum(window, TKD_FRONTEND_WINDOW), out, scratch);
+}
+
 void tkd_frontend_run(const int16_t *audio, int8_t *features, tkd_frontend_scratch *scratch)
 {
+    /* each window is two hops: sum each hop once */
+    int32_t prev = frame_sum(audio, TKD_FRONTEND_STRIDE);
     uint32_t f;
     for (f = 0; f < TKD_FRONTEND_NUM_FRAMES; f++) {
-        tkd_frontend_frame(audio + f * TKD_FRONTEND_STRIDE, features + f * TKD_FRONTEND_NUM_MFCC,
-                           scratch);
+        const int16_t *window = audio + f * TKD_FRONTEND_STRIDE;
+        int32_t next = frame_sum(window + TKD_FRONTEND_STRIDE, TKD_FRONTEND_STRIDE);
+        frame_with_sum(window, prev + next, features + f * TKD_FRONTEND_NUM_MFCC, scratch);
+        prev = next;
     }
 }
 

@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define TKD_FRONTEND_VERSION 1
+#define TKD_FRONTEND_VERSION 2
 
 #define TKD_FRONTEND_SAMPLE_RATE  16000
 #define TKD_FRONTEND_CLIP_SAMPLES 16000 /* 1 s */

@@ -1,0 +1,62 @@
+"""The KWS frontend's instruction budget on QEMU mps2-an386 (Cortex-M4, -icount shift=0).
+
+Counts under -icount shift=0 are deterministic (one instruction = 1 ns of virtual time, read
+with SysTick), so this is a check of the budget, not a timing test. The harness is
+firmware/frontend/bench (bench_main.c + frontend_cost.py), the same one the README's and
+benchmarks/kws.md's per-stage numbers come from."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinykd.data.kws import frontend as fe
+
+BENCH = Path(__file__).resolve().parents[1] / "firmware" / "frontend" / "bench" / "frontend_cost.py"
+# Instructions per 1 s clip (49 frames). Was 6.2 M (radix-2 FFT with int64 products); now
+# about 2.29 M. Issue 11 asks for <= 2 M: this budget is to be lowered to 2_000_000 once the
+# remaining work (README "Room left") lands.
+BUDGET = 2_400_000
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("frontend_cost", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclass looks its module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def cost():
+    assert shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"), (
+        "arm-none-eabi-gcc and qemu-system-arm are required for this test"
+    )
+    assert shutil.which("espeak-ng"), "espeak-ng is required for this test"
+    bench = _bench()
+    audio = bench.default_clips()
+    return audio, bench.measure(audio)
+
+
+def test_frontend_instructions_per_clip_within_budget(cost):
+    audio, c = cost
+    assert len(c.per_clip) == len(audio)
+    assert max(c.per_clip) <= BUDGET, c.per_clip
+    # nearly data-independent: speech, tones, silence and full-scale noise cost within 5 %
+    assert min(c.per_clip) > 0.95 * max(c.per_clip), c.per_clip
+
+
+def test_bench_features_are_the_host_bytes_and_stages_add_up(cost):
+    audio, c = cost
+    np.testing.assert_array_equal(c.features, fe.features(audio))
+    stages = sum(c.stages.values())
+    mean = sum(c.per_clip) / len(c.per_clip)
+    assert set(c.stages) == {"window", "fft", "power", "mel", "log", "dct"}
+    assert all(v > 0 for v in c.stages.values()), c.stages
+    assert abs(stages - mean) < 0.05 * mean, (c.stages, mean)
+    assert c.stages["fft"] == max(c.stages.values())
