@@ -229,5 +229,5 @@ def test_model_facts_round_trip(cnn, tmp_path):
     assert src.input_bytes == 12 * 12 * 2 and src.output_bytes == 6
     assert ModelSources.from_dir(tmp_path / "nothing") is None
     (tmp_path / "model.json").write_text("{not json")
-    with pytest.raises(TinykdError, match="model.json.*tinykd export"):
+    with pytest.raises(TinykdError, match="model.json.*tinykd firmware --model"):
         ModelSources.from_dir(tmp_path)

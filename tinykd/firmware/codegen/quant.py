@@ -105,9 +105,10 @@ def short_requant(folded_bias: np.ndarray, abs_filter_sums: np.ndarray, scales: 
 
 
 def conv_multiplier_per_tensor(input_scale: float, filter_scale: float, output_scale: float) -> float:
-    """GetQuantizedConvolutionMultipler for per-tensor FULLY_CONNECTED: the input x filter
-    product is taken in float32, the division in double."""
-    return float(np.float32(input_scale) * np.float32(filter_scale)) / output_scale
+    """GetQuantizedConvolutionMultipler for per-tensor FULLY_CONNECTED, as the pinned TFLite Micro
+    computes it: product and division in double. (A float32 product differs in the multiplier's
+    last digits and flips rounding ties: issue 11, tests/test_fuzz_defects.py.)"""
+    return float(input_scale) * float(filter_scale) / float(output_scale)
 
 
 def softmax_params(beta: float, input_scale: float, what: str, int_bits: int = 5) -> tuple[int, int, int]:
