@@ -83,7 +83,6 @@ UPSTREAM = {
 }
 
 
-
 def stage_fingerprint(config: BuildConfig, stage: str) -> str:
     """16 hex digits of the stage's settings and, recursively, its upstream stages' fingerprints."""
     parts = [repr(STAGE_SETTINGS[stage](config))]
