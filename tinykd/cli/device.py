@@ -12,7 +12,23 @@ import sys
 import click
 
 from .common import friendly_errors, model_run, open_build, refuse_given
-from .options import build_options, model_option, port_option
+from .options import build_options, model_option
+
+evaluate_port_option = click.option(
+    "--port",
+    type=str,
+    default=None,
+    help="Serial port of a hardware board (default: found by USB id). For a QEMU board: the "
+    "socket://HOST:PORT of an emulator already running the firmware (e.g. started by `tinykd flash`) "
+    "instead of starting QEMU here.",
+)
+flash_port_option = click.option(
+    "--port",
+    type=str,
+    default=None,
+    help="Serial port of a hardware board (default: found by USB id). For a QEMU board: the local "
+    "TCP port its serial listens on (N or socket://127.0.0.1:N; default: a free one).",
+)
 
 
 def _refuse_build_options(ctx: click.Context, used: set[str]) -> None:
@@ -48,14 +64,17 @@ def firmware(ctx, model_file, **opts):
 
 @click.command()
 @build_options
-@port_option
+@flash_port_option
 @click.option("--seconds", type=float, default=3600.0, help="QEMU boards: stop the emulator after this long.")
 @friendly_errors
 def flash(port, seconds, **opts):
     """Put the built firmware on the board. QEMU boards: start it and print its serial address."""
     from ..device.flash import flash as flash_board
+    from ..device.flash import qemu_listen_port
 
     b = open_build(opts)
+    if port and b.board.is_qemu:
+        qemu_listen_port(port)  # refuse a port QEMU cannot listen on before building anything
     b.run("firmware")
     flashed = flash_board(b.board, b.out / "firmware", port=port, time_limit=seconds)
     click.echo(f"{b.board.name} is running the firmware; serial: {flashed.url}")
@@ -72,7 +91,7 @@ def flash(port, seconds, **opts):
 @click.command()
 @build_options
 @click.option("--host", is_flag=True, help="Only evaluate on the host (LiteRT and TFLite Micro).")
-@port_option
+@evaluate_port_option
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Stream only the first N test examples to the device."
 )

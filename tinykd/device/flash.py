@@ -1,8 +1,9 @@
 """Put a firmware on a board and say where to talk to it.
 
 `flash(board, target, port=None)` returns a `Flashed` handle with the serial `url`:
-  * QEMU boards: starts QEMU with the ELF (the handle owns the process; close it, or use it
-    as a context manager, to stop QEMU);
+  * QEMU boards: starts QEMU with the ELF, its serial on a free local TCP port or the one
+    `port` names (the handle owns the process; close it, or use it as a context manager, to
+    stop QEMU); `tinykd evaluate --port <url>` can then run on that emulator;
   * Arduino boards: `arduino-cli upload` of the sketch. The board's core does the 1200-baud
     touch (which drops the nRF52840 into its bootloader; the port may change name) and waits
     for the bootloader port; afterwards we wait until the sketch's port is back.
@@ -63,6 +64,23 @@ def _elf_of(target) -> Path:
     return p
 
 
+def qemu_listen_port(port: str) -> int:
+    """The local TCP port a QEMU board's serial should listen on, from --port: a number, or
+    socket://127.0.0.1:N / socket://localhost:N (the address `tinykd evaluate --port` then takes)."""
+    text = port.strip()
+    for prefix in ("socket://127.0.0.1:", "socket://localhost:", "127.0.0.1:", "localhost:"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    if not text.isdigit() or not 1024 <= int(text) <= 65535:
+        raise TinykdError(
+            f"--port {port!r} is not a port QEMU can listen on. For a QEMU board give a local TCP port: "
+            "a number from 1024 to 65535 or socket://127.0.0.1:PORT (leave --port out and QEMU takes "
+            "a free one; `tinykd flash` prints the address)."
+        )
+    return int(text)
+
+
 def wait_for_port(board: Board, timeout: float, previous: str | None = None) -> str:
     """Wait until a port of the board shows up (the same name, or a new one)."""
     deadline = time.monotonic() + timeout
@@ -87,7 +105,8 @@ def flash(
     board = load_board(board)
     if board.flash_method == "qemu":
         elf = _elf_of(target)
-        q = QemuInstance(board, elf, time_limit=time_limit).start()
+        listen = qemu_listen_port(port) if port else None
+        q = QemuInstance(board, elf, time_limit=time_limit, port=listen).start()
         return Flashed(board, q.url, q)
 
     cli = shutil.which("arduino-cli")

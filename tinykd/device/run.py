@@ -514,33 +514,31 @@ def run_audio(link: DeviceLink, audio: np.ndarray, *, progress: bool = True, des
     return _on_link(audio_job(audio), link, progress, desc)
 
 
-def run_inference_qemu(
-    board: str | Board,
-    elf: str | os.PathLike,
-    x_int8: np.ndarray,
-    *,
-    instances: int = 2,
-    expected_sha256_hex: str | None = None,
-    progress: bool = True,
-    timeout: float = 5.0,
-    time_limit: float = 3600.0,
-):
-    """Spread N inputs over `instances` QEMU instances running `elf`; results in input order."""
-    job = features_job(x_int8)
-    return _on_qemu(job, board, elf, instances, expected_sha256_hex, progress, timeout, time_limit)
+def _qemu_runner(make_job: Callable, doc: str) -> Callable:
+    def run(
+        board: str | Board,
+        elf: str | os.PathLike,
+        rows: np.ndarray,
+        *,
+        instances: int = 2,
+        expected_sha256_hex: str | None = None,
+        progress: bool = True,
+        timeout: float = 5.0,
+        time_limit: float = 3600.0,
+    ):
+        return _on_qemu(make_job(rows), board, elf, instances, expected_sha256_hex, progress, timeout, time_limit)
+
+    run.__doc__ = doc
+    return run
 
 
-def run_audio_qemu(
-    board: str | Board,
-    elf: str | os.PathLike,
-    audio: np.ndarray,
-    *,
-    instances: int = 2,
-    expected_sha256_hex: str | None = None,
-    progress: bool = True,
-    timeout: float = 5.0,
-    time_limit: float = 3600.0,
-):
-    """Spread N raw clips over `instances` QEMU instances; results in input order (see run_audio)."""
-    job = audio_job(audio)
-    return _on_qemu(job, board, elf, instances, expected_sha256_hex, progress, timeout, time_limit)
+run_inference_qemu = _qemu_runner(
+    features_job,
+    """run_inference_qemu(board, elf, x_int8, *, instances=2, expected_sha256_hex=None, ...):
+    spread N inputs over `instances` QEMU instances running `elf`; (outputs, counts) in input order.""",
+)
+run_audio_qemu = _qemu_runner(
+    audio_job,
+    """run_audio_qemu(board, elf, audio, *, instances=2, expected_sha256_hex=None, ...): spread N
+    raw clips over `instances` QEMU instances; results in input order (see run_audio).""",
+)
