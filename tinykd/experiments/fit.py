@@ -17,55 +17,39 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..config import BuildConfig, DistillConfig
+from ..config import BuildConfig
 from ..errors import TinykdError
-from ..fileio import write_json, write_text
-from .pareto import pareto_front
-from .points import (
-    Experiment,
-    FirmwareSize,
-    StudentSpec,
-    float_errors,
-    int8_test_errors,
-    measure_firmware,
-    open_experiment,
-    quantize_to_int8,
-    read_finished,
-    remove_tree,
-    settings_digest,
-    single_teacher_methods,
-    train_student,
+from ..fileio import write_json
+from . import points
+from .fit_report import next_command, write_outputs
+from .fit_sizing import (
+    INSTRUCTIONS_PER_MAC,
+    MAX_DEPTH,
+    Candidate,
+    candidate_archs,
+    estimate_latency_ms,
+    parse_sizes,
+    sized_candidate,
 )
+from .points import Experiment, StudentSpec
 
-# Instructions per multiply-accumulate of our runtime's FULLY_CONNECTED kernel (DSP build),
-# measured on QEMU mps2-an386 for the 784-300-300-10 MLP (benchmarks/runtime.md). QEMU counts
-# instructions; a real Cortex-M needs at least as many cycles (more with flash wait states),
-# so latencies estimated from it are lower bounds.
-INSTRUCTIONS_PER_MAC = 1.97
-MAX_DEPTH = 4
-
-
-@dataclass
-class Candidate:
-    arch: str
-    size: FirmwareSize
-    latency_ms: float  # estimated, see INSTRUCTIONS_PER_MAC
-    rejected: str = ""  # why it was dropped before training ("" = kept)
-    val_errors: dict[int, int] = field(default_factory=dict)  # epochs trained -> validation errors
-
-    def to_dict(self) -> dict:
-        return {
-            "arch": self.arch,
-            **self.size.to_dict(),
-            "latency_ms_estimate": round(self.latency_ms, 3),
-            "rejected": self.rejected or None,
-            "val_errors_by_epochs": {str(k): v for k, v in self.val_errors.items()},
-        }
+__all__ = [
+    "INSTRUCTIONS_PER_MAC",
+    "MAX_DEPTH",
+    "Candidate",
+    "FitResult",
+    "candidate_archs",
+    "default_fit_dir",
+    "estimate_latency_ms",
+    "next_command",
+    "parse_sizes",
+    "run_fit",
+]
 
 
 @dataclass
@@ -75,49 +59,6 @@ class FitResult:
     candidates: list[Candidate]
     files: list[Path]
     next_command: str  # what the user runs next: a full build of the chosen student
-
-
-def parse_sizes(widths: str, depths: str) -> tuple[list[int], list[int]]:
-    """--widths and --depths as lists of positive integers; TinykdError naming the bad value."""
-
-    def integers(option: str, text: str, example: str, upper: int | None) -> list[int]:
-        values = []
-        for item in (s.strip() for s in str(text).split(",")):
-            if not item.isdigit() or int(item) < 1 or (upper is not None and int(item) > upper):
-                limit = f" between 1 and {upper}" if upper else " >= 1"
-                raise TinykdError(
-                    f"{option}: {item!r} is not a whole number{limit}. Give a comma-separated "
-                    f"list, e.g. {option} {example}."
-                )
-            values.append(int(item))
-        return sorted(set(values))
-
-    return (integers("--widths", widths, "32,64,128,256", None), integers("--depths", depths, "1,2,3", MAX_DEPTH))
-
-
-def candidate_archs(widths: list[int], depths: list[int]) -> list[str]:
-    """mlp-W, mlp-W-W, ... for every width and depth: the registry's plain ReLU MLPs."""
-    return [f"mlp-{'-'.join([str(w)] * d)}" for d in depths for w in widths]
-
-
-def next_command(arch: str, board: str, config: BuildConfig) -> str:
-    """The build of the chosen student, with the distillation settings of the search where they
-    differ from the defaults."""
-    kd, default = config.distill, DistillConfig()
-    extra = "".join(
-        f" {flag} {value:g}" if isinstance(value, float) else f" {flag} {value}"
-        for flag, value, base in (
-            ("--method", kd.method, default.method),
-            ("-T", kd.temperature, default.temperature),
-            ("--alpha", kd.alpha, default.alpha),
-        )
-        if value != base
-    )
-    return f"tinykd build --student {arch} --board {board}{extra}"
-
-
-def estimate_latency_ms(macs: int, clock_hz: int) -> float:
-    return 1000.0 * macs * INSTRUCTIONS_PER_MAC / clock_hz
 
 
 def run_fit(
@@ -139,10 +80,11 @@ def run_fit(
             "searchable family yet. For keyword spotting, compare the DS-CNN students directly: "
             "`tinykd build --task kws --student ds-cnn-s` (or ds-cnn-xs for <= 64 KB RAM)."
         )
-    if config.distill.method not in single_teacher_methods():
+    single_teacher = points.single_teacher_methods()
+    if config.distill.method not in single_teacher:
         raise TinykdError(
             f"tinykd fit distils each candidate from one teacher; method {config.distill.method!r} needs extra "
-            f"teachers, peers or generations. Use --method {', '.join(single_teacher_methods())} for the search, then "
+            f"teachers, peers or generations. Use --method {', '.join(single_teacher)} for the search, then "
             f"`tinykd build --method {config.distill.method} --student <chosen>` for the chosen size."
         )
     if max_latency_ms is not None and not max_latency_ms > 0:
@@ -154,9 +96,9 @@ def run_fit(
             f"--min-epochs must be >= 1 (got {min_epochs}): the first round trains each candidate for that many epochs."
         )
     board = load_board(config.board)
-    experiment = open_experiment(config, out, log=log)
+    experiment = points.open_experiment(config, out, log=log)
     candidates = [
-        _sized(experiment, arch, board)
+        sized_candidate(experiment, arch, board)
         for arch in tqdm(candidate_archs(widths, depths), desc="sizing", unit="candidate", dynamic_ncols=True)
     ]
     for c in candidates:
@@ -182,47 +124,8 @@ def run_fit(
     rounds = _successive_halving(experiment, kept, min_epochs)
     winner = rounds[-1]["ranking"][0]
     chosen = _finish(experiment, next(c for c in kept if c.arch == winner), board, min_epochs)
-    files = _write_outputs(experiment, board, candidates, rounds, chosen, max_latency_ms)
+    files = write_outputs(experiment, board, candidates, rounds, chosen, max_latency_ms)
     return FitResult(experiment.out, chosen, candidates, files, next_command(chosen["arch"], board.name, config))
-
-
-def _sized(experiment: Experiment, arch: str, board) -> Candidate:
-    """Flash, RAM and MACs of an untrained `arch` on the board, cached in out/sizes/."""
-    from ..distill.training import seed_everything
-    from ..export import convert_int8
-    from ..firmware.digest import firmware_sources_digest
-    from ..models import build_model
-
-    c, d = experiment.config, experiment.dataset
-    settings = {
-        "arch": arch,
-        "board": board.name,
-        "task": c.task,
-        "firmware": firmware_sources_digest(),
-        "calibration_samples": c.qat.calibration_samples,
-    }
-    path = experiment.out / "sizes" / f"{arch}.json"
-    saved = read_finished(path, settings)
-    if saved is None:
-        work = experiment.out / "checkpoints" / f"size-{arch}"
-        seed_everything(c.seed * 100, fresh_session=True)
-        model = build_model(arch, d.input_shape, d.num_classes)
-        # Sizes follow the architecture; trained weights move them by up to ~1-2 % (the generator's
-        # choices depend on value ranges), so the winner is measured again once trained.
-        tflite = convert_int8(
-            model,
-            d.x_train,
-            work / "untrained.tflite",
-            samples=c.qat.calibration_samples,
-            input_quantization=experiment.task.input_quantization,
-        )
-        size = measure_firmware(tflite, board, work / "firmware")
-        saved = {"settings": settings, "size": size.to_dict()}
-        write_json(path, saved)
-        remove_tree(work)
-    fields = {k: v for k, v in saved["size"].items() if k not in ("fits", "over_budget")}
-    size = FirmwareSize(**fields)
-    return Candidate(arch, size, estimate_latency_ms(size.macs, board.clock_hz))
 
 
 def _spec(experiment: Experiment, arch: str) -> StudentSpec:
@@ -273,8 +176,8 @@ def _val_errors_at(experiment: Experiment, arch: str, epochs: int, min_epochs: i
     record = work / "val_errors.json"
     recorded = json.loads(record.read_text()) if record.exists() else {}
     if str(epochs) not in recorded:
-        student, _ = train_student(experiment, _spec(experiment, arch), epochs, work)
-        recorded[str(epochs)] = float_errors(student, d.x_val, d.y_val, d.num_classes).errors
+        student, _ = points.train_student(experiment, _spec(experiment, arch), epochs, work)
+        recorded[str(epochs)] = points.float_errors(student, d.x_val, d.y_val, d.num_classes).errors
         write_json(record, recorded)
     return recorded[str(epochs)]
 
@@ -283,7 +186,7 @@ def _work(experiment: Experiment, arch: str, min_epochs: int) -> Path:
     """A candidate's checkpoints, keyed by everything that shapes its weights: a rerun with the
     same settings continues them, one with other settings never picks them up."""
     c = experiment.config
-    key = settings_digest(
+    key = points.settings_digest(
         {
             "spec": vars(_spec(experiment, arch)),
             "teacher": experiment.teacher_id,
@@ -312,19 +215,19 @@ def _finish(experiment: Experiment, winner: Candidate, board, min_epochs: int) -
         "min_epochs": min_epochs,
     }
     path = experiment.out / "chosen.json"
-    saved = read_finished(path, settings)
+    saved = points.read_finished(path, settings)
     if saved is not None:
         experiment.log(f"  {winner.arch}: int8 model finished earlier, kept ({path})")
         return saved
     started = time.perf_counter()
     work = _work(experiment, winner.arch, min_epochs)
-    student, _ = train_student(experiment, spec, max(1, c.student.epochs), work)
-    test = float_errors(student, d.x_test, d.y_test, d.num_classes)
+    student, _ = points.train_student(experiment, spec, max(1, c.student.epochs), work)
+    test = points.float_errors(student, d.x_test, d.y_test, d.num_classes)
     tflite = experiment.out / f"{winner.arch}_int8.tflite"
     qat_work = work.with_name(work.name + "-qat")
-    quantize_to_int8(experiment, student, spec, qat_work, tflite)
-    int8 = int8_test_errors(experiment, tflite)
-    size = measure_firmware(tflite, board, experiment.out / "firmware")
+    points.quantize_to_int8(experiment, student, spec, qat_work, tflite)
+    int8 = points.int8_test_errors(experiment, tflite)
+    size = points.measure_firmware(tflite, board, experiment.out / "firmware")
     chosen = {
         "settings": settings,
         "arch": winner.arch,
@@ -341,134 +244,12 @@ def _finish(experiment: Experiment, winner: Candidate, board, min_epochs: int) -
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_json(path, chosen)
-    remove_tree(qat_work)
+    points.remove_tree(qat_work)
     experiment.log(
         f"  chosen {winner.arch}: {int8.errors} int8 test errors / {int8.total}, flash "
         f"{size.flash_used:,} B, RAM {size.ram_used:,} B" + ("" if size.fits else " (does NOT fit!)")
     )
     return chosen
-
-
-def _write_outputs(
-    experiment: Experiment,
-    board,
-    candidates: list[Candidate],
-    rounds: list[dict],
-    chosen: dict,
-    max_latency_ms: float | None,
-) -> list[Path]:
-    from ..report import plots
-
-    out, c = experiment.out, experiment.config
-    trained = [x for x in candidates if x.val_errors]
-    val_total = len(experiment.dataset.y_val)
-    # Each candidate at the longest training it got: those dropped early are lower bounds.
-    points = [
-        {
-            "label": f"{x.arch} ({max(x.val_errors)} ep)",
-            "flash": x.size.flash_used,
-            "ram": x.size.ram_used,
-            "accuracy": 1 - x.val_errors[max(x.val_errors)] / val_total,
-        }
-        for x in trained
-    ]
-    front = pareto_front([p["flash"] for p in points], [p["accuracy"] for p in points])
-    chosen_index = next(i for i, x in enumerate(trained) if x.arch == chosen["arch"])
-    rejected = [
-        {"label": f"{x.arch}: {x.rejected}", "flash": x.size.flash_used, "ram": x.size.ram_used}
-        for x in candidates
-        if x.rejected
-    ]
-    budget = candidates[0].size
-    plot = plots.accuracy_vs_size(
-        points,
-        front,
-        budget.flash_budget,
-        budget.ram_budget,
-        f"Students for {board.name}: validation accuracy vs memory (int8 sizes)",
-        out / "plots" / "fit_front.png",
-        chosen=chosen_index,
-        rejected=rejected,
-    )
-    summary = {
-        "tinykd_fit": 1,
-        "task": c.task,
-        "board": board.name,
-        "seed": c.seed,
-        "flash_budget": budget.flash_budget,
-        "ram_budget": budget.ram_budget,
-        "max_latency_ms": max_latency_ms,
-        "latency_model": f"MACs x {INSTRUCTIONS_PER_MAC} instructions/MAC (benchmarks/runtime.md, QEMU) / "
-        f"{board.clock_hz:,} Hz: a lower bound",
-        "teacher": {
-            "path": str(experiment.teacher_path),
-            "fingerprint": experiment.teacher_id,
-            "loaded_from": c.teacher.model or None,
-        },
-        "distill": vars(c.distill).copy(),
-        "student_epochs": c.student.epochs,
-        "candidates": [x.to_dict() for x in candidates],
-        "rounds": rounds,
-        "pareto_front_flash": [trained[i].arch for i in front],
-        "chosen": {k: v for k, v in chosen.items() if k != "settings"},
-        "next_command": next_command(chosen["arch"], board.name, c),
-        "plots": [str(plot.relative_to(out))],
-    }
-    files = [plot, write_json(out / "fit.json", summary), write_text(out / "fit.md", _markdown(summary, val_total))]
-    return files
-
-
-def _markdown(s: dict, val_total: int) -> str:
-    ch, fw = s["chosen"], s["chosen"]["firmware"]
-    front = set(s["pareto_front_flash"])
-    lines = [
-        f"# tinykd fit: {s['task']} on {s['board']}",
-        "",
-        f"Budget: flash {s['flash_budget']:,} B, RAM {s['ram_budget']:,} B"
-        + (f", latency {s['max_latency_ms']:g} ms" if s["max_latency_ms"] else "")
-        + ".",
-        "",
-        f"**Chosen: {ch['arch']}**: {ch['test_errors_int8']} int8 test errors of {ch['test_total']} in TFLite Micro "
-        f"({ch['test_errors_float']} as float), flash {fw['flash_used']:,} B, RAM {fw['ram_used']:,} B "
-        f"(arena {fw['arena_bytes']:,} B), ~{ch['latency_ms_estimate']:.2f} ms estimated"
-        + ("" if fw["fits"] else f"; **the final firmware does not fit: over {fw['over_budget']}**")
-        + ".",
-        "",
-        "Next:",
-        "",
-        "```bash",
-        s["next_command"],
-        "```",
-        "",
-        "## Candidates",
-        "",
-        f"Sized untrained (int8, firmware compiled for the board); latency = {s['latency_model']}. Validation "
-        f"errors (of {val_total}) per round of successive halving; ★ = on the Pareto front of accuracy vs flash.",
-        "",
-        "| candidate | params | MACs | flash (B) | RAM (B) | latency (ms, est.) | "
-        + " | ".join(f"val errors @ {r['epochs']} ep" for r in s["rounds"])
-        + " | result |",
-        "|---|---|---|---|---|---|" + "---|" * len(s["rounds"]) + "---|",
-    ]
-    for x in s["candidates"]:
-        by_epochs = x["val_errors_by_epochs"]
-        cells = [str(by_epochs.get(str(r["epochs"]), "")) if x["arch"] in r["val_errors"] else "" for r in s["rounds"]]
-        if x["rejected"]:
-            result = f"rejected: {x['rejected']}"
-        elif x["arch"] == ch["arch"]:
-            result = "**chosen**"
-        else:
-            trained = max(int(k) for k in by_epochs)
-            result = f"dropped after {trained} epoch{'s' if trained > 1 else ''}"
-        star = " ★" if x["arch"] in front else ""
-        lines.append(
-            f"| {x['arch']}{star} | {x['params']:,} | {x['macs']:,} | {x['flash_used']:,} | "
-            f"{x['ram_used']:,} | {x['latency_ms_estimate']:.2f} | " + " | ".join(cells) + f" | {result} |"
-        )
-    title = "Validation accuracy vs flash and RAM: Pareto front, budgets dashed, chosen circled"
-    plot = s["plots"][0]
-    lines += ["", "## Plot", "", f"[{plot}]({plot})", "", f"![{title}]({plot})", ""]
-    return "\n".join(lines) + "\n"
 
 
 def default_fit_dir(config: BuildConfig) -> Path:

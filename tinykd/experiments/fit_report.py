@@ -1,0 +1,151 @@
+"""`tinykd fit`'s report: fit.json, fit.md and plots/fit_front.png, and the build command of the
+chosen student."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import BuildConfig, DistillConfig
+from ..fileio import write_json, write_text
+from .fit_sizing import INSTRUCTIONS_PER_MAC, Candidate
+from .pareto import pareto_front
+from .points import Experiment
+
+
+def next_command(arch: str, board: str, config: BuildConfig) -> str:
+    """The build of the chosen student, with the distillation settings of the search where they
+    differ from the defaults."""
+    kd, default = config.distill, DistillConfig()
+    extra = "".join(
+        f" {flag} {value:g}" if isinstance(value, float) else f" {flag} {value}"
+        for flag, value, base in (
+            ("--method", kd.method, default.method),
+            ("-T", kd.temperature, default.temperature),
+            ("--alpha", kd.alpha, default.alpha),
+        )
+        if value != base
+    )
+    return f"tinykd build --student {arch} --board {board}{extra}"
+
+
+def write_outputs(
+    experiment: Experiment,
+    board,
+    candidates: list[Candidate],
+    rounds: list[dict],
+    chosen: dict,
+    max_latency_ms: float | None,
+) -> list[Path]:
+    """Write fit.json, fit.md and plots/fit_front.png; returns the files."""
+    from ..report import plots
+
+    out, c = experiment.out, experiment.config
+    trained = [x for x in candidates if x.val_errors]
+    val_total = len(experiment.dataset.y_val)
+    # Each candidate at the longest training it got: those dropped early are lower bounds.
+    points = [
+        {
+            "label": f"{x.arch} ({max(x.val_errors)} ep)",
+            "flash": x.size.flash_used,
+            "ram": x.size.ram_used,
+            "accuracy": 1 - x.val_errors[max(x.val_errors)] / val_total,
+        }
+        for x in trained
+    ]
+    front = pareto_front([p["flash"] for p in points], [p["accuracy"] for p in points])
+    chosen_index = next(i for i, x in enumerate(trained) if x.arch == chosen["arch"])
+    rejected = [
+        {"label": f"{x.arch}: {x.rejected}", "flash": x.size.flash_used, "ram": x.size.ram_used}
+        for x in candidates
+        if x.rejected
+    ]
+    budget = candidates[0].size
+    plot = plots.accuracy_vs_size(
+        points,
+        front,
+        budget.flash_budget,
+        budget.ram_budget,
+        f"Students for {board.name}: validation accuracy vs memory (int8 sizes)",
+        out / "plots" / "fit_front.png",
+        chosen=chosen_index,
+        rejected=rejected,
+    )
+    summary = {
+        "tinykd_fit": 1,
+        "task": c.task,
+        "board": board.name,
+        "seed": c.seed,
+        "flash_budget": budget.flash_budget,
+        "ram_budget": budget.ram_budget,
+        "max_latency_ms": max_latency_ms,
+        "latency_model": f"MACs x {INSTRUCTIONS_PER_MAC} instructions/MAC (benchmarks/runtime.md, QEMU) / "
+        f"{board.clock_hz:,} Hz: a lower bound",
+        "teacher": {
+            "path": str(experiment.teacher_path),
+            "fingerprint": experiment.teacher_id,
+            "loaded_from": c.teacher.model or None,
+        },
+        "distill": vars(c.distill).copy(),
+        "student_epochs": c.student.epochs,
+        "candidates": [x.to_dict() for x in candidates],
+        "rounds": rounds,
+        "pareto_front_flash": [trained[i].arch for i in front],
+        "chosen": {k: v for k, v in chosen.items() if k != "settings"},
+        "next_command": next_command(chosen["arch"], board.name, c),
+        "plots": [str(plot.relative_to(out))],
+    }
+    files = [plot, write_json(out / "fit.json", summary), write_text(out / "fit.md", _markdown(summary, val_total))]
+    return files
+
+
+def _markdown(s: dict, val_total: int) -> str:
+    ch, fw = s["chosen"], s["chosen"]["firmware"]
+    front = set(s["pareto_front_flash"])
+    lines = [
+        f"# tinykd fit: {s['task']} on {s['board']}",
+        "",
+        f"Budget: flash {s['flash_budget']:,} B, RAM {s['ram_budget']:,} B"
+        + (f", latency {s['max_latency_ms']:g} ms" if s["max_latency_ms"] else "")
+        + ".",
+        "",
+        f"**Chosen: {ch['arch']}**: {ch['test_errors_int8']} int8 test errors of {ch['test_total']} in TFLite Micro "
+        f"({ch['test_errors_float']} as float), flash {fw['flash_used']:,} B, RAM {fw['ram_used']:,} B "
+        f"(arena {fw['arena_bytes']:,} B), ~{ch['latency_ms_estimate']:.2f} ms estimated"
+        + ("" if fw["fits"] else f"; **the final firmware does not fit: over {fw['over_budget']}**")
+        + ".",
+        "",
+        "Next:",
+        "",
+        "```bash",
+        s["next_command"],
+        "```",
+        "",
+        "## Candidates",
+        "",
+        f"Sized untrained (int8, firmware compiled for the board); latency = {s['latency_model']}. Validation "
+        f"errors (of {val_total}) per round of successive halving; ★ = on the Pareto front of accuracy vs flash.",
+        "",
+        "| candidate | params | MACs | flash (B) | RAM (B) | latency (ms, est.) | "
+        + " | ".join(f"val errors @ {r['epochs']} ep" for r in s["rounds"])
+        + " | result |",
+        "|---|---|---|---|---|---|" + "---|" * len(s["rounds"]) + "---|",
+    ]
+    for x in s["candidates"]:
+        by_epochs = x["val_errors_by_epochs"]
+        cells = [str(by_epochs.get(str(r["epochs"]), "")) if x["arch"] in r["val_errors"] else "" for r in s["rounds"]]
+        if x["rejected"]:
+            result = f"rejected: {x['rejected']}"
+        elif x["arch"] == ch["arch"]:
+            result = "**chosen**"
+        else:
+            trained = max(int(k) for k in by_epochs)
+            result = f"dropped after {trained} epoch{'s' if trained > 1 else ''}"
+        star = " ★" if x["arch"] in front else ""
+        lines.append(
+            f"| {x['arch']}{star} | {x['params']:,} | {x['macs']:,} | {x['flash_used']:,} | "
+            f"{x['ram_used']:,} | {x['latency_ms_estimate']:.2f} | " + " | ".join(cells) + f" | {result} |"
+        )
+    title = "Validation accuracy vs flash and RAM: Pareto front, budgets dashed, chosen circled"
+    plot = s["plots"][0]
+    lines += ["", "## Plot", "", f"[{plot}]({plot})", "", f"![{title}]({plot})", ""]
+    return "\n".join(lines) + "\n"

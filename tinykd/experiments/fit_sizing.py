@@ -1,0 +1,102 @@
+"""`tinykd fit`'s candidates and their sizes: the MLP widths x depths it searches, and each
+candidate's flash, RAM and estimated latency on the board, measured untrained (cached in
+out/sizes/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import TinykdError
+from ..fileio import write_json
+from .points import Experiment, FirmwareSize, measure_firmware, read_finished, remove_tree
+
+# Instructions per multiply-accumulate of our runtime's FULLY_CONNECTED kernel (DSP build),
+# measured on QEMU mps2-an386 for the 784-300-300-10 MLP (benchmarks/runtime.md). QEMU counts
+# instructions; a real Cortex-M needs at least as many cycles (more with flash wait states),
+# so latencies estimated from it are lower bounds.
+INSTRUCTIONS_PER_MAC = 1.97
+MAX_DEPTH = 4
+
+
+@dataclass
+class Candidate:
+    arch: str
+    size: FirmwareSize
+    latency_ms: float  # estimated, see INSTRUCTIONS_PER_MAC
+    rejected: str = ""  # why it was dropped before training ("" = kept)
+    val_errors: dict[int, int] = field(default_factory=dict)  # epochs trained -> validation errors
+
+    def to_dict(self) -> dict:
+        return {
+            "arch": self.arch,
+            **self.size.to_dict(),
+            "latency_ms_estimate": round(self.latency_ms, 3),
+            "rejected": self.rejected or None,
+            "val_errors_by_epochs": {str(k): v for k, v in self.val_errors.items()},
+        }
+
+
+def parse_sizes(widths: str, depths: str) -> tuple[list[int], list[int]]:
+    """--widths and --depths as lists of positive integers; TinykdError naming the bad value."""
+
+    def integers(option: str, text: str, example: str, upper: int | None) -> list[int]:
+        values = []
+        for item in (s.strip() for s in str(text).split(",")):
+            if not item.isdigit() or int(item) < 1 or (upper is not None and int(item) > upper):
+                limit = f" between 1 and {upper}" if upper else " >= 1"
+                raise TinykdError(
+                    f"{option}: {item!r} is not a whole number{limit}. Give a comma-separated "
+                    f"list, e.g. {option} {example}."
+                )
+            values.append(int(item))
+        return sorted(set(values))
+
+    return (integers("--widths", widths, "32,64,128,256", None), integers("--depths", depths, "1,2,3", MAX_DEPTH))
+
+
+def candidate_archs(widths: list[int], depths: list[int]) -> list[str]:
+    """mlp-W, mlp-W-W, ... for every width and depth: the registry's plain ReLU MLPs."""
+    return [f"mlp-{'-'.join([str(w)] * d)}" for d in depths for w in widths]
+
+
+def estimate_latency_ms(macs: int, clock_hz: int) -> float:
+    return 1000.0 * macs * INSTRUCTIONS_PER_MAC / clock_hz
+
+
+def sized_candidate(experiment: Experiment, arch: str, board) -> Candidate:
+    """Flash, RAM and MACs of an untrained `arch` on the board, cached in out/sizes/."""
+    from ..distill.training import seed_everything
+    from ..export import convert_int8
+    from ..firmware.digest import firmware_sources_digest
+    from ..models import build_model
+
+    c, d = experiment.config, experiment.dataset
+    settings = {
+        "arch": arch,
+        "board": board.name,
+        "task": c.task,
+        "firmware": firmware_sources_digest(),
+        "calibration_samples": c.qat.calibration_samples,
+    }
+    path = experiment.out / "sizes" / f"{arch}.json"
+    saved = read_finished(path, settings)
+    if saved is None:
+        work = experiment.out / "checkpoints" / f"size-{arch}"
+        seed_everything(c.seed * 100, fresh_session=True)
+        model = build_model(arch, d.input_shape, d.num_classes)
+        # Sizes follow the architecture; trained weights move them by up to ~1-2 % (the generator's
+        # choices depend on value ranges), so the winner is measured again once trained.
+        tflite = convert_int8(
+            model,
+            d.x_train,
+            work / "untrained.tflite",
+            samples=c.qat.calibration_samples,
+            input_quantization=experiment.task.input_quantization,
+        )
+        size = measure_firmware(tflite, board, work / "firmware")
+        saved = {"settings": settings, "size": size.to_dict()}
+        write_json(path, saved)
+        remove_tree(work)
+    fields = {k: v for k, v in saved["size"].items() if k not in ("fits", "over_budget")}
+    size = FirmwareSize(**fields)
+    return Candidate(arch, size, estimate_latency_ms(size.macs, board.clock_hz))
