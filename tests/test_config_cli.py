@@ -1,16 +1,10 @@
 """Bad input: each a clear one-paragraph message and exit status 2, never a traceback."""
 
 import pytest
-from click.testing import CliRunner
+from _cli import assert_refused, run
 
-from tinykd.cli import main
 from tinykd.config import resolve
 from tinykd.errors import TinykdError
-
-
-def run(*args):
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
 
 
 @pytest.mark.parametrize(
@@ -27,10 +21,7 @@ def run(*args):
     ],
 )
 def test_bad_options_exit_2_with_a_message(args, message, tmp_path):
-    code, output = run("build", "--out", str(tmp_path / "b"), *args)
-    assert code == 2, output
-    assert message in output
-    assert "Traceback" not in output
+    assert_refused("build", tmp_path / "b", args, message)
 
 
 def test_unknown_config_key_is_named(tmp_path):

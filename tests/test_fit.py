@@ -3,36 +3,21 @@
 import json
 
 import pytest
-from click.testing import CliRunner
+from _cli import PNG_SIGNATURE, assert_refused, quick_experiment
 
-from tinykd.cli import main
 from tinykd.config import resolve
 from tinykd.experiments.fit import candidate_archs, estimate_latency_ms, next_command, parse_sizes
 from tinykd.models import build_model, count_params
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def run(*args):
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
-
 
 def quick_fit(out, mnist_dir, widths, *extra):
     # mps3-an547 has 512 KB of flash: a 784-1024-10 MLP (~0.8 MB of int8 weights) cannot fit.
-    return run(
+    return quick_experiment(
         "fit",
-        "--quick",
+        out,
+        mnist_dir,
         "--board",
         "mps3-an547",
-        "--data-dir",
-        str(mnist_dir),
-        "--out",
-        str(out),
-        "--teacher",
-        "mlp-64",
-        "--teacher-epochs",
-        "1",
         "--widths",
         widths,
         "--depths",
@@ -120,9 +105,7 @@ def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
     ],
 )
 def test_bad_fit_options_exit_2_with_a_message(args, message, tmp_path):
-    code, output = run("fit", "--out", str(tmp_path / "f"), *args)
-    assert code == 2, output
-    assert message in output and "Traceback" not in output
+    assert_refused("fit", tmp_path / "f", args, message)
     assert not (tmp_path / "f").exists()
 
 

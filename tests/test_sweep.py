@@ -4,32 +4,16 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from _cli import PNG_SIGNATURE, assert_refused, quick_experiment
 
-from tinykd.cli import main
 from tinykd.experiments.pareto import pareto_front
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def run(*args):
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
 
 
 def quick_sweep(out, mnist_dir, *extra):
-    # A small teacher and one epoch: the test checks the machinery, not MNIST accuracy.
-    return run(
+    return quick_experiment(
         "sweep",
-        "--quick",
-        "--data-dir",
-        str(mnist_dir),
-        "--out",
-        str(out),
-        "--teacher",
-        "mlp-64",
-        "--teacher-epochs",
-        "1",
+        out,
+        mnist_dir,
         "--epochs",
         "1",
         "--students",
@@ -115,9 +99,7 @@ def test_sweep_writes_points_table_and_plots_and_resumes(tmp_path, mnist_dir):
     ],
 )
 def test_bad_grid_values_exit_2_with_a_message(args, message, tmp_path):
-    code, output = run("sweep", "--out", str(tmp_path / "s"), *args)
-    assert code == 2, output
-    assert message in output and "Traceback" not in output
+    assert_refused("sweep", tmp_path / "s", args, message)
     assert not (tmp_path / "s").exists()  # refused before anything was trained or written
 
 
