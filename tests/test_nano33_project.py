@@ -143,22 +143,22 @@ def test_nano33_model_too_big(tmp_path, monkeypatch):
     assert err.flash_used > 900_000 and err.flash_used > err.flash_budget and 0 < err.ram_used
 
 
+def hide_tool(monkeypatch, module, tool: str) -> None:
+    """`module`'s shutil.which finds every program but `tool`."""
+    real = shutil.which
+    monkeypatch.setattr(module.shutil, "which", lambda name, *a, **k: None if name == tool else real(name, *a, **k))
+
+
 def test_nano33_flash_without_arduino_cli_says_how_to_install(tmp_path, monkeypatch):
     proj = generate_project("nano33", FIXTURE, tmp_path / "fw")
-    real = shutil.which
-    monkeypatch.setattr(
-        flash_mod.shutil, "which", lambda name, *a, **k: None if name == "arduino-cli" else real(name, *a, **k)
-    )
+    hide_tool(monkeypatch, flash_mod, "arduino-cli")
     with pytest.raises(TinykdError, match="arduino-cli.*install"):
         flash_mod.flash("nano33", proj)
 
 
 def test_missing_toolchain_says_how_to_install(tmp_path, monkeypatch):
     proj = generate_project("mps2-an386", FIXTURE, tmp_path / "fw")
-    real = shutil.which
-    monkeypatch.setattr(
-        project_mod.shutil, "which", lambda n, *a, **k: None if n == "arm-none-eabi-gcc" else real(n, *a, **k)
-    )
+    hide_tool(monkeypatch, project_mod, "arm-none-eabi-gcc")
     with pytest.raises(TinykdError, match="arm-none-eabi-gcc.*gcc-arm-none-eabi"):
         build_project(proj)
 
