@@ -24,6 +24,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+from _fixed_point import INT32_MAX, INT32_MIN, py_mbqm  # noqa: E402
 from _tflite_models import ModelFactory, random_inputs, tflm_outputs  # noqa: E402
 
 from tinykd.bench import runtime as runtime_bench  # noqa: E402
@@ -33,8 +34,6 @@ from tinykd.firmware.host_build import (
     runtime_dir,  # noqa: E402
     runtime_sources,
 )
-
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 # Mixed models: each firmware build covers several kernel configurations.
 MIX_A = (
@@ -169,22 +168,6 @@ def _dilated_model(tmp_path: Path) -> Path:
     return convert_full_int8(model, tmp_path / "dilated.tflite", seed=4)
 
 
-def _py_mbqm(x: int, m: int, shift: int) -> int:
-    """TFLite's MultiplyByQuantizedMultiplier (double rounding), in Python integers."""
-    left, right = max(shift, 0), max(-shift, 0)
-    a = ((x << left) + (1 << 31)) % (1 << 32) - (1 << 31)
-    ab = a * m
-    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-    q = abs(ab + nudge) // (1 << 31)
-    hi = q if ab + nudge >= 0 else -q
-    if right == 0:
-        return hi
-    q, r = divmod(abs(hi), 1 << right)
-    if 2 * r >= (1 << right):
-        q += 1
-    return q if hi >= 0 else -q
-
-
 SHIM = r"""
 #include "tkd_internal.h"
 int32_t shim_short(int32_t acc, int32_t m, int32_t s) { return tkd_rq_short(acc, m, s); }
@@ -211,19 +194,19 @@ def test_requantisation_forms_match_tflite(flags, tmp_path):
     for m in mults:
         for s in (-1, -2, -7, -15, -24, -31):
             for a in accs:
-                want = _py_mbqm(a, m, s)
+                want = py_mbqm(a, m, s)
                 assert lib.shim_short(a, m, s) == want, (a, m, s)
                 assert lib.shim_long(a, m, s) == want, (a, m, s)
     # the long form is exact everywhere, also where the short one's preconditions fail
     for m in mults:
         for s in (3, 1, 0, -1, -31):
             for a in [INT32_MIN, INT32_MAX, INT32_MIN + 1, 1 << 30, -(1 << 30)] + accs[:50]:
-                assert lib.shim_long(a, m, s) == _py_mbqm(a, m, s), (a, m, s)
+                assert lib.shim_long(a, m, s) == py_mbqm(a, m, s), (a, m, s)
     # ties: the high multiply rounds -2.5 up to -2 (then -2 / 2 = -1), while the rounding
     # shift takes -3 / 2 = -1.5 away from zero to -2
-    assert lib.shim_short(-5, 1 << 30, -1) == -1 == _py_mbqm(-5, 1 << 30, -1)
-    assert lib.shim_short(-3, INT32_MAX, -1) == -2 == _py_mbqm(-3, INT32_MAX, -1)
-    assert lib.shim_short(3, INT32_MAX, -1) == 2 == _py_mbqm(3, INT32_MAX, -1)
+    assert lib.shim_short(-5, 1 << 30, -1) == -1 == py_mbqm(-5, 1 << 30, -1)
+    assert lib.shim_short(-3, INT32_MAX, -1) == -2 == py_mbqm(-3, INT32_MAX, -1)
+    assert lib.shim_short(3, INT32_MAX, -1) == 2 == py_mbqm(3, INT32_MAX, -1)
 
 
 OUT_SHIM = r"""
@@ -285,7 +268,7 @@ def test_block_output_stage_matches_tflite(flags, tmp_path):
                     lo = max(lo, -128)
                     out = np.zeros(accs.size, np.int8)
                     lib.shim_out(fast, m, -right, offset, lo, hi, 1, accs, accs.size, out)
-                    want = [min(hi, max(lo, _py_mbqm(int(a), m, -right) + offset)) for a in accs]
+                    want = [min(hi, max(lo, py_mbqm(int(a), m, -right) + offset)) for a in accs]
                     np.testing.assert_array_equal(
                         out,
                         np.array(want, np.int8),
@@ -295,7 +278,7 @@ def test_block_output_stage_matches_tflite(flags, tmp_path):
     out = np.zeros(accs.size, np.int8)
     lib.shim_out(0, INT32_MAX, 2, 3, -128, 127, 0, accs, accs.size, out)
     np.testing.assert_array_equal(
-        out, np.array([min(127, max(-128, _py_mbqm(int(a), INT32_MAX, 2) + 3)) for a in accs], np.int8)
+        out, np.array([min(127, max(-128, py_mbqm(int(a), INT32_MAX, 2) + 3)) for a in accs], np.int8)
     )
     # the layer's fast flag: short requantisation, a clamp ending at 127, right shifts <= 22
     sh = np.array([-7, -22, -1], np.int32)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _fixed_point import INT32_MAX, INT32_MIN, py_mbqm, py_rdbpot, py_srdhm, wrap32  # noqa: E402
 from _tflite_models import (
     GeneratedModel,
     ModelFactory,
@@ -22,10 +23,9 @@ from _tflite_models import (
     tflm_outputs,
 )
 
+from tinykd.bench.runtime import MODELS as BENCH_MODELS  # noqa: E402
 from tinykd.firmware import codegen  # noqa: E402
 from tinykd.firmware.host_build import build_shared_library, runtime_sources  # noqa: E402
-
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 @pytest.fixture(scope="session")
@@ -120,18 +120,9 @@ def test_float_io_model_peels_boundary_quantize(factory, tmp_path):
 
 # ---- whole models ----------------------------------------------------------------------------
 
-MLP = ((784,), [("dense", 300, "relu"), ("dense", 300, "relu"), ("dense", 10, None), ("softmax",)])
-CNN = (
-    (28, 28, 1),
-    [
-        ("conv", 8, 3, 1, "same", "relu"),
-        ("maxpool", 2, 2, "valid"),
-        ("conv", 16, 3, 1, "same", "relu"),
-        ("avgpool", 2, 2, "valid"),
-        ("flatten",),
-        ("dense", 10, None),
-    ],
-)
+# The benchmark's models (tinykd bench): the runtime is measured on what is checked here.
+MLP = BENCH_MODELS["mnist_mlp_784_300_300_10"]
+CNN = BENCH_MODELS["small_cnn"]
 
 
 def test_mlp_784_300_300_10_bit_exact(factory, tmp_path):
@@ -154,34 +145,6 @@ def test_small_cnn_bit_exact(factory, tmp_path):
 
 
 # ---- fixed-point helpers against a Python reference ------------------------------------------
-
-
-def py_srdhm(a: int, b: int) -> int:
-    if a == b == INT32_MIN:
-        return INT32_MAX
-    ab = a * b
-    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-    q = abs(ab + nudge) // (1 << 31)  # C division truncates toward zero
-    return q if ab + nudge >= 0 else -q
-
-
-def py_rdbpot(x: int, e: int) -> int:
-    if e == 0:
-        return x
-    # round(x / 2^e), ties away from zero
-    q, r = divmod(abs(x), 1 << e)
-    if 2 * r >= (1 << e):
-        q += 1
-    return q if x >= 0 else -q
-
-
-def wrap32(v: int) -> int:
-    return (v + (1 << 31)) % (1 << 32) - (1 << 31)
-
-
-def py_mbqm(x: int, m: int, shift: int) -> int:
-    left, right = max(shift, 0), max(-shift, 0)
-    return py_rdbpot(py_srdhm(wrap32(x * (1 << left)), m), right)
 
 
 @pytest.fixture(scope="module")
