@@ -73,6 +73,9 @@ KERNEL_CASES = {
     "add_same_shape": ((6, 6, 4), [("conv", 4, 3, 1, "same", "relu"), ("add_branch", "relu")]),
     "add_broadcast": ((5, 4, 6), [("conv", 6, 1, 1, "valid", None), ("add_bcast",)]),
     "add_const": ((4, 4, 3), [("conv", 5, 3, 1, "same", "relu"), ("add_const",)]),
+    # >= 512 elements: the inputs' rescaled values tabulated once per call (tkd_add.c)
+    "add_same_shape_table": ((12, 12, 6), [("conv", 6, 3, 1, "same", "relu"), ("add_branch", None)]),
+    "add_const_table": ((10, 10, 6), [("conv", 6, 3, 1, "same", None), ("add_const",)]),
     "softmax": ((16,), [("dense", 10, None), ("softmax",)]),
     "softmax_rows": ((4, 6), [("dense", 9, None), ("softmax",)]),
     "reshape_of_input": ((4, 4, 3), [("flatten",), ("dense", 7, "relu")]),

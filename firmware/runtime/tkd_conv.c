@@ -31,16 +31,18 @@
  * Larger receptive fields (and grouped convs) use the reference loop; -DTKD_CONV_COL_MAX=0
  * forces the reference loop everywhere (the tests use that to check it too). */
 #ifndef TKD_CONV_COL_MAX
-#define TKD_CONV_COL_MAX 512
+#define TKD_CONV_COL_MAX 576
 #endif
-/* DSP: receptive fields up to this many bytes go four pixels at a time (conv_cols4; the 4
- * columns and their expansion fit the buffers sized for 2 x TKD_CONV_COL_MAX); 0: never. */
+/* DSP: receptive fields up to this many bytes go four pixels at a time (conv_cols4): each
+ * pixel's column is gathered (K <= TKD_CONV_COL_MAX) and sign-extended into a stack buffer of
+ * 8 * TKD_CONV_QUAD_K bytes holding the four columns as int16 pairs. 576 = a 3x3 filter on
+ * 64 channels (ResNet-8's widest); 0: never. */
 #ifndef TKD_CONV_QUAD_K
-#define TKD_CONV_QUAD_K 128
+#define TKD_CONV_QUAD_K 576
 #endif
-#if TKD_CONV_QUAD_K * 2 > TKD_CONV_COL_MAX
+#if TKD_CONV_QUAD_K > TKD_CONV_COL_MAX
 #undef TKD_CONV_QUAD_K
-#define TKD_CONV_QUAD_K (TKD_CONV_COL_MAX / 2)
+#define TKD_CONV_QUAD_K TKD_CONV_COL_MAX
 #endif
 
 static void conv_portable(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
@@ -249,17 +251,27 @@ static void conv_cols(const tkd_conv_params_t *p, const tkd_out_t *osp, const in
 }
 
 #if TKD_USE_DSP && TKD_CONV_QUAD_K > 0
-/* Four adjacent columns (a, a + K, a + 2K, a + 3K) sign-extended once to int16 pairs, per four
- * K steps the words (p0 k0,k2) (p0 k1,k3) (p1 ..) (p1 ..) (p2 ..) (p2 ..) (p3 ..) (p3 ..). */
-static void expand_4(const int8_t *a, int32_t K, uint32_t *x16)
+/* Pixel j of a block of four: its column a sign-extended once to int16 pairs into the block's
+ * buffer, which holds per four K steps the words (p0 k0,k2) (p0 k1,k3) (p1 ..) (p1 ..)
+ * (p2 ..) (p2 ..) (p3 ..) (p3 ..); the K % 4 last bytes go to tail[4 * j ..]. */
+static void expand_1(const int8_t *a, int32_t K, uint32_t *x16, int8_t *tail)
 {
-    int32_t k, j;
-    for (k = 0; k + 4 <= K; k += 4, x16 += 8) {
-        for (j = 0; j < 4; j++) {
-            const uint32_t x = tkd_read_s8x4(a + j * K + k);
-            x16[2 * j] = tkd_sxtb16(x);
-            x16[2 * j + 1] = tkd_sxtb16_ror8(x);
-        }
+    int32_t k;
+    for (k = 0; k + 8 <= K; k += 8, x16 += 16) {
+        const uint32_t x = tkd_read_s8x4(a + k), y = tkd_read_s8x4(a + k + 4);
+        x16[0] = tkd_sxtb16(x);
+        x16[1] = tkd_sxtb16_ror8(x);
+        x16[8] = tkd_sxtb16(y);
+        x16[9] = tkd_sxtb16_ror8(y);
+    }
+    if (k + 4 <= K) {
+        const uint32_t x = tkd_read_s8x4(a + k);
+        x16[0] = tkd_sxtb16(x);
+        x16[1] = tkd_sxtb16_ror8(x);
+        k += 4;
+    }
+    for (; k < K; k++) {
+        tail[k & 3] = a[k];
     }
 }
 
@@ -269,14 +281,13 @@ static void expand_4(const int8_t *a, int32_t K, uint32_t *x16)
  * conv_cols spill: 4 accumulators + 4 column words + 2 filter words + pointers exceed the
  * 14 allocatable registers). Each filter's output constants then serve 4 outputs
  * (tkd_out4). */
-static void conv_cols4(const tkd_conv_params_t *p, const tkd_out_t *osp, const int8_t *cols,
-                       const int8_t *filter, const int32_t *bias, int32_t K, uint32_t *x16,
+static void conv_cols4(const tkd_conv_params_t *p, const tkd_out_t *osp, const int8_t *tails,
+                       const int8_t *filter, const int32_t *bias, int32_t K, const uint32_t *x16,
                        int8_t *out)
 {
     const tkd_out_t os = *osp;
     const int32_t K4 = K & ~3, C = p->out_c;
     int32_t oc;
-    expand_4(cols, K, x16);
     for (oc = 0; oc < C; oc++) {
         const int8_t *w = filter + (int32_t)oc * K;
         const uint32_t *x = x16;
@@ -318,10 +329,10 @@ static void conv_cols4(const tkd_conv_params_t *p, const tkd_out_t *osp, const i
 #undef TKD_QUAD_STEP
         for (; k < K; k++) {
             const int32_t wv = w[k];
-            a0 += (int32_t)cols[k] * wv;
-            a1 += (int32_t)cols[K + k] * wv;
-            a2 += (int32_t)cols[2 * K + k] * wv;
-            a3 += (int32_t)cols[3 * K + k] * wv;
+            a0 += (int32_t)tails[k - K4] * wv;
+            a1 += (int32_t)tails[4 + k - K4] * wv;
+            a2 += (int32_t)tails[8 + k - K4] * wv;
+            a3 += (int32_t)tails[12 + k - K4] * wv;
         }
         tkd_out4(&os, oc, a0, a1, a2, a3, out + oc, C);
     }
@@ -338,8 +349,11 @@ static void conv_blocked(const tkd_conv_params_t *p, const int8_t *input, const 
     const tkd_out_t os = tkd_conv_out_stage(p);
     int8_t cols[2 * TKD_CONV_COL_MAX] TKD_ALIGN(4);
 #if TKD_USE_DSP
-    uint32_t x16[TKD_CONV_COL_MAX]; /* 2 columns of K <= TKD_CONV_COL_MAX as int16 pairs, or
-                                       4 of K <= TKD_CONV_QUAD_K */
+    /* 2 columns of K <= TKD_CONV_COL_MAX as int16 pairs, or 4 of K <= TKD_CONV_QUAD_K */
+    uint32_t x16[(TKD_CONV_QUAD_K > TKD_CONV_COL_MAX / 2 ? 2 * TKD_CONV_QUAD_K : TKD_CONV_COL_MAX)];
+#if TKD_CONV_QUAD_K > 0
+    int8_t tails[16];
+#endif
 #else
     uint32_t *x16 = 0;
 #endif
@@ -356,6 +370,21 @@ static void conv_blocked(const tkd_conv_params_t *p, const int8_t *input, const 
 #else
             n = px + 1 < pixels ? 2 : 1;
 #endif
+#if TKD_USE_DSP && TKD_CONV_QUAD_K > 0
+            if (n == 4) {
+                for (j = 0; j < 4; j++) {
+                    if (direct) {
+                        c = in_b + (px + j) * K;
+                    } else {
+                        gather(p, in_b, (px + j) / p->out_w, (px + j) % p->out_w, cols);
+                        c = cols;
+                    }
+                    expand_1(c, K, x16 + 2 * j, tails + 4 * j);
+                }
+                conv_cols4(p, &os, tails, filter, bias, K, x16, out_b + px * p->out_c);
+                continue;
+            }
+#endif
             if (direct) {
                 c = in_b + px * K;
             } else {
@@ -364,12 +393,6 @@ static void conv_blocked(const tkd_conv_params_t *p, const int8_t *input, const 
                 }
                 c = cols;
             }
-#if TKD_USE_DSP && TKD_CONV_QUAD_K > 0
-            if (n == 4) {
-                conv_cols4(p, &os, c, filter, bias, K, x16, out_b + px * p->out_c);
-                continue;
-            }
-#endif
             conv_cols(p, &os, c, n, filter, bias, K, x16, out_b + px * p->out_c);
         }
     }

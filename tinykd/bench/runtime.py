@@ -28,9 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from ..models.from_spec import build_from_spec
+from .models import fc_autoencoder, mobilenet_v1_vww, resnet8_cifar
 
 BOARD = "mps2-an386"
 N_INPUTS = 8  # inferences per model and variant (counts are deterministic)
+# the large models: fewer inferences (QEMU is slow on them; every count is the same)
+N_INPUTS_LARGE = {"mobilenet_v1_025_vww": 2, "resnet8_cifar": 2, "fc_autoencoder": 4}
 
 # (input shape, layers): the same small spec language as tests/_tflite_models.py
 MODELS = {
@@ -55,6 +58,18 @@ MODELS = {
         + [("dw", 3, 1, "same", 1, "relu"), ("conv", 64, 1, 1, "same", "relu")] * 4
         + [("avgpool", (25, 5), 1, "valid"), ("flatten",), ("dense", 12, None), ("softmax",)],
     ),
+    # the MLPerf Tiny classes of issue 11 (tinykd/bench/models.py)
+    "mobilenet_v1_025_vww": mobilenet_v1_vww,
+    "fc_autoencoder": fc_autoencoder,
+    "resnet8_cifar": resnet8_cifar,
+}
+# Instructions per inference of TFLM + CMSIS-NN on QEMU mps2-an386 for these model classes
+# (issue 11: TFLM 90b983c2 + CMSIS-NN 4ab83cc3, cortex_m_generic flags, -O2).
+TFLM_CMSIS_NN = {
+    "ds_cnn_kws": 7.70e6,
+    "mobilenet_v1_025_vww": 24.10e6,
+    "fc_autoencoder": 0.583e6,
+    "resnet8_cifar": 29.86e6,
 }
 
 
@@ -62,9 +77,12 @@ MODELS = {
 # 45 (firmware/frontend/tkd_frontend.h; the app refuses other input quantisation), i.e. real
 # values in [-86.5, 41]. Calibrating on that exact range gives the converter those numbers.
 INPUT_RANGES = {"ds_cnn_kws": (-86.5, 41.0)}
+# Models converted with per-tensor weights: the autoencoder's Dense layers, as the converter
+# made them for the public MLPerf Tiny model (per-channel everywhere else).
+PER_TENSOR = {"fc_autoencoder"}
 
 
-def convert_int8(model, path: Path, seed: int, input_range=None) -> Path:
+def convert_int8(model, path: Path, seed: int, input_range=None, per_tensor: bool = False) -> Path:
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -77,6 +95,8 @@ def convert_int8(model, path: Path, seed: int, input_range=None) -> Path:
     else:
         calib = [rng.normal(0.0, 1.0, shape).astype(np.float32) for _ in range(24)]
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if per_tensor:
+        conv._experimental_disable_per_channel = True
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([c] for c in calib)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -93,7 +113,9 @@ def make_model(name: str, out_dir: Path, seed: int = 0) -> Path:
 
         tf.config.experimental.enable_op_determinism()
         tmp = path.with_name(path.name + ".tmp")
-        convert_int8(build_from_spec(MODELS[name], seed), tmp, seed, INPUT_RANGES.get(name))
+        spec = MODELS[name]
+        model = spec(seed) if callable(spec) else build_from_spec(spec, seed)
+        convert_int8(model, tmp, seed, INPUT_RANGES.get(name), per_tensor=name in PER_TENSOR)
         os.replace(tmp, path)
     return path
 
@@ -164,6 +186,13 @@ def _linked_runtime_text(fw_dir: Path) -> int:
     return total
 
 
+def _input_bytes(tflite: Path) -> int:
+    from tflite_micro.python.tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_file(str(tflite))
+    return int(np.prod(interp.get_input_details(0)["shape"]))
+
+
 def build_variant(tflite: Path, out: Path, dsp: bool):
     """Generate + compile the firmware with the DSP kernels on or off."""
     from ..boards import load_board
@@ -181,50 +210,72 @@ def build_variant(tflite: Path, out: Path, dsp: bool):
     return src, res
 
 
-def run_runtime_bench(out_dir: str | os.PathLike) -> dict:
-    """Build every model portable and DSP, run on QEMU, compare with TFLM, write
-    out_dir/runtime_bench.json and return the same dict."""
-    from ..device.evaluate import run_on_device
+def run_runtime_bench(out_dir: str | os.PathLike, models=None) -> dict:
+    """Build every model portable and DSP with the profile harness (tinykd.bench.profile),
+    run it on QEMU, compare every output with TFLM, write out_dir/runtime_bench.json and
+    return the same dict: instructions per inference (and per layer and layer type, first
+    input), arena (ours incl. I/O buffers vs TFLM's), runtime .text."""
+    from .profile import profile_layers
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict = {
         "board": BOARD,
         "unit": "instructions (QEMU -icount shift=0)",
-        "inputs_per_model": N_INPUTS,
         "models": {},
     }
-    for name in MODELS:
+    for name in models or MODELS:
         tflite = make_model(name, out_dir)
         entry: dict = {"tflite_bytes": tflite.stat().st_size}
+        n_inputs = N_INPUTS_LARGE.get(name, N_INPUTS)
         for variant in ("portable", "dsp"):
             t0 = time.perf_counter()
-            src, res = build_variant(tflite, out_dir / name / variant, dsp=variant == "dsp")
-            n_in = int(np.prod(src.input_shape))
-            x = np.random.default_rng(1).integers(-128, 128, (N_INPUTS, n_in), dtype=np.int16)
-            x = x.astype(np.int8)
+            fw_dir = out_dir / name / variant
+            n_in = _input_bytes(tflite)
+            x = np.random.default_rng(1).integers(-128, 128, (n_inputs, n_in), dtype=np.int16).astype(np.int8)
+            ys, layers, counts, src = profile_layers(tflite, x, fw_dir, board=BOARD, dsp=variant == "dsp")
             ref = tflm_reference(tflite, x, src.input_shape)
-            run = run_on_device(BOARD, res.elf, x, expected_sha256=src.sha256, instances=1, progress=False)
-            mismatches = int(np.any(run.outputs != ref, axis=1).sum())
-            counts = run.counts.astype(np.int64)
+            mismatches = int(np.any(ys != ref, axis=1).sum())
+            if mismatches:
+                raise RuntimeError(
+                    f"{name} ({variant}): {mismatches} of {n_inputs} outputs differ from TFLite Micro; "
+                    "the benchmark is void"
+                )
+            by_kind: dict = {}
+            for L in layers:
+                k = by_kind.setdefault(L.kind, {"instructions": 0, "macs": 0, "layers": 0})
+                k["instructions"] += L.instructions
+                k["macs"] += L.macs
+                k["layers"] += 1
+            for k in by_kind.values():
+                k["per_mac"] = round(k["instructions"] / k["macs"], 3) if k["macs"] else None
+            io_bytes = int(np.prod(src.input_shape)) + int(np.prod(src.output_shape))
             entry["macs"] = src.macs
             entry["arena_bytes"] = src.arena_bytes
+            entry["arena_with_io_bytes"] = src.arena_bytes + io_bytes
             entry[variant] = {
+                "inputs": n_inputs,
                 "instructions_per_inference": int(np.median(counts)),
                 "instructions_min_max": [int(counts.min()), int(counts.max())],
                 "instructions_per_mac": round(float(np.median(counts)) / src.macs, 3),
                 "mismatches_vs_tflm": mismatches,
-                "firmware_text": res.text,
-                "runtime_text_linked": _linked_runtime_text(out_dir / name / variant),
-                "runtime_text_all_kernels": _runtime_text_bytes(out_dir / name / variant),
+                "layers": [
+                    {"index": L.index, "summary": L.summary, "kind": L.kind, "macs": L.macs}
+                    | {"instructions": L.instructions}
+                    for L in layers
+                ],
+                "by_layer_type": by_kind,
+                "runtime_text_linked": _linked_runtime_text(fw_dir),
+                "runtime_text_all_kernels": _runtime_text_bytes(fw_dir),
                 "seconds": round(time.perf_counter() - t0, 1),
             }
-            if mismatches:
-                raise RuntimeError(
-                    f"{name} ({variant}): {mismatches} of {N_INPUTS} outputs "
-                    "differ from TFLite Micro; the benchmark is void"
-                )
         entry["tflm_arena_bytes"] = tflm_arena_bytes(tflite)
+        if name in TFLM_CMSIS_NN:
+            entry["tflm_cmsis_nn_instructions"] = TFLM_CMSIS_NN[name]
+            ours = entry["dsp"]["instructions_per_inference"]
+            entry["ratio_dsp_vs_tflm_cmsis_nn"] = round(ours / TFLM_CMSIS_NN[name], 3)
+        if entry["tflm_arena_bytes"]:
+            entry["arena_ratio_vs_tflm"] = round(entry["arena_with_io_bytes"] / entry["tflm_arena_bytes"], 3)
         results["models"][name] = entry
     (out_dir / "runtime_bench.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
