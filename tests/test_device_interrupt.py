@@ -152,3 +152,47 @@ def test_ctrl_c_on_evaluate_model_stops_in_2_s_and_the_same_command_resumes(mlp,
     assert result["host_vs_device"]["mismatches"] == 0  # the outputs of an uninterrupted run
     assert not partial.exists() and not _qemus_running(elf)
     assert hashlib.sha256(elf.read_bytes()).hexdigest()  # the same firmware, rebuilt: resumed
+
+
+@pytest.mark.slow
+def test_build_device_stage_keeps_and_resumes_its_results(mlp, tmp_path):
+    """The build's [device] stage: interrupted, it keeps device_partial.npz in the build
+    folder; run again, it streams only the rest and device.json is an uninterrupted run's."""
+    from types import SimpleNamespace
+
+    from tinykd.boards import load_board
+    from tinykd.config import DeviceConfig
+    from tinykd.evaluate import int8_outputs_tflm
+    from tinykd.export import tflite_io_quantization
+    from tinykd.export.convert import quantize_input
+    from tinykd.fileio import write_bytes
+    from tinykd.firmware.build import build_firmware
+    from tinykd.pipeline import measure_stages
+
+    out, n = tmp_path / "build", 1500
+    write_bytes(out / "model_int8.tflite", mlp.read_bytes())
+    build_firmware(mlp, "mps2-an386", out / "firmware")
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (n, 256)).astype(np.float32)
+    x_int8 = quantize_input(x, tflite_io_quantization(mlp).input)
+    np.save(out / "host_int8_outputs.npy", int8_outputs_tflm(mlp, x_int8).reshape(n, -1))
+    build = SimpleNamespace(
+        out=out,
+        board=load_board("mps2-an386"),
+        dataset=SimpleNamespace(x_test=x, y_test=rng.integers(0, 10, n), num_classes=10),
+        config=SimpleNamespace(device=DeviceConfig()),
+        task=SimpleNamespace(device_frontend=None),
+        log=lambda message: None,
+    )
+    partial = out / "device_partial.npz"
+    _interrupt_when(partial)
+    with pytest.raises(DeviceRunInterrupted):
+        measure_stages.device(build)
+    kept = _saved(partial)
+    assert 0 < kept < n and not (out / "device.json").exists()
+    assert not _qemus_running(out / "firmware" / "build" / "firmware.elf")
+    measure_stages.device(build)
+    report = json.loads((out / "device.json").read_text())
+    assert report["link"]["resumed"] == kept and report["link"]["streamed"] == n - kept
+    assert report["host_vs_device"]["mismatches"] == 0 and report["examples"] == n
+    assert not partial.exists()

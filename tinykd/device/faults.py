@@ -255,7 +255,7 @@ def soak(
     `partial` after every stop. Counts the results that differ from `reference`."""
     from tinykd.boards import load_board
     from tinykd.device.qemu import QemuInstance
-    from tinykd.device.run import PartialResults, PortLinks, features_job, inputs_digest, stream_job
+    from tinykd.device.run import LinkStats, PartialResults, PortLinks, features_job, inputs_digest, stream_job
 
     board = load_board(board)
     Path(partial).unlink(missing_ok=True)
@@ -265,6 +265,7 @@ def soak(
     devices = [QemuInstance(board, elf, time_limit=7200).start()]
     proxy = FaultProxy(devices[0].url, rate=rate, seed=seed).start()
     done = threading.Event()
+    stats = LinkStats()  # over every attempt, the stopped ones too
 
     def chaos() -> None:
         next_close = time.monotonic() + close_every if close_every else float("inf")
@@ -297,13 +298,13 @@ def soak(
                     partial=PartialResults(partial, key),
                     progress=progress,
                     desc=f"rate {rate:g}",
+                    stats=stats,
                 )
             except TinykdError as e:
                 result.stops.append(str(e))
                 if len(result.stops) > max_stops:
                     break
                 continue
-            _add_stats(result, streamed.stats)
             result.completed = True
             outputs = streamed.columns["outputs"]
             result.wrong_results = int(np.any(outputs != reference.reshape(outputs.shape), axis=1).sum())
@@ -316,6 +317,7 @@ def soak(
             d.close()
         result.seconds = round(time.perf_counter() - started, 1)
         result.faults = dict(proxy.faults)
+        _add_stats(result, stats)
     Path(partial).unlink(missing_ok=True)
     return result
 

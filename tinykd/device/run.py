@@ -226,6 +226,7 @@ class PartialResults:
         self.key = key
         self.rows: dict[int, tuple] = {}
         self.dirty = False
+        self._lock = threading.Lock()  # workers put while the main thread saves
         if self.path is not None and self.path.is_file():
             self._load()
         self.resumed = len(self.rows)
@@ -249,19 +250,26 @@ class PartialResults:
         return len(self.rows)
 
     def put(self, i: int, values: tuple) -> None:
-        self.rows[i] = values
-        self.dirty = True
+        with self._lock:
+            self.rows[i] = values
+            self.dirty = True
 
     def save(self) -> None:
-        if self.path is None or not self.dirty or not self.rows:
-            return
-        index = np.array(sorted(self.rows), dtype=np.int64)
-        ncols = len(self.rows[int(index[0])])
-        arrays = {f"c{j}": np.array([self.rows[int(i)][j] for i in index]) for j in range(ncols)}
+        with self._lock:
+            if self.path is None or not self.dirty or not self.rows:
+                return
+            rows = dict(self.rows)
+            self.dirty = False
+        index = np.array(sorted(rows), dtype=np.int64)
+        ncols = len(rows[int(index[0])])
+        arrays = {f"c{j}": np.array([rows[int(i)][j] for i in index]) for j in range(ncols)}
         buf = io.BytesIO()
         np.savez(buf, key=np.array(json.dumps(self.key, sort_keys=True)), index=index, columns=ncols, **arrays)
-        write_bytes(self.path, buf.getvalue())
-        self.dirty = False
+        try:
+            write_bytes(self.path, buf.getvalue())
+        except BaseException:
+            self.dirty = True  # not written: the next save tries again
+            raise
 
     def remove(self) -> None:
         """The final results are written: the partial file is no longer needed."""
@@ -363,18 +371,20 @@ def stream_job(
     partial: PartialResults | None = None,
     progress: bool = True,
     desc: str = "device",
+    stats: LinkStats | None = None,
 ) -> Streamed:
     """Run every row of `job` not yet in `partial` over the links of `links` (QemuLinks or
     PortLinks), each link in its own thread taking the next row from a shared queue; keep the
     results in `partial` (saved every SAVE_EVERY s and at every stop). Ctrl-C: the workers stop
     and the QEMU instances end within STOP_WITHIN s, the results are saved, and
-    DeviceRunInterrupted is raised. A worker's error stops the others the same way."""
+    DeviceRunInterrupted is raised. A worker's error stops the others the same way. `stats`:
+    add the links' counts to this LinkStats (kept across a stop and its resumption)."""
     started_at = time.perf_counter()
     n = len(job.rows)
     partial = partial if partial is not None else PartialResults(None, {})
     todo = collections.deque(i for i in range(n) if i not in partial)
     k = min(links.count(n), max(1, len(todo)))
-    stats = LinkStats()
+    stats = stats if stats is not None else LinkStats()
     lock = threading.Lock()
     stop = threading.Event()
     errors: list[BaseException] = []
