@@ -19,7 +19,7 @@ from .base import DistillationMethod, LossParts, feature_model, find_layer, soft
 from .born_again import Generation, SelfDistillation, SelfRecipe, born_again
 from .ensemble import Ensemble, EnsembleRecipe, TeacherSelection, ensemble_log_probs, select_teachers
 from .fitnets import FitNets, FitNetsRecipe, hint_loss
-from .hinton import Hinton, HintonRecipe, hinton_parts
+from .hinton import FeatureDistillation, Hinton, HintonRecipe, hinton_parts
 from .online import Online, OnlineRecipe, mutual_losses
 from .recipe import BuildRecipe
 from .registry import (
@@ -75,6 +75,7 @@ __all__ = [
     "soft_target_loss",
     "Hinton",
     "hinton_parts",
+    "FeatureDistillation",
     "Ensemble",
     "ensemble_log_probs",
     "select_teachers",

@@ -103,6 +103,16 @@ def feature_model(model: keras.Model, layer_name: str = PENULTIMATE) -> keras.Mo
     return keras.Model(model.inputs, [features, model.outputs[0]], name=f"{model.name}_{layer_name}_features")
 
 
+def with_teacher(teacher: keras.Model | None, models: list, none_given: str) -> list:
+    """`models` with the Distiller's teacher first, unless it is None or one of them already
+    (the ensemble's teachers, online learning's peers); TinykdError(none_given) if that leaves none."""
+    if teacher is not None and all(teacher is not m for m in models):
+        models = [teacher] + models
+    if not models:
+        raise TinykdError(none_given)
+    return models
+
+
 class DistillationMethod:
     """Base class: a loss over one batch plus the state the method trains or reads.
 

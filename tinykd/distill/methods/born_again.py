@@ -18,7 +18,7 @@ import tinykd  # noqa: F401
 
 from ...errors import TinykdError
 from .hinton import Hinton
-from .recipe import BuildRecipe, numbered
+from .recipe import BuildRecipe, numbered, stage_training
 
 
 class SelfDistillation(Hinton):
@@ -129,23 +129,15 @@ class SelfRecipe(BuildRecipe):
     def distill(self, build, baseline):
         from ..training import TrainResult
 
-        d, c, kd = build.dataset, build.config.student, build.config.distill
+        c, kd = build.config.student, build.config.distill
         generations = born_again(
             lambda: build.new_model(c.arch),
             kd.generations,
-            d.x_train,
-            d.y_train,
-            (d.x_val, d.y_val),
-            checkpoint_dir=build.checkpoints("distill"),
-            seed=build.seed("distill"),
             temperature=kd.temperature,
             alpha=kd.alpha,
             first=baseline,
             label="student",
-            epochs=c.epochs,
-            batch_size=c.batch_size,
-            learning_rate=c.learning_rate,
-            max_shift=build.config.data.jitter,
+            **stage_training(build, "distill", c),
         )
         kept = []
         for k, generation in enumerate(generations[1:-1], start=1):

@@ -25,7 +25,7 @@ import tf_keras as keras
 import tinykd  # noqa: F401
 
 from ...errors import TinykdError
-from .base import DistillationMethod, LossParts
+from .base import DistillationMethod, LossParts, with_teacher
 from .hinton import hinton_parts
 from .recipe import BuildRecipe, numbered
 
@@ -86,13 +86,12 @@ class Ensemble(DistillationMethod):
 
     def bind(self, student, teacher) -> None:
         super().bind(student, teacher)
-        if teacher is not None and all(teacher is not t for t in self.teachers):
-            self.teachers = [teacher] + self.teachers
-        if not self.teachers:
-            raise TinykdError(
-                "The 'ensemble' distillation method needs at least one teacher (usually several, e.g. "
-                "teachers trained with different seeds or architectures); none was given."
-            )
+        self.teachers = with_teacher(
+            teacher,
+            self.teachers,
+            "The 'ensemble' distillation method needs at least one teacher (usually several, e.g. "
+            "teachers trained with different seeds or architectures); none was given.",
+        )
         self._weights = _check_weights(self.weights, len(self.teachers))
         for t in self.teachers:
             t.trainable = False

@@ -17,8 +17,7 @@ import tf_keras as keras
 import tinykd  # noqa: F401
 
 from ...errors import TinykdError
-from .base import DistillationMethod, LossParts, feature_model
-from .hinton import hinton_parts
+from .hinton import FeatureDistillation
 from .recipe import BuildRecipe
 
 
@@ -27,7 +26,7 @@ def hint_loss(student_features, teacher_features) -> tf.Tensor:
     return tf.reduce_mean(tf.square(tf.cast(student_features, tf.float32) - tf.cast(teacher_features, tf.float32)))
 
 
-class FitNets(DistillationMethod):
+class FitNets(FeatureDistillation):
     name = "fitnets"
 
     def __init__(
@@ -38,17 +37,14 @@ class FitNets(DistillationMethod):
         student_layer: str = "fc1",
         teacher_layer: str = "fc1",
     ):
-        super().__init__(temperature, alpha)
+        super().__init__(temperature, alpha, student_layer, teacher_layer)
         if not hint_weight >= 0:
             raise TinykdError(f"The FitNets hint weight must be >= 0 (got {hint_weight}); 1.0 is a good start.")
         self.hint_weight = float(hint_weight)
-        self.student_layer, self.teacher_layer = student_layer, teacher_layer
         self.adapter: keras.layers.Layer | None = None
 
     def bind(self, student, teacher) -> None:
         super().bind(student, teacher)
-        self.student_features = feature_model(student, self.student_layer)
-        self.teacher_features = feature_model(teacher, self.teacher_layer)
         s_shape = tuple(self.student_features.outputs[0].shape[1:])
         t_shape = tuple(self.teacher_features.outputs[0].shape[1:])
         self._spatial = len(s_shape) == 3 and len(t_shape) == 3 and s_shape[:2] == t_shape[:2]
@@ -64,17 +60,10 @@ class FitNets(DistillationMethod):
             student_features = tf.reshape(student_features, [tf.shape(student_features)[0], -1])
         return self.adapter(student_features)
 
-    def loss(self, x, y, training: bool = True) -> LossParts:
-        s_feat, student_logits = self.student_features(x, training=training)
-        t_feat, teacher_logits = self.teacher_features(x, training=False)
+    def feature_loss(self, student_features, teacher_features) -> tf.Tensor:
         if not self._spatial:
-            t_feat = tf.reshape(t_feat, [tf.shape(t_feat)[0], -1])
-        log_p = tf.stop_gradient(tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / self.temperature))
-        parts = hinton_parts(y, student_logits, log_p, self.temperature, self.alpha)
-        hint = hint_loss(self.adapt(s_feat), tf.stop_gradient(t_feat))
-        return LossParts(
-            parts.total + self.hint_weight * hint, parts.soft + self.hint_weight * hint, parts.hard, student_logits
-        )
+            teacher_features = tf.reshape(teacher_features, [tf.shape(teacher_features)[0], -1])
+        return self.hint_weight * hint_loss(self.adapt(student_features), teacher_features)
 
     def extra_trainable_variables(self):
         return list(self.adapter.trainable_variables)
@@ -82,13 +71,8 @@ class FitNets(DistillationMethod):
     def checkpoint_objects(self):
         return {"fitnets_adapter": self.adapter}
 
-    def settings(self):
-        return {
-            **super().settings(),
-            "hint_weight": self.hint_weight,
-            "student_layer": self.student_layer,
-            "teacher_layer": self.teacher_layer,
-        }
+    def feature_settings(self):
+        return {"hint_weight": self.hint_weight}
 
 
 class FitNetsRecipe(BuildRecipe):

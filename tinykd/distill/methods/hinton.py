@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import tinykd  # noqa: F401
 
-from .base import DistillationMethod, LossParts, cross_entropy, soft_target_loss
+from .base import DistillationMethod, LossParts, cross_entropy, feature_model, soft_target_loss
 from .recipe import BuildRecipe
 
 
@@ -44,6 +44,47 @@ class Hinton(DistillationMethod):
         teacher_logits = tf.cast(self.teacher(x, training=False), tf.float32)
         log_p = tf.nn.log_softmax(teacher_logits / self.temperature)
         return hinton_parts(y, student_logits, tf.stop_gradient(log_p), self.temperature, self.alpha)
+
+
+class FeatureDistillation(DistillationMethod):
+    """Hinton's loss plus a term on what one student layer and one teacher layer compute
+    (FitNets' hint, RKD's relations): a subclass gives `feature_loss` and its own settings.
+
+    loss = hinton_parts(...) + feature_loss(student features, teacher features), the extra term
+    counted in the soft part too; the teacher's features carry no gradient."""
+
+    def __init__(self, temperature: float, alpha: float, student_layer: str, teacher_layer: str):
+        super().__init__(temperature, alpha)
+        self.student_layer, self.teacher_layer = student_layer, teacher_layer
+
+    def bind(self, student, teacher) -> None:
+        super().bind(student, teacher)
+        self.student_features = feature_model(student, self.student_layer)
+        self.teacher_features = feature_model(teacher, self.teacher_layer)
+
+    def feature_loss(self, student_features, teacher_features) -> tf.Tensor:
+        """The extra term, weighted (teacher_features are behind a stop_gradient)."""
+        raise NotImplementedError
+
+    def feature_settings(self) -> dict:
+        """The extra term's settings (weights), listed before the two layers."""
+        return {}
+
+    def loss(self, x, y, training: bool = True) -> LossParts:
+        s_feat, student_logits = self.student_features(x, training=training)
+        t_feat, teacher_logits = self.teacher_features(x, training=False)
+        log_p = tf.stop_gradient(tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / self.temperature))
+        parts = hinton_parts(y, student_logits, log_p, self.temperature, self.alpha)
+        extra = self.feature_loss(s_feat, tf.stop_gradient(t_feat))
+        return LossParts(parts.total + extra, parts.soft + extra, parts.hard, student_logits)
+
+    def settings(self):
+        return {
+            **super().settings(),
+            **self.feature_settings(),
+            "student_layer": self.student_layer,
+            "teacher_layer": self.teacher_layer,
+        }
 
 
 class HintonRecipe(BuildRecipe):

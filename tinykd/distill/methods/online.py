@@ -19,7 +19,7 @@ import tf_keras as keras
 import tinykd  # noqa: F401
 
 from ...errors import TinykdError
-from .base import DistillationMethod, LossParts, cross_entropy, soft_target_loss
+from .base import DistillationMethod, LossParts, cross_entropy, soft_target_loss, with_teacher
 from .recipe import BuildRecipe
 
 
@@ -46,13 +46,12 @@ class Online(DistillationMethod):
 
     def bind(self, student, teacher) -> None:
         super().bind(student, teacher)
-        if teacher is not None and all(teacher is not p for p in self.peers):
-            self.peers = [teacher] + self.peers
-        if not self.peers:
-            raise TinykdError(
-                "The 'online' (mutual learning) method needs at least one peer to learn with the student: "
-                "pass a teacher model (it will be trained too) or peers=[...] of fresh models."
-            )
+        self.peers = with_teacher(
+            teacher,
+            self.peers,
+            "The 'online' (mutual learning) method needs at least one peer to learn with the student: "
+            "pass a teacher model (it will be trained too) or peers=[...] of fresh models.",
+        )
         if any(p is student for p in self.peers):
             raise TinykdError("An online peer must be a different model from the student (build a second one).")
         for p in self.peers:

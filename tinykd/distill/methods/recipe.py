@@ -95,6 +95,24 @@ class BuildRecipe:
         return None
 
 
+def stage_training(build, stage: str, section) -> dict:
+    """The arguments of a training loop a recipe runs itself in `stage` (born-again's
+    generations, the specialists): the build's data, the stage's checkpoints and seed (set
+    now, in that order), [section]'s epochs, batch size and learning rate, the data's jitter."""
+    d = build.dataset
+    return {
+        "x_train": d.x_train,
+        "y_train": d.y_train,
+        "validation": (d.x_val, d.y_val),
+        "checkpoint_dir": build.checkpoints(stage),
+        "seed": build.seed(stage),
+        "epochs": section.epochs,
+        "batch_size": section.batch_size,
+        "learning_rate": section.learning_rate,
+        "max_shift": build.config.data.jitter,
+    }
+
+
 def numbered(name: str, prefix: str) -> str | None:
     """'3' for numbered('teacher3', 'teacher'); None if `name` is not prefix + a number."""
     rest = name[len(prefix) :]

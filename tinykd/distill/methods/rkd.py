@@ -21,8 +21,8 @@ import tensorflow as tf
 import tinykd  # noqa: F401
 
 from ...errors import TinykdError
-from .base import PENULTIMATE, DistillationMethod, LossParts, feature_model
-from .hinton import hinton_parts
+from .base import PENULTIMATE
+from .hinton import FeatureDistillation
 from .recipe import BuildRecipe
 
 _EPS = 1e-12
@@ -71,7 +71,7 @@ def rkd_angle_loss(student_e, teacher_e) -> tf.Tensor:
     return huber(angles(student_e), tf.stop_gradient(angles(teacher_e)))
 
 
-class RKD(DistillationMethod):
+class RKD(FeatureDistillation):
     name = "rkd"
 
     def __init__(
@@ -84,7 +84,7 @@ class RKD(DistillationMethod):
         teacher_layer: str = PENULTIMATE,
         angle_batch: int = 32,
     ):
-        super().__init__(temperature, alpha)
+        super().__init__(temperature, alpha, student_layer, teacher_layer)
         if not (distance_weight >= 0 and angle_weight >= 0):
             raise TinykdError(
                 f"RKD weights must be >= 0 (got distance {distance_weight}, angle {angle_weight}); "
@@ -97,14 +97,8 @@ class RKD(DistillationMethod):
             )
         self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
         self.angle_batch = int(angle_batch)
-        self.student_layer, self.teacher_layer = student_layer, teacher_layer
 
-    def bind(self, student, teacher) -> None:
-        super().bind(student, teacher)
-        self.student_features = feature_model(student, self.student_layer)
-        self.teacher_features = feature_model(teacher, self.teacher_layer)
-
-    def relation_loss(self, student_e, teacher_e) -> tf.Tensor:
+    def feature_loss(self, student_e, teacher_e) -> tf.Tensor:
         loss = tf.constant(0.0)
         if self.distance_weight:
             loss += self.distance_weight * rkd_distance_loss(student_e, teacher_e)
@@ -113,22 +107,11 @@ class RKD(DistillationMethod):
             loss += self.angle_weight * rkd_angle_loss(student_e[:n], teacher_e[:n])
         return loss
 
-    def loss(self, x, y, training: bool = True) -> LossParts:
-        s_e, student_logits = self.student_features(x, training=training)
-        t_e, teacher_logits = self.teacher_features(x, training=False)
-        log_p = tf.stop_gradient(tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / self.temperature))
-        parts = hinton_parts(y, student_logits, log_p, self.temperature, self.alpha)
-        rel = self.relation_loss(s_e, tf.stop_gradient(t_e))
-        return LossParts(parts.total + rel, parts.soft + rel, parts.hard, student_logits)
-
-    def settings(self):
+    def feature_settings(self):
         return {
-            **super().settings(),
             "distance_weight": self.distance_weight,
             "angle_weight": self.angle_weight,
             "angle_batch": self.angle_batch,
-            "student_layer": self.student_layer,
-            "teacher_layer": self.teacher_layer,
         }
 
 
