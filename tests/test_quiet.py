@@ -12,6 +12,7 @@ NOISE = [
     b"E0000 00:00:1796010484.9   10241 cuda_executor.cc:1228] failed call to cuInit: INTERNAL: CUDA error",
     b"W0000 00:00:1796010485.1   10241 meta_optimizer.cc:966] NodeDef mentions attribute use_unbounded_threadpool",
     b"E0000 00:00:1796010485.1   10241 node_def_util.cc:682] NodeDef mentions attribute use_unbounded_threadpool",
+    b"fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, output_inference_type: FLOAT32",
     b"WARNING:tensorflow:Compiled the loaded model, but the compiled metrics have yet to be built.",
 ]
 OURS = [

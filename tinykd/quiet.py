@@ -27,11 +27,13 @@ _NOISY_ERROR_SOURCES = re.compile(rb"cuda|gpu|stream_executor|dso_loader|node_de
 # TensorFlow's Python logger at warning level (e.g. "Compiled the loaded model, but the compiled
 # metrics have yet to be built"): about Keras internals, never about the user's input.
 _TF_PYTHON_WARNING = b"WARNING:tensorflow:"
+# The TFLite converter's own settings dump (printed by its C++ on every conversion).
+_CONVERTER_SETTINGS = b"fully_quantize: "
 
 
 def is_noise(line: bytes) -> bool:
     """Whether one line of stderr is TensorFlow start-up noise."""
-    if line.startswith((_ABSL_PREAMBLE, _TF_PYTHON_WARNING)):
+    if line.startswith((_ABSL_PREAMBLE, _TF_PYTHON_WARNING, _CONVERTER_SETTINGS)):
         return True
     match = _ABSL_LINE.match(line)
     if match is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .common import friendly_errors
@@ -34,11 +36,32 @@ def doctor(data_dir):
 
 @click.command()
 @out_option("Where the benchmark's models, firmware and results go.", default="build/runtime-bench")
+@click.option(
+    "--fuzz",
+    "fuzz_models",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Instead: N random int8 models, our generated C against TFLite Micro on every output byte.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="With --fuzz: the first seed.")
 @friendly_errors
-def bench(out):
+def bench(out, fuzz_models, seed):
     """Benchmark our int8 runtime on QEMU: instructions per MAC, arena and code size vs TFLite Micro."""
     import json
+    import sys
 
+    if fuzz_models is not None:
+        from dataclasses import asdict
+
+        from ..fileio import write_json
+        from ..fuzz import run_fuzz
+
+        report = run_fuzz(fuzz_models, seed=seed, out_dir=out)
+        write_json(Path(out) / "fuzz.json", {**asdict(report), "failures": [asdict(f) for f in report.failures]})
+        click.echo(report.summary())
+        if report.mismatching_bytes or report.failing_models:
+            sys.exit(1)
+        return
     from ..bench import run_runtime_bench
 
     results = run_runtime_bench(out)
