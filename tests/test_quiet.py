@@ -40,6 +40,7 @@ silence_tensorflow_startup()
 for line in {lines!r}:
     os.write(2, line + b"\\n")
 print("through sys.stderr", file=sys.stderr)
+os.write(2, b"bar 10%\\r" + {NOISE[-1]!r} + b"\\n")  # noise right after a progress bar's \\r
 sys.stderr.write("progress 50%\\r")
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
@@ -49,6 +50,7 @@ sys.stderr.write("progress 50%\\r")
     for line in OURS:
         assert line + b"\n" in run.stderr
     assert b"through sys.stderr\n" in run.stderr
+    assert b"bar 10%\rprogress 50%\r" in run.stderr
     assert run.stderr.endswith(b"progress 50%\r")
 
 

@@ -59,15 +59,16 @@ class _StderrFilter:
             if not chunk:
                 break
             pending += chunk
-            # Progress bars redraw with \r and no newline: pass partial lines on at once unless
-            # they could still turn out to be an absl line.
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if not is_noise(line):
-                    os.write(self.original, line + b"\n")
+            # Progress bars redraw with \r and no newline, and a library's line may follow one in
+            # the same chunk: judge every \r- or \n-ended piece on its own, and pass an unfinished
+            # piece on at once unless it could still turn out to be noise.
+            pieces = _PIECE.findall(pending)
+            pending = pieces.pop() if pieces and not pieces[-1].endswith((b"\n", b"\r")) else b""
+            out = b"".join(piece for piece in pieces if not is_noise(piece.rstrip(b"\r\n")))
             if pending and not _could_be_noise(pending):
-                os.write(self.original, pending)
-                pending = b""
+                out, pending = out + pending, b""
+            if out:
+                os.write(self.original, out)
         if pending and not is_noise(pending):
             os.write(self.original, pending)
 
@@ -87,6 +88,7 @@ def _could_be_noise(partial: bytes) -> bool:
     return partial in (b"I", b"W", b"E", b"F") or re.match(rb"^[IWEF]\d", partial) is not None
 
 
+_PIECE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 _active: _StderrFilter | None = None
 
 
