@@ -412,3 +412,141 @@ def test_cortex_m4_under_qemu_gives_the_host_bytes(tmp_path):
     assert len(lines) == len(audio), (run.stdout[-500:], run.stderr[-500:])
     device = np.array([np.frombuffer(bytes.fromhex(line), dtype=np.int8) for line in lines]).reshape(-1, 49, 10)
     assert np.array_equal(device, fe.features(audio))
+
+
+STAGE_MAIN = r"""
+#include <stdint.h>
+#include "tkd_frontend.h"
+#include "audio.h"
+static tkd_frontend_scratch scratch;
+static int8_t feats[TKD_FRONTEND_NUM_FEATURES];
+static uint32_t hash_fft, hash_power;
+static uint32_t fold(uint32_t h, const uint32_t *w, uint32_t n) {
+    uint32_t i;
+    for (i = 0; i < n; i++) h = (h ^ w[i]) * 16777619u;
+    return h;
+}
+/* -DTKD_FRONTEND_PROFILE: called as each stage of a frame ends; hash what the FFT and the
+ * split + power stages left in the scratch, every frame */
+void tkd_frontend_profile_mark(int stage);
+void tkd_frontend_profile_mark(int stage) {
+    if (stage == 1) hash_fft = fold(hash_fft, (const uint32_t *)scratch.fft, 1024);
+    if (stage == 2) hash_power = fold(hash_power, (const uint32_t *)scratch.power, 512);
+}
+#ifdef __arm__
+extern uint32_t _etext, _sdata, _edata, _sbss, _ebss, _estack;
+int main(void);
+void reset_handler(void) {
+    uint32_t *s = &_etext, *d = &_sdata;
+    while (d < &_edata) *d++ = *s++;
+    for (d = &_sbss; d < &_ebss; d++) *d = 0;
+    main();
+    for (;;) {}
+}
+__attribute__((section(".vectors"), used)) static const void *vectors[2] = {&_estack, (void *)reset_handler};
+static int semihost(int op, const void *arg) {
+    register int r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+static void put(const char *s) { semihost(0x04, s); }
+static void finish(void) { static const uint32_t a[2] = {0x20026, 0}; semihost(0x20, a); }
+#else
+#include <stdio.h>
+static void put(const char *s) { fputs(s, stdout); }
+static void finish(void) {}
+#endif
+static char line[32 + 2 * TKD_FRONTEND_NUM_FEATURES];
+static char *hex32(char *p, uint32_t v) {
+    static const char hex[] = "0123456789abcdef";
+    int k;
+    for (k = 28; k >= 0; k -= 4) *p++ = hex[(v >> k) & 15u];
+    *p++ = ' ';
+    return p;
+}
+int main(void) {
+    static const char hex[] = "0123456789abcdef";
+    uint32_t c, i;
+    for (c = 0; c < N_CLIPS; c++) {
+        char *p = line;
+        hash_fft = hash_power = 2166136261u;
+        /* odd clips start at an odd sample: unaligned 16-bit audio */
+        tkd_frontend_run(test_audio[c] + (c & 1u), feats, &scratch);
+        p = hex32(p, hash_fft);
+        p = hex32(p, hash_power);
+        for (i = 0; i < TKD_FRONTEND_NUM_FEATURES; i++) {
+            *p++ = hex[(uint8_t)feats[i] >> 4];
+            *p++ = hex[(uint8_t)feats[i] & 15u];
+        }
+        *p++ = '\n';
+        *p = 0;
+        put(line);
+    }
+    finish();
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "machine, cpu, flash, ram, size",
+    [
+        ("mps2-an385", "cortex-m3", 0x00000000, 0x20000000, "4M"),  # portable C
+        ("mps2-an386", "cortex-m4", 0x00000000, 0x20000000, "4M"),  # DSP assembly from here on
+        ("mps2-an500", "cortex-m7", 0x00000000, 0x20000000, "4M"),
+        ("mps2-an505", "cortex-m33", 0x10000000, 0x38000000, "4M"),
+        ("mps3-an547", "cortex-m55", 0x10000000, 0x30000000, "512K"),
+    ],
+)
+def test_every_stage_gives_the_host_integers_on_m3_m4_m7_m33_m55(machine, cpu, flash, ram, size, tmp_path):
+    """The FFT buffer and the power spectrum of every frame (hashed) and the feature bytes are
+    the host's on each core: portable C on M3, the DSP assembly on M4/M7/M33/M55 (aligned and
+    unaligned audio, speech, a tone, full-scale extremes)."""
+    gcc, qemu, cc = shutil.which("arm-none-eabi-gcc"), shutil.which("qemu-system-arm"), shutil.which("cc")
+    assert gcc and qemu and cc, "arm-none-eabi-gcc, qemu-system-arm and a host cc are required for this test"
+    ext = extreme_clips()
+    audio = np.stack([espeak_clip("yes", 2), ext[3], ext[6], tone(1234.0, 20000.0), ext[0], ext[5]])
+    padded = np.concatenate([audio, np.zeros((len(audio), 1), np.int16)], axis=1)  # room for the odd offset
+    with open(tmp_path / "audio.h", "w") as f:
+        f.write(f"#define N_CLIPS {len(audio)}\nstatic const int16_t test_audio[N_CLIPS][16001] = {{\n")
+        for i, clip in enumerate(padded):
+            clip = np.roll(clip, i & 1)  # odd clips are read from sample 1
+            f.write("{" + ",".join(map(str, clip.tolist())) + "},\n")
+        f.write("};\n")
+    (tmp_path / "main.c").write_text(STAGE_MAIN)
+    (tmp_path / "link.ld").write_text(
+        QEMU_LINK.replace("ORIGIN = 0x00000000", f"ORIGIN = {flash:#010x}")
+        .replace("ORIGIN = 0x20000000", f"ORIGIN = {ram:#010x}")
+        .replace("LENGTH = 4M", f"LENGTH = {size}")
+    )
+    common = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-DTKD_FRONTEND_PROFILE", "-I", str(FRONTEND_DIR)]
+    srcs = ["-I", str(tmp_path), str(tmp_path / "main.c"), str(FRONTEND_DIR / "tkd_frontend.c")]
+    host = subprocess.run(
+        [cc, *common, *srcs, "-o", str(tmp_path / "host")], capture_output=True, text=True, timeout=120
+    )
+    assert host.returncode == 0, host.stderr
+    want = subprocess.run([str(tmp_path / "host")], capture_output=True, text=True, timeout=120).stdout.split()
+    elf = tmp_path / "fe.elf"
+    r = subprocess.run(
+        [gcc, f"-mcpu={cpu}", "-mthumb", *common, "-ffreestanding", "-nostartfiles", "-T", str(tmp_path / "link.ld")]
+        + [*srcs, "-o", str(elf), "-lc", "-lgcc"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    run = subprocess.run(
+        [qemu, "-M", machine, "-nographic", "-monitor", "none", "-semihosting-config", "enable=on,target=native"]
+        + ["-kernel", str(elf)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = (run.stdout + run.stderr).split()
+    assert len(want) == 3 * len(audio), want[:3]
+    assert got == want
+    feats = np.array([np.frombuffer(bytes.fromhex(w), np.int8) for w in want[2::3]]).reshape(-1, 49, 10)
+    np.testing.assert_array_equal(feats, fe.features(audio))

@@ -52,6 +52,7 @@ void tkd_frontend_profile_mark(int stage);
 #define TKD_FRONTEND_ASM 0
 #endif
 #if TKD_FRONTEND_ASM
+#define TKD_UNUSED __attribute__((unused)) /* naked functions read their parameters from r0.. */
 static inline int32_t mul_hi(int32_t a, int32_t b)
 {
     int32_t r;
@@ -181,8 +182,28 @@ static int32_t log2_q16(uint64_t x)
 static int32_t frame_sum(const int16_t *x, uint32_t n)
 {
     int32_t sum = 0;
-    uint32_t i;
-    for (i = 0; i < n; i++) {
+    uint32_t i = 0;
+#if TKD_FRONTEND_ASM
+    /* 8 samples per step: SMLAD(pair, 0x00010001) adds both halves (the same int32 sum; the
+     * loads may be unaligned, which LDR allows on ARMv7-M and ARMv8-M Mainline) */
+    const int16_t *end = x + (n & ~7u);
+    while (x != end) {
+        uint32_t a, b, c, d;
+        __asm__("ldr %0, [%4], #4\n\t"
+                "ldr %1, [%4], #4\n\t"
+                "ldr %2, [%4], #4\n\t"
+                "ldr %3, [%4], #4\n\t"
+                "smlad %5, %0, %6, %5\n\t"
+                "smlad %5, %1, %6, %5\n\t"
+                "smlad %5, %2, %6, %5\n\t"
+                "smlad %5, %3, %6, %5"
+                : "=&r"(a), "=&r"(b), "=&r"(c), "=&r"(d), "+r"(x), "+r"(sum)
+                : "r"(0x00010001u)
+                : "memory");
+    }
+    n &= 7u;
+#endif
+    for (; i < n; i++) {
         sum += x[i];
     }
     return sum;
@@ -199,6 +220,7 @@ static int32_t frame_mean(int32_t sum)
 
 #define WINDOWED(i) ((((int32_t)x[(i)] - mean) * (int32_t)tkd_hann_q15[(i)]) >> WINDOW_SHIFT)
 
+#if !TKD_FRONTEND_ASM
 /* Window (DC removed) and the FFT's first stage in one pass: radix 2, decimation in
  * frequency over z[n] = v[2n] + i v[2n+1], n < 512, of which only n < 320 are non-zero (the
  * window is zero-padded to FFT_SIZE). buf[n] = (z[n] + z[n + 256]) / 2,
@@ -230,6 +252,94 @@ static void window_radix2(const int16_t *x, int32_t mean, int32_t *buf)
         CMUL_HALF(ar, ai, -w[1], w[0], hi[0], hi[1]);
     }
 }
+#endif
+
+#if TKD_FRONTEND_ASM
+/* window_radix2 in assembly (DSP extension): two samples per 32-bit load, (x - mean) w as
+ * SMULBB/SMULTT(x, w) - SMULBB/SMULBT(mean, w) (exact: |x - mean| w < 2^31), then the same
+ * shifts, sums and SMMUL/SMMLA/SMMLS as the C. Loads of x may be unaligned (ARMv7-M and
+ * ARMv8-M Mainline allow it for LDR). hann[320] = 32768 is no signed halfword: fft_512 redoes
+ * that pair (n = 160) in C. r0 x, r1 mean, r2 lo, r3 hann, r4 twiddles, r5 hi, r6 end of
+ * the loop, r7-r12 values, lr zero. */
+#define WIN_PAIR /* r9, r10 = (x - mean) w of x[2n], x[2n + 1] */                                  \
+    "ldr r7, [r0], #4\n\t"                                                                         \
+    "ldr r8, [r3], #4\n\t"                                                                         \
+    "smulbb r9, r7, r8\n\t"                                                                        \
+    "smulbb r10, r1, r8\n\t"                                                                       \
+    "sub r9, r9, r10\n\t"                                                                          \
+    "smultt r7, r7, r8\n\t"                                                                        \
+    "smulbt r8, r1, r8\n\t"                                                                        \
+    "sub r10, r7, r8\n\t"
+__attribute__((naked)) static void
+window_radix2_dsp(const int16_t *x TKD_UNUSED, int32_t mean TKD_UNUSED, int32_t *buf TKD_UNUSED,
+                  const uint16_t *hann TKD_UNUSED, const int32_t *w1024 TKD_UNUSED)
+{
+    __asm__ volatile(
+        "push {r4-r11, lr}\n\t"
+        "ldr r4, [sp, #36]\n\t"
+        "add r5, r2, #2048\n\t"
+        "add r6, r0, #256\n\t"
+        "1:\n\t"                           /* n < 64: z[n] and z[n + 256] */
+        WIN_PAIR "ldr r7, [r0, #1020]\n\t" /* x[2n + 512], x[2n + 513] */
+        "ldr r8, [r3, #1020]\n\t"
+        "smulbb r11, r7, r8\n\t"
+        "smulbb r12, r1, r8\n\t"
+        "sub r11, r11, r12\n\t"
+        "smultt r7, r7, r8\n\t"
+        "smulbt r8, r1, r8\n\t"
+        "sub r12, r7, r8\n\t"
+        "asr r9, r9, #5\n\t"          /* ar */
+        "asr r10, r10, #5\n\t"        /* ai */
+        "add r7, r9, r11, asr #5\n\t" /* ar + br */
+        "sub r9, r9, r11, asr #5\n\t" /* ar - br */
+        "add r8, r10, r12, asr #5\n\t"
+        "sub r10, r10, r12, asr #5\n\t"
+        "asr r7, r7, #1\n\t"
+        "asr r8, r8, #1\n\t"
+        "strd r7, r8, [r2], #8\n\t"
+        "ldrd r11, r12, [r4], #16\n\t"
+        "smmul r7, r9, r11\n\t"
+        "smmul r11, r10, r11\n\t"
+        "smmla r7, r10, r12, r7\n\t"
+        "smmls r11, r9, r12, r11\n\t"
+        "strd r7, r11, [r5], #8\n\t"
+        "cmp r0, r6\n\t"
+        "bne 1b\n\t"
+        "add r6, r0, #256\n\t"
+        "2:\n\t"                      /* 64 <= n < 128 */
+        WIN_PAIR "asr r7, r9, #6\n\t" /* ar >> 1 */
+        "asr r8, r10, #6\n\t"
+        "strd r7, r8, [r2], #8\n\t"
+        "asr r9, r9, #5\n\t"
+        "asr r10, r10, #5\n\t"
+        "ldrd r11, r12, [r4], #16\n\t"
+        "smmul r7, r9, r11\n\t"
+        "smmul r11, r10, r11\n\t"
+        "smmla r7, r10, r12, r7\n\t"
+        "smmls r11, r9, r12, r11\n\t"
+        "strd r7, r11, [r5], #8\n\t"
+        "cmp r0, r6\n\t"
+        "bne 2b\n\t"
+        "sub r4, r4, #2048\n\t"
+        "add r6, r0, #512\n\t"
+        "mov lr, #0\n\t"
+        "3:\n\t" /* n >= 128: twiddle (-sin, cos) of 2n - 256; mul_hi(a, -s) = SMMLS(a, s, 0) */
+        WIN_PAIR "asr r7, r9, #6\n\t"
+        "asr r8, r10, #6\n\t"
+        "strd r7, r8, [r2], #8\n\t"
+        "asr r9, r9, #5\n\t"
+        "asr r10, r10, #5\n\t"
+        "ldrd r11, r12, [r4], #16\n\t"
+        "smmls r7, r9, r12, lr\n\t"
+        "smmls r12, r10, r12, lr\n\t"
+        "smmla r7, r10, r11, r7\n\t"
+        "smmls r11, r9, r11, r12\n\t"
+        "strd r7, r11, [r5], #8\n\t"
+        "cmp r0, r6\n\t"
+        "bne 3b\n\t"
+        "pop {r4-r11, pc}\n\t");
+}
+#endif
 
 /* Radix-4 decimation-in-frequency stages over blocks of 4Q complex points: a, b, c, d =
  * z[j], z[j + Q], z[j + 2Q], z[j + 3Q] become (a + b + c + d) / 2, (a - ib - c + id) W^j / 2,
@@ -267,6 +377,135 @@ static void window_radix2(const int16_t *x, int32_t mean, int32_t *buf)
         }                                                                                          \
     } while (0)
 
+#if TKD_FRONTEND_ASM
+/* The radix-4 stages and the last stage in assembly on cores with the DSP extension: the
+ * same integer operations as RADIX4_BUTTERFLY and radix4_last (each sum and difference is
+ * exact in 32 bits, see README.md; SMMUL/SMMLA/SMMLS are mul_hi/mla_hi/mls_hi), with every
+ * value kept in a register (GCC spends ~52 instructions per twiddled butterfly, this ~42).
+ * r0 walks the b slots (post-incremented LDRD), r1 the twiddles, r2 their end in a block;
+ * a, b, c, d sit in r3:r4, r5:r6, r7:r8, r9:r10. In-place sum and difference:
+ * x' = x + y, y' = x' - 2y = x - y. */
+#define R4_STR_(x) #x
+#define R4_STR(x)  R4_STR_(x)
+/* Offsets (bytes) of a, c, d from r0 once it has stepped past b. */
+#define R4_LOADS(Q)                                                                                \
+    "ldrd r5, r6, [r0], #8\n\t"                                                                    \
+    "ldrd r3, r4, [r0, #-(8*" R4_STR(                                                              \
+        Q) "+8)]\n\t"                                                                              \
+           "ldrd r7, r8, [r0, #(8*" R4_STR(                                                        \
+               Q) "-8)]\n\t"                                                                       \
+                  "ldrd r9, r10, [r0, #(16*" R4_STR(                                               \
+                      Q) "-8)]\n\t"                                                                \
+                         "add r3, r3, r7\n\t"           /* t0r = ar + cr */                        \
+                         "sub r7, r3, r7, lsl #1\n\t"   /* t1r = ar - cr */                        \
+                         "add r4, r4, r8\n\t"           /* t0i */                                  \
+                         "sub r8, r4, r8, lsl #1\n\t"   /* t1i */                                  \
+                         "add r5, r5, r9\n\t"           /* t2r = br + dr */                        \
+                         "sub r9, r5, r9, lsl #1\n\t"   /* t3r = br - dr */                        \
+                         "add r6, r6, r10\n\t"          /* t2i */                                  \
+                         "sub r10, r6, r10, lsl #1\n\t" /* t3i */                                  \
+                         "add r11, r3, r5\n\t"          /* t0r + t2r */                            \
+                         "sub r5, r3, r5\n\t"           /* u2r = t0r - t2r */                      \
+                         "add r12, r4, r6\n\t"                                                     \
+                         "sub r6, r4, r6\n\t" /* u2i */                                            \
+                         "asr r11, r11, #1\n\t"                                                    \
+                         "asr r12, r12, #1\n\t"                                                    \
+                         "strd r11, r12, [r0, #-(8*" R4_STR(                                       \
+                             Q) "+8)]\n\t"            /* a = (t0 + t2) / 2 */                      \
+                                "add r3, r7, r10\n\t" /* u1r = t1r + t3i */                        \
+                                "sub r7, r7, r10\n\t" /* u3r = t1r - t3i */                        \
+                                "sub r4, r8, r9\n\t"  /* u1i = t1i - t3r */                        \
+                                "add r8, r8, r9\n\t"  /* u3i = t1i + t3r */
+/* One radix-4 stage, blocks of 4Q complex points: (buf, twiddles of j = 1..Q-1). */
+#define DEFINE_RADIX4_STAGE_ASM(name, Q)                                                           \
+    __attribute__((naked)) static void name(int32_t *buf TKD_UNUSED,                               \
+                                            const int32_t *twiddles TKD_UNUSED)                    \
+    {                                                                                              \
+        __asm__ volatile("push {r4-r11, lr}\n\t"                                                   \
+                         "add r2, r0, #(4096+8*" R4_STR(                                           \
+                             Q) ")\n\t"                                                            \
+                                "push {r2}\n\t" /* r0 at the end */                                \
+                                "add r0, r0, #(8*" R4_STR(                                         \
+                                    Q) ")\n\t"                                                     \
+                                       "addw r2, r1, #(24*(" R4_STR(                               \
+                                           Q) "-1))\n\t"                                           \
+                                              "0:\n\t" R4_LOADS(Q) /* j = 0: no twiddles */        \
+                         "asr r5, r5, #1\n\t"                                                      \
+                         "asr r6, r6, #1\n\t"                                                      \
+                         "asr r3, r3, #1\n\t"                                                      \
+                         "asr r4, r4, #1\n\t"                                                      \
+                         "asr r7, r7, #1\n\t"                                                      \
+                         "asr r8, r8, #1\n\t"                                                      \
+                         "strd r3, r4, [r0, #-8]\n\t"                                              \
+                         "strd r5, r6, [r0, #(8*" R4_STR(                                          \
+                             Q) "-8)]\n\t"                                                         \
+                                "strd r7, r8, [r0, #(16*" R4_STR(                                  \
+                                    Q) "-8)]\n\t"                                                  \
+                                       "1:\n\t" R4_LOADS(                                          \
+                                           Q) "ldm r1!, {r9, r10, r11, r12}\n\t" /* W^j, W^2j */   \
+                                              "smmul lr, r3, r9\n\t"                               \
+                                              "smmul r9, r4, r9\n\t"                               \
+                                              "smmla lr, r4, r10, lr\n\t"                          \
+                                              "smmls r9, r3, r10, r9\n\t"                          \
+                                              "strd lr, r9, [r0, #-8]\n\t" /* b = u1 W^j / 2 */    \
+                                              "smmul r3, r5, r11\n\t"                              \
+                                              "smmul r11, r6, r11\n\t"                             \
+                                              "smmla r3, r6, r12, r3\n\t"                          \
+                                              "smmls r11, r5, r12, r11\n\t"                        \
+                                              "strd r3, r11, [r0, #(8*" R4_STR(                    \
+                                                  Q) "-8)]\n\t" /* c = u2 W^2j / 2 */              \
+                                                     "ldrd r9, r10, [r1], #8\n\t" /* W^3j */       \
+                                                     "smmul r3, r7, r9\n\t"                        \
+                                                     "smmul r9, r8, r9\n\t"                        \
+                                                     "smmla r3, r8, r10, r3\n\t"                   \
+                                                     "smmls r9, r7, r10, r9\n\t"                   \
+                                                     "strd r3, r9, [r0, #(16*" R4_STR(             \
+                                                         Q) "-8)]\n\t" /* d = u3 W^3j / 2 */       \
+                                                            "cmp r1, r2\n\t"                       \
+                                                            "bne 1b\n\t"                           \
+                                                            "subw r1, r1, #(24*(" R4_STR(          \
+                                                                Q) "-1))\n\t"                      \
+                                                                   "addw r0, r0, #(24*" R4_STR(    \
+                                                                       Q) ")\n\t"                  \
+                                                                          "ldr r3, [sp]\n\t"       \
+                                                                          "cmp r0, r3\n\t"         \
+                                                                          "bne 0b\n\t"             \
+                                                                          "add sp, sp, #4\n\t"     \
+                                                                          "pop {r4-r11, pc}\n\t"); \
+    }
+DEFINE_RADIX4_STAGE_ASM(radix4_span256, 64)
+DEFINE_RADIX4_STAGE_ASM(radix4_span64, 16)
+DEFINE_RADIX4_STAGE_ASM(radix4_span16, 4)
+
+/* The last stage: the 8 words of a butterfly are contiguous (one LDM, one STM). */
+__attribute__((naked)) static void radix4_last(int32_t *buf TKD_UNUSED)
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "add r1, r0, #4096\n\t"
+                     "1:\n\t"
+                     "ldm r0, {r2-r9}\n\t"        /* a r2:r3, b r4:r5, c r6:r7, d r8:r9 */
+                     "sub r10, r2, r6\n\t"        /* t1r */
+                     "add r2, r2, r6\n\t"         /* t0r */
+                     "sub r11, r3, r7\n\t"        /* t1i */
+                     "add r3, r3, r7\n\t"         /* t0i */
+                     "sub r12, r4, r8\n\t"        /* t3r */
+                     "add r6, r4, r8\n\t"         /* t2r */
+                     "sub lr, r5, r9\n\t"         /* t3i */
+                     "add r7, r5, r9\n\t"         /* t2i */
+                     "add r4, r10, lr\n\t"        /* t1r + t3i */
+                     "sub r8, r10, lr\n\t"        /* t1r - t3i */
+                     "sub r5, r11, r12\n\t"       /* t1i - t3r */
+                     "add r9, r11, r12\n\t"       /* t1i + t3r */
+                     "add r2, r2, r6\n\t"         /* t0r + t2r */
+                     "sub r6, r2, r6, lsl #1\n\t" /* t0r - t2r */
+                     "add r3, r3, r7\n\t"
+                     "sub r7, r3, r7, lsl #1\n\t"
+                     "stm r0!, {r2-r9}\n\t"
+                     "cmp r0, r1\n\t"
+                     "bne 1b\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#else
 #define DEFINE_RADIX4_STAGE(name, Q)                                                               \
     static void name(int32_t *buf, const int32_t *twiddles)                                        \
     {                                                                                              \
@@ -309,12 +548,26 @@ static void radix4_last(int32_t *buf)
         STORE2(a + 6, t1r - t3i, t1i + t3r);
     }
 }
+#endif
 
 /* 512-point complex FFT of the windowed frame, Z / 16 in digit-reversed order
  * (tkd_fft_pos). */
 static void fft_512(const int16_t *x, int32_t mean, int32_t *buf)
 {
+#if TKD_FRONTEND_ASM
+    window_radix2_dsp(x, mean, buf, tkd_hann_q15, tkd_w1024_q31);
+    { /* n = 160 (hann[320] = 32768) as in window_radix2 */
+        const uint32_t n = TKD_FRONTEND_WINDOW / 4;
+        const int32_t *w = tkd_w1024_q31 + 4u * (n - QUARTER_HALF / 2);
+        int32_t ar = WINDOWED(2 * n), ai = WINDOWED(2 * n + 1);
+        buf[2 * n] = ar >> 1;
+        buf[2 * n + 1] = ai >> 1;
+        CMUL_HALF(ar, ai, -w[1], w[0], buf[2 * (n + QUARTER_HALF)],
+                  buf[2 * (n + QUARTER_HALF) + 1]);
+    }
+#else
     window_radix2(x, mean, buf);
+#endif
     radix4_span256(buf, tkd_r4_twiddle_q31);
     radix4_span64(buf, tkd_r4_twiddle_q31 + 6 * 63);
     radix4_span16(buf, tkd_r4_twiddle_q31 + 6 * (63 + 15));
@@ -326,6 +579,39 @@ static void fft_512(const int16_t *x, int32_t mean, int32_t *buf)
  * X[k] = A / 2 - i W_1024^k B / 2. */
 static void split_power(const int32_t *z, uint64_t *power)
 {
+#if TKD_FRONTEND_ASM
+    /* The same integers as the C below, per bin in registers (LDRD/STRD, no reloads). */
+    const uint32_t *pos = tkd_fft_pos, *pos_end = tkd_fft_pos + TKD_MEL_NUM_BINS;
+    const int32_t *w = tkd_w1024_q31 + 2u * TKD_MEL_FIRST_BIN;
+    while (pos != pos_end) {
+        int32_t a, b, c, d, e, f, g;
+        __asm__("ldr %0, [%7], #4\n\t"
+                "uxth %1, %0\n\t"
+                "lsr %0, %0, #16\n\t"
+                "add %1, %10, %1, lsl #3\n\t" /* Z[k] */
+                "add %0, %10, %0, lsl #3\n\t" /* Z[512 - k] */
+                "ldrd %2, %3, [%1]\n\t"
+                "ldrd %4, %5, [%0]\n\t"
+                "add %0, %2, %4\n\t" /* ar */
+                "sub %2, %2, %4\n\t" /* br */
+                "sub %1, %3, %5\n\t" /* ai */
+                "add %3, %3, %5\n\t" /* bi */
+                "ldrd %4, %5, [%8], #8\n\t"
+                "smmul %6, %2, %4\n\t"
+                "smmul %4, %3, %4\n\t"
+                "smmla %6, %3, %5, %6\n\t"   /* ur */
+                "smmls %4, %2, %5, %4\n\t"   /* ui */
+                "add %2, %4, %0, asr #1\n\t" /* xr = ar / 2 + ui */
+                "rsb %3, %6, %1, asr #1\n\t" /* xi = ai / 2 - ur */
+                "smull %4, %5, %2, %2\n\t"
+                "smlal %4, %5, %3, %3\n\t"
+                "strd %4, %5, [%9], #8"
+                : "=&r"(a), "=&r"(b), "=&r"(c), "=&r"(d), "=&r"(e), "=&r"(f), "=&r"(g), "+r"(pos),
+                  "+r"(w), "+r"(power)
+                : "r"(z)
+                : "memory");
+    }
+#else
     uint32_t k;
     for (k = 0; k < TKD_MEL_NUM_BINS; k++) {
         uint32_t pos = tkd_fft_pos[k];
@@ -339,7 +625,28 @@ static void split_power(const int32_t *z, uint64_t *power)
         xi = (ai >> 1) - ur;
         power[k] = (uint64_t)((int64_t)xr * xr + (int64_t)xi * xi);
     }
+#endif
 }
+
+#if TKD_FRONTEND_ASM
+/* acc_lo += (P mod 2^32) w, acc_hi += (P >> 32) w over bins [k, end) (LDRD of P, two UMLAL);
+ * FALL: weight 32768 - w. The same sums as the C loops. */
+#define MEL_SEGMENT(FALL)                                                                          \
+    do {                                                                                           \
+        const uint64_t *p_ = power + k;                                                            \
+        const uint16_t *wq_ = tkd_mel_weight_q15 + k, *we_ = tkd_mel_weight_q15 + end;             \
+        while (wq_ != we_) {                                                                       \
+            uint32_t w_, pl_, ph_;                                                                 \
+            __asm__("ldrh %0, [%3], #2\n\t" FALL "ldrd %1, %2, [%4], #8\n\t"                       \
+                    "umlal %5, %6, %1, %0\n\t"                                                     \
+                    "umlal %7, %8, %2, %0"                                                         \
+                    : "=&r"(w_), "=&r"(pl_), "=&r"(ph_), "+r"(wq_), "+r"(p_), "+r"(l0), "+r"(l1),  \
+                      "+r"(h0), "+r"(h1)                                                           \
+                    :                                                                              \
+                    : "memory");                                                                   \
+        }                                                                                          \
+    } while (0)
+#endif
 
 /* S[j] = sum over bins P * w_q15, exactly, as lo + 2^32 hi with lo = sum (P mod 2^32) w and
  * hi = sum (P >> 32) w (both < 2^64: P < 2^62 and a band's weights sum to < 2^20). Segment j
@@ -348,6 +655,17 @@ static void mel_filterbank(const uint64_t *power, uint64_t *mel_lo, uint64_t *me
 {
     uint32_t j, k;
     for (j = 0; j < TKD_FRONTEND_NUM_MEL; j++) {
+#if TKD_FRONTEND_ASM
+        uint32_t l0 = 0, l1 = 0, h0 = 0, h1 = 0;
+        uint32_t end = tkd_mel_band_start[j + 1];
+        k = tkd_mel_band_start[j];
+        MEL_SEGMENT("");
+        k = end;
+        end = tkd_mel_band_start[j + 2];
+        MEL_SEGMENT("rsb %0, %0, #32768\n\t");
+        mel_lo[j] = ((uint64_t)l1 << 32) | l0;
+        mel_hi[j] = ((uint64_t)h1 << 32) | h0;
+#else
         uint64_t lo = 0, hi = 0;
         uint32_t end = tkd_mel_band_start[j + 1];
         for (k = tkd_mel_band_start[j]; k < end; k++) {
@@ -363,6 +681,7 @@ static void mel_filterbank(const uint64_t *power, uint64_t *mel_lo, uint64_t *me
         }
         mel_lo[j] = lo;
         mel_hi[j] = hi;
+#endif
     }
 }
 
