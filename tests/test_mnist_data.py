@@ -1,12 +1,14 @@
-"""MNIST loading: the real files, checksums, truncated files, the download path, the errors."""
+"""MNIST loading: the real files, recompressed copies, checksums, damaged files, the download path, the errors."""
 
 import gzip
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
-from tinykd.data import mnist
+from tinykd.data import idx, mnist
+from tinykd.data.cache import sha256sum
 from tinykd.errors import TinykdError
 
 
@@ -35,13 +37,13 @@ def _copy(mnist_dir, tmp_path):
     return folder
 
 
-def test_wrong_checksum_is_a_clear_error(mnist_dir, tmp_path):
+def test_damaged_gzip_is_a_clear_error(mnist_dir, tmp_path):
     folder = _copy(mnist_dir, tmp_path)
     labels = folder / "t10k-labels-idx1-ubyte.gz"
     data = bytearray(labels.read_bytes())
-    data[-20] ^= 0xFF
+    data[-20] ^= 0xFF  # gzip's CRC-32 no longer matches
     labels.write_bytes(bytes(data))
-    with pytest.raises(TinykdError, match=r"t10k-labels-idx1-ubyte.gz is corrupt.*md5"):
+    with pytest.raises(TinykdError, match=r"t10k-labels-idx1-ubyte.gz cannot be decompressed.*truncated or not gzip"):
         mnist.load(folder)
 
 
@@ -49,20 +51,60 @@ def test_truncated_gzip_is_a_clear_error(mnist_dir, tmp_path):
     folder = _copy(mnist_dir, tmp_path)
     path = folder / "t10k-labels-idx1-ubyte.gz"
     path.write_bytes(path.read_bytes()[:2000])
-    # The md5 check catches it first...
-    with pytest.raises(TinykdError, match="corrupt"):
+    with pytest.raises(TinykdError, match=r"t10k-labels-idx1-ubyte.gz cannot be decompressed.*truncated or not gzip"):
         mnist.load(folder)
-    # ...and the decoder on its own says the file is truncated rather than crashing.
-    with pytest.raises(TinykdError, match="truncated or not gzip"):
-        mnist.read_idx(path, mnist.FILES["test_labels"])
 
 
 def test_wrong_header_is_a_clear_error(tmp_path):
     path = tmp_path / "t10k-labels-idx1-ubyte.gz"
     with gzip.open(path, "wb") as f:
-        f.write(b"\x00\x00\x08\x03" + b"\x00" * 100)
-    with pytest.raises(TinykdError, match="unexpected idx header"):
-        mnist.read_idx(path, mnist.FILES["test_labels"])
+        f.write(b"\x00\x00\x07\x03" + b"\x00" * 100)
+    with pytest.raises(
+        TinykdError, match=r"t10k-labels-idx1-ubyte.gz is not a valid idx file: its magic number is 0x00000703"
+    ):
+        idx.read(path)
+
+
+def test_recompressed_and_decompressed_mnist_are_accepted(mnist_dir, tmp_path):
+    """The md5 sums check downloads only: the decompressed originals recompressed (`gzip -9`; other
+    bytes, same images) are MNIST, and so are the decompressed files themselves."""
+    original = mnist.load(mnist_dir, val_size=100, train_limit=200, test_limit=50)
+    raw, recompressed = tmp_path / "raw", tmp_path / "gzip9"
+    raw.mkdir()
+    recompressed.mkdir()
+    for spec in mnist.FILES.values():
+        data = gzip.decompress((mnist_dir / spec.name).read_bytes())
+        (raw / spec.raw_name).write_bytes(data)
+        (recompressed / spec.raw_name).write_bytes(data)
+        # gzip -9 of the 47 MB training images takes ~20 s of CPU: -1 for that one (still other bytes)
+        level = "-1" if spec.name.startswith("train-images") else "-9"
+        subprocess.run(["gzip", level, "-n", str(recompressed / spec.raw_name)], check=True)
+        assert mnist.md5sum(recompressed / spec.name) != spec.md5
+    for folder in (raw, recompressed):
+        d = mnist.load(folder, val_size=100, train_limit=200, test_limit=50)
+        for key in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+            assert np.array_equal(getattr(d, key), getattr(original, key)), (folder.name, key)
+    # A checksum the user gives is checked: md5 or sha256, by file name in the data folder.
+    name = "t10k-labels-idx1-ubyte.gz"
+    good = {
+        name: sha256sum(recompressed / name),
+        "train-labels-idx1-ubyte.gz": mnist.md5sum(recompressed / "train-labels-idx1-ubyte.gz"),
+    }
+    mnist.load(recompressed, val_size=100, train_limit=10, test_limit=10, checksums=good)
+    with pytest.raises(TinykdError, match=rf"gzip9/{name} is not the file \[data\] checksums describes: its md5 is"):
+        mnist.load(recompressed, val_size=100, checksums={name: mnist.FILES["test_labels"].md5})
+
+
+def test_labels_out_of_range_are_a_clear_error(mnist_dir, tmp_path):
+    folder = _copy(mnist_dir, tmp_path)
+    path = folder / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(gzip.decompress(path.read_bytes()))
+    data[8 + 17] = 10  # MNIST has classes 0..9
+    path.write_bytes(gzip.compress(bytes(data)))
+    with pytest.raises(
+        TinykdError, match=r"t10k-labels-idx1-ubyte.gz has 1 label\(s\) out of range \(e.g. 10\); labels must be 0 .. 9"
+    ):
+        mnist.load(folder)
 
 
 def test_missing_data_dir_says_what_to_do(tmp_path):

@@ -20,7 +20,7 @@ from .errors import TinykdError
 @dataclass
 class DataConfig:
     dir: str = ""  # folder with the dataset files; "" = $TINYKD_DATA, then the cache
-    val_size: int = 5000  # validation examples carved from train (fixed by the seed)
+    val_size: int = 5000  # validation examples carved from train (fixed by the seed; image: at most 1/5 of it)
     train_limit: int = 0  # use only this many training examples (0 = all)
     test_limit: int = 0  # evaluate on only this many test examples (0 = all)
     jitter: int = 2  # random shift in pixels during training (Hinton used up to 2)
@@ -29,6 +29,15 @@ class DataConfig:
     # kws without Speech Commands: keyword clips per word in the espeak-ng set (0 = 200, or
     # fewer when train_limit asks for less)
     synth_clips: int = 0
+    # image (tinykd/data/images.py): dir names idx files, a .npz or a folder of class folders
+    format: str = "auto"  # auto | idx | npz | folder
+    image_size: list[int] = field(default_factory=list)  # [height, width] to resize to ([] = as stored)
+    channels: int = 0  # 1 = grey, 3 = RGB (0 = as stored)
+    class_names: list[str] = field(default_factory=list)  # the classes' names ([] = from the data)
+    test_split: float = 0.0  # a folder without test/: the fraction of each class held out for testing
+    # mnist, image: md5 or sha256 of data files, by name relative to the data folder
+    # (e.g. {"train-images-idx3-ubyte.gz" = "..."}); downloads are checked against MNIST's own
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,6 +129,9 @@ QUICK: dict[str, Any] = {
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "mnist": {},
+    # Your own images: MNIST's schedule; no jitter unless asked for ([data] jitter), since not
+    # every dataset is shift-invariant.
+    "image": {},
     # Keyword spotting (Hello Edge DS-CNN). Speech Commands has its own validation list, so
     # val_size is unused; no pixel jitter. The full synthetic set is 10 x 200 keyword clips.
     "kws": {
@@ -152,9 +164,23 @@ def merge(config: BuildConfig, overrides: dict[str, Any], source: str) -> BuildC
     return _from_dict(values)
 
 
+# Settings whose value is a table of the user's own keys (not sections of known settings).
+FREE_TABLES = {"data.checksums"}
+
+
 def _merge_into(values: dict, overrides: dict, source: str, path: str) -> None:
     for key, value in overrides.items():
         where = f"{path}{key}"
+        if where in FREE_TABLES and key in values:
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise TinykdError(
+                    f"{source}: '{where}' must be a table of file names and digests "
+                    f'(e.g. {{"train-images-idx3-ubyte.gz" = "<sha256>"}}), not {value!r}.'
+                )
+            values[key] = dict(value)
+            continue
         if key not in values:
             known = ", ".join(sorted(values))
             raise TinykdError(
@@ -174,7 +200,7 @@ def _coerce(default: Any, value: Any, where: str, source: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
+        return list(value) if kind is list else value
     raise TinykdError(f"{source}: '{where}' must be a {kind.__name__}, got {value!r}.")
 
 
@@ -255,12 +281,14 @@ def validate(config: BuildConfig) -> None:
         raise TinykdError(
             "[data] needs val_size >= 1 and non-negative train_limit, test_limit, jitter, augment and synth_clips."
         )
-    unused = [k for k in ("augment", "synth_clips") if getattr(data, k) and k not in get_task(config.task).data_options]
+    task_options = get_task(config.task).data_options
+    unused = [k for k in ("augment", "synth_clips") if getattr(data, k) and k not in task_options]
     if unused:
         raise TinykdError(
             f"[data] {', '.join(unused)} only apply to the kws task (task '{config.task}' ignores them). "
             "Remove them; for MNIST the training augmentation is [data] jitter."
         )
+    _validate_image_data(config, task_options)
     if config.device.limit < 0 or config.device.instances < 1:
         raise TinykdError("[device] needs limit >= 0 (0 = all) and instances >= 1.")
     _validate_distill(config)
@@ -269,6 +297,50 @@ def validate(config: BuildConfig) -> None:
     from .boards import load_board
 
     load_board(config.board)
+
+
+IMAGE_KEYS = ("format", "image_size", "channels", "class_names", "test_split", "checksums")
+
+
+def _validate_image_data(config: BuildConfig, task_options: tuple[str, ...]) -> None:
+    """The image task's [data] keys: well formed, and set only for a task that reads them."""
+    from .data.checksums import check_digest_format
+    from .data.images import FORMATS
+
+    data, default = config.data, DataConfig()
+    unused = [k for k in IMAGE_KEYS if getattr(data, k) != getattr(default, k) and k not in task_options]
+    if unused:
+        readers = sorted(t for t in ("image", "mnist") if all(k in _task_options(t) for k in unused))
+        raise TinykdError(
+            f"[data] {', '.join(unused)} {'do' if len(unused) > 1 else 'does'} not apply to task "
+            f"'{config.task}' (only to {', '.join(readers) or 'the image task'}). Remove "
+            f"{'them' if len(unused) > 1 else 'it'}, or use --task image for your own images."
+        )
+    if data.format not in FORMATS:
+        raise TinykdError(f"[data] format must be one of {', '.join(FORMATS)}, not {data.format!r}.")
+    size = data.image_size
+    if size and (len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+        raise TinykdError(
+            f"[data] image_size must be [height, width] in pixels, two whole numbers >= 1 (e.g. [32, 32]), "
+            f"not {size!r}; or [] to keep the images' own size."
+        )
+    if data.channels not in (0, 1, 3):
+        raise TinykdError(f"[data] channels must be 1 (grey), 3 (RGB) or 0 (as stored), not {data.channels}.")
+    names = data.class_names
+    if names and (not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)):
+        raise TinykdError(f"[data] class_names must be distinct, non-empty strings (got {names!r}).")
+    if not 0.0 <= data.test_split < 1.0:
+        raise TinykdError(
+            f"[data] test_split must be in [0, 1), the fraction held out for testing (got {data.test_split})."
+        )
+    for name, digest in data.checksums.items():
+        check_digest_format(name, digest)
+
+
+def _task_options(name: str) -> tuple[str, ...]:
+    from .data import TASKS
+
+    return TASKS[name].data_options
 
 
 def _validate_distill(config: BuildConfig) -> None:

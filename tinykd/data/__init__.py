@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TinykdError
-from . import mnist
+from . import images, mnist
 from .base import Dataset
 
 
@@ -34,6 +34,10 @@ class Task:
     device_frontend: str | None = None
     # [data] settings, beyond the common ones, that `load` takes as keyword arguments.
     data_options: tuple[str, ...] = ()
+    # data_digest(data_dir, **data_options) -> str: a digest of the files the data is read from,
+    # part of the training stages' fingerprints (another dataset in the same folder is not the
+    # one trained on). None: the data is known by its settings alone.
+    data_digest: Callable[..., str] | None = None
 
 
 # ---------------------------------------------------------------------------------- kws
@@ -114,6 +118,19 @@ TASKS: dict[str, Task] = {
         default_teacher="cnn",
         default_student="mlp-300-300",
         jitter_pixels=2,
+        data_options=("checksums",),
+        data_digest=mnist.data_digest,
+    ),
+    "image": Task(
+        name="image",
+        description="your own images, any size, grey or RGB: idx files (.gz or raw), a .npz file, or "
+        "a folder of class sub-folders of PNG/JPEG ([data] dir; see tinykd.data.images)",
+        load=images.load,
+        default_teacher="cnn",
+        default_student="cnn-s",
+        jitter_pixels=0,
+        data_options=("format", "image_size", "channels", "class_names", "test_split", "checksums"),
+        data_digest=images.data_digest,
     ),
     "kws": Task(
         name="kws",
@@ -152,6 +169,15 @@ def load_dataset(config) -> Dataset:
     )
 
 
+def data_digest(config) -> str | None:
+    """A digest of the files a build configuration's data is read from (None: the task has none)."""
+    task, c = get_task(config.task), config.data
+    if task.data_digest is None:
+        return None
+    options = {name: getattr(c, name) for name in task.data_options}
+    return task.data_digest(c.dir or None, **options)
+
+
 def load_test_audio(config) -> np.ndarray:
     """The raw test inputs of a build configuration's task (tasks whose device preprocesses)."""
     task, c = get_task(config.task), config.data
@@ -161,4 +187,13 @@ def load_test_audio(config) -> np.ndarray:
     )
 
 
-__all__ = ["Dataset", "Task", "TASKS", "get_task", "kws_data_root", "load_dataset", "load_test_audio"]
+__all__ = [
+    "Dataset",
+    "Task",
+    "TASKS",
+    "data_digest",
+    "get_task",
+    "kws_data_root",
+    "load_dataset",
+    "load_test_audio",
+]

@@ -1,41 +1,47 @@
-"""MNIST: the four original idx .gz files, found locally or downloaded into a cache with md5 checks."""
+"""MNIST: the four original idx files (.gz, or decompressed), found locally or downloaded into a cache.
+
+Files found locally are checked by their structure (tinykd.data.idx: magic numbers, dimensions,
+counts, labels 0-9), so a recompressed copy of MNIST, or another dataset in MNIST's format and
+names, is read too; the published md5 sums check downloads, and [data] checksums whatever
+copy the user names.
+"""
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
-import struct
 import urllib.error
 import urllib.request
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import TinykdError
 from ..fileio import atomic_path
+from . import idx
 from .base import Dataset
 from .cache import cache_dir, md5sum
+from .checksums import files_digest, verify_checksums
 
 
 @dataclass(frozen=True)
 class IdxFile:
     name: str
-    md5: str  # of the .gz as originally distributed
-    magic: int
-    count: int
+    md5: str  # of the .gz as originally distributed (checks downloads)
+
+    @property
+    def raw_name(self) -> str:
+        """The decompressed file's name (gunzip's)."""
+        return self.name.removesuffix(".gz")
 
 
 FILES = {
-    "train_images": IdxFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", 2051, 60000),
-    "train_labels": IdxFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", 2049, 60000),
-    "test_images": IdxFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", 2051, 10000),
-    "test_labels": IdxFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", 2049, 10000),
+    "train_images": IdxFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    "train_labels": IdxFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    "test_images": IdxFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+    "test_labels": IdxFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
 }
 
-# Mirrors of the original files, tried in order. The md5 sums above decide what is accepted.
+# Mirrors of the original files, tried in order. The md5 sums above decide what download is accepted.
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -58,18 +64,31 @@ def candidate_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
     return [d for base in dirs for d in (base, base / "mnist")]
 
 
+def find_files(folder: Path) -> dict[str, Path] | None:
+    """The four files in `folder`, each as its .gz or its decompressed form (the latter when both
+    are there); None unless all four are."""
+    found = {}
+    for key, spec in FILES.items():
+        for name in (spec.raw_name, spec.name):
+            if (folder / name).is_file():
+                found[key] = folder / name
+                break
+        else:
+            return None
+    return found
+
+
 def locate(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """Return a folder holding all four verified files, downloading into the cache if needed."""
+    """Return a folder holding all four files, downloading (md5-checked) into the cache if needed."""
     searched = candidate_dirs(data_dir)
     for folder in searched:
-        if all((folder / f.name).is_file() for f in FILES.values()):
-            verify(folder)
+        if find_files(folder):
             return folder
     if data_dir:
         raise TinykdError(
             f"MNIST files not found in --data-dir {data_dir}. The folder must hold the four original "
-            f"files ({', '.join(f.name for f in FILES.values())}). Point --data-dir (or $TINYKD_DATA) "
-            "at the folder that has them, or leave both unset to download into the cache."
+            f"files ({', '.join(f.name for f in FILES.values())}, or them decompressed). Point --data-dir "
+            "(or $TINYKD_DATA) at the folder that has them, or leave both unset to download into the cache."
         )
     if not download:
         raise TinykdError(_not_found_message(searched))
@@ -109,70 +128,33 @@ def download_to_cache(searched: list[Path]) -> Path:
     return target
 
 
-def verify(folder: Path) -> None:
-    """Check each file's md5 against the published sums; say which file is bad and why."""
-    for spec in FILES.values():
-        path = folder / spec.name
-        actual = md5sum(path)
-        if actual != spec.md5:
-            raise TinykdError(
-                f"{path} is corrupt or not the original MNIST file: its md5 is {actual}, expected "
-                f"{spec.md5}. Delete it and copy (or download) the original file again."
-            )
-
-
-def read_idx(path: Path, spec: IdxFile) -> np.ndarray:
-    """Decode one idx file (big-endian header: magic, dims; then uint8 data)."""
-    try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise TinykdError(
-            f"{path} cannot be decompressed ({exc}); the file is truncated or not gzip. "
-            "Delete it and copy (or download) the original file again."
-        ) from None
-    ndim = 3 if spec.magic == 2051 else 1
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise TinykdError(f"{path} is too short to be an idx file; replace it with the original.")
-    magic, *dims = struct.unpack(f">{1 + ndim}I", raw[:header])
-    expected = spec.count * (784 if ndim == 3 else 1)
-    if magic != spec.magic or dims[0] != spec.count or len(raw) - header != expected:
-        raise TinykdError(
-            f"{path} has an unexpected idx header or size (magic {magic}, dims {dims}, "
-            f"{len(raw) - header} data bytes); replace it with the original file."
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(spec.count, *dims[1:])
-
-
 def load(
     data_dir: str | os.PathLike | None = None,
     val_size: int = 5000,
     seed: int = 0,
     train_limit: int = 0,
     test_limit: int = 0,
+    checksums: dict[str, str] | None = None,
 ) -> Dataset:
     """MNIST as float32 images in [0, 1], shape (28, 28, 1); validation carved from train by seed."""
+    from .images import Splits, make_dataset
+
     folder = locate(data_dir)
-    arrays = {key: read_idx(folder / spec.name, spec) for key, spec in FILES.items()}
-    x, y = arrays["train_images"], arrays["train_labels"].astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(y))
-    val_idx, train_idx = order[:val_size], order[val_size:]
-    if train_limit:
-        train_idx = train_idx[:train_limit]
-    x_test, y_test = arrays["test_images"], arrays["test_labels"].astype(np.int64)
-    if test_limit:
-        x_test, y_test = x_test[:test_limit], y_test[:test_limit]
-    return Dataset(
-        x_train=to_float(x[train_idx]),
-        y_train=y[train_idx],
-        x_val=to_float(x[val_idx]),
-        y_val=y[val_idx],
-        x_test=to_float(x_test),
-        y_test=y_test,
-        class_names=CLASS_NAMES,
-    )
+    verify_checksums(folder, checksums or {})
+    files = find_files(folder)
+    x, y = idx.read_pair(files["train_images"], files["train_labels"], num_classes=len(CLASS_NAMES))
+    x_test, y_test = idx.read_pair(files["test_images"], files["test_labels"], num_classes=len(CLASS_NAMES))
+    for key, images in (("train_images", x), ("test_images", x_test)):
+        if images.ndim != 3:
+            raise TinykdError(
+                f"{files[key]} holds images of shape {' x '.join(map(str, images.shape[1:]))}; MNIST's are grey "
+                "(N x height x width). For colour images use --task image."
+            )
+    splits = Splits(x[..., None], y, x_test[..., None], y_test, CLASS_NAMES)
+    return make_dataset(splits, val_size, seed, train_limit, test_limit, val_cap=False)
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    return (images.astype(np.float32) / 255.0)[..., None]
+def data_digest(data_dir: str | os.PathLike | None = None, **_) -> str:
+    """sha256 of the four files a build reads (names and contents)."""
+    folder = locate(data_dir)
+    return files_digest(folder, sorted(find_files(folder).values()))
