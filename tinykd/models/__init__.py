@@ -1,7 +1,9 @@
 """Teacher and student architectures, built by name from a registry.
 
 Every model outputs logits (no softmax) and uses only layers that become ops our firmware
-runtime runs: FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, pooling, ADD, RESHAPE.
+runtime runs: FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, pooling, ADD, RESHAPE. Models are
+sized from the task's input shape: MLPs flatten any H x W x C, the CNNs take any channels and
+sides (odd or even, pooling or striding until the map is small).
 Dropout and jitter exist only at training time and vanish in the int8 model.
 """
 
@@ -43,25 +45,87 @@ def mlp(hidden: tuple[int, ...], dropout: float = 0.0, input_dropout: float = 0.
     return build
 
 
+def _halve(x, name: str):
+    """A 2x2 max-pool that suits any map: no pooling along an axis of size 1, and "same" padding
+    when a side is odd (e.g. 21 -> 11 -> 6: no edge row dropped)."""
+    h, w = int(x.shape[1]), int(x.shape[2])
+    pool = (2 if h > 1 else 1, 2 if w > 1 else 1)
+    if pool == (1, 1):
+        return x
+    padding = "same" if (h > 1 and h % 2) or (w > 1 and w % 2) else "valid"
+    return keras.layers.MaxPooling2D(2 if pool == (2, 2) else pool, padding=padding, name=name)(x)
+
+
+# The CNNs pool until the last feature map is at most this many pixels a side (28x28 -> 7x7,
+# 32x32 -> 8x8, 96x96 -> 6x6), so the dense layer stays small for large inputs.
+MAX_FINAL_SIDE = 8
+
+
+def _image_input(input_shape: tuple[int, ...], family: str):
+    if len(input_shape) != 3:
+        raise TinykdError(
+            f"{family} models take images (height x width x channels); the task's inputs have shape "
+            f"{tuple(input_shape)}. Use an MLP (e.g. mlp-300-300) for these inputs."
+        )
+    return keras.Input(shape=input_shape, name="input")
+
+
 def cnn(filters: tuple[int, int] = (16, 32), dense: int = 256, dropout: float = 0.4) -> Callable:
     """A LeNet-style CNN teacher: two 5x5 conv + max-pool blocks, then a dense layer.
 
-    About 3 M multiply-accumulates per image, so it trains in a few minutes on two cores,
+    About 3 M multiply-accumulates per MNIST image, so it trains in a few minutes on two cores,
     yet reaches well under 100 test errors on MNIST: a stronger teacher than Hinton's MLP
     for the same time, and the student is only as good as its teacher.
+
+    Any image shape: the convolutions take any number of channels, the pools adapt to odd or
+    tiny sides (`_halve`), and inputs larger than 32x32 get extra pools before the dense layer
+    (MAX_FINAL_SIDE). On 28x28x1 it is exactly the MNIST teacher it always was.
     """
 
     def build(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-        inputs = keras.Input(shape=input_shape, name="input")
-        x = inputs
+        inputs = x = _image_input(input_shape, "CNN")
         for block, f in enumerate(filters, start=1):
             x = keras.layers.Conv2D(f, 5, padding="same", activation="relu", name=f"conv{block}")(x)
-            x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)
+            x = _halve(x, f"pool{block}")
+        extra = 0
+        while max(int(x.shape[1]), int(x.shape[2])) > MAX_FINAL_SIDE:
+            extra += 1
+            x = _halve(x, f"pool_extra{extra}")
         x = keras.layers.Flatten(name="flatten")(x)
         x = keras.layers.Dense(dense, activation="relu", name="fc1")(x)
         x = keras.layers.Dropout(dropout, name="dropout_fc")(x)
         outputs = keras.layers.Dense(num_classes, name="logits")(x)
         return keras.Model(inputs, outputs, name="cnn")
+
+    return build
+
+
+def cnn_student(filters: tuple[int, ...], dense: int = 0, dropout: float = 0.0) -> Callable:
+    """A small CNN student for microcontrollers: 3x3 convolutions with stride 2 ("same" padding,
+    so any side works: 32 -> 16 -> 8, 21 -> 11 -> 6), ReLU, then logits from the flattened map
+    (through a `dense`-unit hidden layer when given). Only CONV_2D, RESHAPE and FULLY_CONNECTED
+    on the device; a stride-2 convolution costs a quarter of a stride-1 one plus a pool.
+    Inputs larger than 32x32 get extra stride-2 convolutions (MAX_FINAL_SIDE)."""
+
+    def build(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+        inputs = x = _image_input(input_shape, "CNN")
+        widths = list(filters)
+        side = max(int(x.shape[1]), int(x.shape[2]))
+        for _ in widths:
+            side = (side + 1) // 2
+        while side > MAX_FINAL_SIDE:
+            widths.append(widths[-1])
+            side = (side + 1) // 2
+        for i, f in enumerate(widths, start=1):
+            strides = (2 if int(x.shape[1]) > 1 else 1, 2 if int(x.shape[2]) > 1 else 1)
+            x = keras.layers.Conv2D(f, 3, strides=strides, padding="same", activation="relu", name=f"conv{i}")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        if dense:
+            x = keras.layers.Dense(dense, activation="relu", name="fc1")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="dropout")(x)
+        outputs = keras.layers.Dense(num_classes, name="logits")(x)
+        return keras.Model(inputs, outputs, name="cnn-" + "-".join(map(str, filters)))
 
     return build
 
@@ -124,6 +188,16 @@ ARCHITECTURES: dict[str, Architecture] = {
             "cnn", "CNN teacher: 2x(conv5x5-maxpool) 16/32 filters, dense 256, dropout 0.4", cnn((16, 32), 256)
         ),
         Architecture("cnn-small", "small CNN: 2x(conv5x5-maxpool) 4/8 filters, dense 32", cnn((4, 8), 32, dropout=0.2)),
+        Architecture(
+            "cnn-s",
+            "CNN student for images: 2 x conv3x3/2 (8, 16 filters), logits; any size and channels",
+            cnn_student((8, 16)),
+        ),
+        Architecture(
+            "cnn-m",
+            "CNN student for images: 3 x conv3x3/2 (16, 32, 32 filters), dense 64; any size and channels",
+            cnn_student((16, 32, 32), dense=64, dropout=0.1),
+        ),
         Architecture("mlp-800-800", "Hinton's student 784-800-800-10, no regularisation", mlp((800, 800))),
         Architecture("mlp-300-300", "student 784-300-300-10 (default)", mlp((300, 300))),
         Architecture("mlp-30-30", "student 784-30-30-10", mlp((30, 30))),
