@@ -37,8 +37,13 @@ def _recipe(c: BuildConfig):
 
 
 def _data_settings(c: BuildConfig):
-    """What shapes the data, not where it was found: checksums make every copy the same."""
-    return dataclasses.replace(c.data, dir="")
+    """What shapes the data and a digest of the files it is read from, not where they were found:
+    every copy of the same files is the same data, another dataset in the same folder is not."""
+    from ..data import data_digest
+
+    settings = dataclasses.replace(c.data, dir="")
+    digest = data_digest(c)
+    return settings if digest is None else (settings, digest)
 
 
 def _teacher_settings(c: BuildConfig):
