@@ -14,7 +14,7 @@ from .graph import Graph
 from .ops import EMITTERS
 from .planner import Step, plan_arena
 from .render import render_header, render_source
-from .sources import ModelSources
+from .sources import LayerFacts, ModelSources
 
 
 def generate_model_sources(tflite_path: str | Path, out_dir: str | Path) -> ModelSources:
@@ -57,6 +57,7 @@ def generate_model_sources(tflite_path: str | Path, out_dir: str | Path) -> Mode
         ops=[L.op.opcode for L in layers],
         arena_plan=plan.entries,
         notes=list(g.notes),
+        layers=[LayerFacts(L.index, L.op.opcode, L.summary, L.macs, L.index not in plan.aliased_steps) for L in layers],
     )
     shapes = {t: tuple(g.tensor(t).shape) for t in acts}
     fileio.write_text(src.model_h, render_header(src))

@@ -40,6 +40,12 @@ extern const uint8_t tkd_model_hash[8]; /* first 8 bytes of SHA-256 of the .tfli
 /* Runs the model. Returns 0 on success. input and output may live anywhere (not in the arena). */
 int tkd_model_invoke(const int8_t *input, int8_t *output);
 
+/* Per-layer profile: runs the model as tkd_model_invoke does and calls mark(k) after the k-th
+ * of the TKD_MODEL_PROFILE_LAYERS layers that run code (k = 0, 1, ...; an in-place RESHAPE
+ * runs none), e.g. to read a counter. tkd_model_invoke itself has no such calls. */
+#define TKD_MODEL_PROFILE_LAYERS {len(src.profiled_layers)}
+int tkd_model_invoke_profile(const int8_t *input, int8_t *output, void (*mark)(uint32_t k));
+
 #ifdef __cplusplus
 }}
 #endif
@@ -116,6 +122,14 @@ def render_source(
         c += text
         if call:
             calls.append(call)
+    # The layer calls with a mark after each (the per-layer profile); tkd_model_invoke, last in
+    # the file, stays as it was.
+    c.append(
+        "/* As tkd_model_invoke, with mark(k) after the k-th layer call (see model.h). */\n"
+        "int tkd_model_invoke_profile(const int8_t *input, int8_t *output, void (*mark)(uint32_t k))\n{\n"
+    )
+    c += [f"{call}    mark({k}u);\n" for k, call in enumerate(calls)]
+    c.append("    return 0;\n}\n\n")
     c.append(
         "/* Runs the layers in order. Returns 0, or 1 + the index of a layer that failed. */\n"
         "int tkd_model_invoke(const int8_t *input, int8_t *output)\n{\n"

@@ -19,6 +19,19 @@ FACTS_VERSION = 1
 
 
 @dataclass
+class LayerFacts:
+    """One layer of model.c: its index, operator, summary line, MACs, and whether it runs code
+    (an in-place RESHAPE does not). The layers that run code are the ones
+    tkd_model_invoke_profile marks, in order."""
+
+    index: int
+    op: str
+    summary: str
+    macs: int
+    runs_code: bool
+
+
+@dataclass
 class ModelSources:
     model_c: Path
     model_h: Path
@@ -38,6 +51,12 @@ class ModelSources:
     ops: list[str] = field(default_factory=list)
     arena_plan: list[PlanEntry] = field(default_factory=list)  # the arena tensors
     notes: list[str] = field(default_factory=list)
+    layers: list[LayerFacts] = field(default_factory=list)
+
+    @property
+    def profiled_layers(self) -> list[LayerFacts]:
+        """The layers tkd_model_invoke_profile marks (TKD_MODEL_PROFILE_LAYERS of them), in order."""
+        return [L for L in self.layers if L.runs_code]
 
     @property
     def input_bytes(self) -> int:
@@ -82,6 +101,7 @@ class ModelSources:
             d["model_c"], d["model_h"] = directory / d["model_c"], directory / d["model_h"]
             d["input_shape"], d["output_shape"] = tuple(d["input_shape"]), tuple(d["output_shape"])
             d["arena_plan"] = [PlanEntry(**e) for e in d["arena_plan"]]
+            d["layers"] = [LayerFacts(**e) for e in d.get("layers", [])]
             return cls(**d)
         except (OSError, ValueError, TypeError, KeyError) as e:
             raise TinykdError(
