@@ -42,3 +42,84 @@ def test_unwritable_output_folder_is_a_message(quick_build):
     for command in (["firmware", "--model", tflite], ["evaluate", "--model", tflite, "--random", "1"]):
         result = run(*command, "--out", "/proc/tinykd-test")
         assert_refused(result, "Cannot write", "--out")
+
+
+# ---- every command, every option, one bad value each ------------------------------------------
+
+# A value each option must refuse (before any long work) with exit 2, no traceback and a message
+# that names what was wrong.
+BAD_VALUES = {
+    "--task": "bogus",
+    "--config": "/nonexistent/tinykd.toml",
+    "--data-dir": "/nonexistent/data",
+    "--seed": "-1",
+    "--board": "bogus-board",
+    "--teacher": "bogus-arch",
+    "--teacher-epochs": "-1",
+    "--teacher-model": "/nonexistent/teacher.keras",
+    "--epochs": "-1",
+    "--qat-epochs": "-1",
+    "--temperature": "0",
+    "--alpha": "1.5",
+    "--method": "bogus",
+    "--student": "bogus-arch",
+    "--out": "/proc/tinykd-test/out",
+    "--port": "/dev/tinykd-no-such-port",
+    "--limit": "0",
+    "--model": "/nonexistent/model.tflite",
+    "--random": "0",
+    "--seconds": "-1",
+    "--fuzz": "0",
+    "--clips": "0",
+    "--temperatures": "warm",
+    "--alphas": "2",
+    "--students": "bogus-arch",
+    "--methods": "bogus",
+    "--widths": "wide",
+    "--depths": "deep",
+    "--max-latency": "-1",
+    "--min-epochs": "-1",
+    "--cpus-per-trial": "0",
+}
+# What a command needs besides the bad option to get as far as checking it.
+REQUIRED = {"data synth-kws": ["--out", "{tmp}"], "reproduce": ["hinton-mnist"]}
+# Options that only apply beside another one.
+COMPANION = {"--random": ["--model", "{model}"], "--port": ["--board", "nano33"]}
+
+
+def _commands():
+    import click
+
+    for name, command in sorted(main.commands.items()):
+        if isinstance(command, click.Group):
+            for sub_name, sub in sorted(command.commands.items()):
+                yield f"{name} {sub_name}", sub
+        yield name, command
+
+
+def _cases():
+    for name, command in _commands():
+        for param in command.params:
+            option = param.opts[0] if param.opts else None
+            if option in BAD_VALUES and not getattr(param, "is_flag", False):
+                yield name, option
+            elif option and option.startswith("--") and not getattr(param, "is_flag", False):
+                if option not in ("--address", "--help"):
+                    yield name, option  # an option nobody listed: the test fails below and says so
+
+
+@pytest.mark.parametrize("command,option", sorted(set(_cases())))
+def test_every_option_refuses_a_bad_value(command, option, tmp_path, quick_build):
+    assert option in BAD_VALUES, f"{command} {option}: add a bad value for it to BAD_VALUES"
+    fill = {"{tmp}": str(tmp_path / "o"), "{model}": str(quick_build.out / "model_int8.tflite")}
+    args = command.split() + [fill.get(a, a) for a in REQUIRED.get(command, [])]
+    if option not in ("--out",) and command not in REQUIRED:
+        args += ["--out", str(tmp_path / "out")]
+    args += [fill.get(a, a) for a in COMPANION.get(option, [])] + [option, BAD_VALUES[option]]
+    result = run(*args)
+    text = result.output
+    assert result.exit_code == 2, f"tinykd {' '.join(args)} -> exit {result.exit_code}:\n{text[-1500:]}"
+    assert "Traceback" not in text and (result.exception is None or isinstance(result.exception, SystemExit))
+    named = (BAD_VALUES[option], option, option.lstrip("-"), option.lstrip("-").replace("-", " "))
+    assert any(n.lower() in text.lower() for n in named), f"the message does not name {option}:\n{text}"
+    assert len([line for line in text.splitlines() if line.strip()]) <= 8, text

@@ -118,6 +118,9 @@ class BuildConfig:
         return tomli_w.dumps(self.to_dict())
 
 
+# Stage seeds are seed * 100 + offset (and + 1000 per ensemble member): all must fit numpy's 32 bits.
+MAX_SEED = 10_000_000
+
 # What --quick changes: tiny data and few epochs, for smoke runs and tests.
 QUICK: dict[str, Any] = {
     "data": {"val_size": 500, "train_limit": 3000, "test_limit": 500},
@@ -265,6 +268,8 @@ def resolve(
 
 
 def validate(config: BuildConfig) -> None:
+    if not 0 <= config.seed <= MAX_SEED:
+        raise TinykdError(f"seed must be between 0 and {MAX_SEED:,} (got {config.seed}). Give another --seed.")
     from .data import get_task
     from .models import check_model_name
 

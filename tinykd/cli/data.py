@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import friendly_errors, resolve_config
-from .options import data_options, seed_option
+from .options import WritableFolder, data_options, seed_option
 
 
 @click.group(invoke_without_command=True)
@@ -23,7 +23,7 @@ def data(ctx, **opts):
 
 
 @data.command("synth-kws")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write the dataset into.")
+@click.option("--out", type=WritableFolder(), required=True, help="Folder to write the dataset into.")
 @click.option(
     "--clips", type=int, default=200, show_default=True, help="Clips per keyword (other words get a quarter)."
 )

@@ -88,14 +88,42 @@ port_option = click.option(
 )
 
 
+class WritableFolder(click.Path):
+    """A folder that exists and is writable, or can be made: refused before any work starts."""
+
+    def __init__(self):
+        super().__init__(file_okay=False)
+
+    def convert(self, value, param, ctx):
+        import os
+        from pathlib import Path
+
+        folder = Path(super().convert(value, param, ctx))
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            self.fail(
+                f"{folder} cannot be written: {existing} is not a folder this user may write to. "
+                "Choose an output folder you can write to.",
+                param,
+                ctx,
+            )
+        return str(folder)
+
+
 def out_option(help: str, default: str | None = None):
-    return click.option(
-        "--out", type=click.Path(file_okay=False), default=default, show_default=default is not None, help=help
-    )
+    return click.option("--out", type=WritableFolder(), default=default, show_default=default is not None, help=help)
 
 
 def seed_option(help: str = "Random seed: same seed, same bytes.", default: int | None = None):
-    return click.option("--seed", type=int, default=default, show_default=default is not None, help=help)
+    from ..config import MAX_SEED
+
+    return click.option(
+        "--seed",
+        type=click.IntRange(0, MAX_SEED),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
 
 
 def data_dir_option(help: str = "Folder with the dataset files."):
