@@ -5,7 +5,46 @@ from __future__ import annotations
 import click
 
 from .common import friendly_errors, log, out_dir, resolve_config
-from .options import data_dir_option, distill_options, experiment_options, out_option, quick_option, seed_option
+from .options import (
+    compose,
+    data_dir_option,
+    distill_options,
+    experiment_options,
+    out_option,
+    quick_option,
+    seed_option,
+)
+
+# Where the trials run: Ray embedded on this machine unless an address (or RAY_ADDRESS) names a
+# cluster. `tinykd evaluate`'s device farm can take the same options.
+ray_options = compose(
+    click.option(
+        "--address",
+        type=str,
+        default=None,
+        help="Join the Ray cluster at HOST:PORT (from `ray start --head`; default: $RAY_ADDRESS, else run "
+        "on this machine with Ray embedded).",
+    ),
+    click.option(
+        "--cpus-per-trial",
+        type=int,
+        default=1,
+        show_default=True,
+        help="CPUs each trial declares to Ray, and TensorFlow threads it trains with.",
+    ),
+)
+
+
+def ray_settings(opts: dict):
+    """RayOptions from --address and --cpus-per-trial, verbose with the group's --verbose."""
+    from ..trials import RayOptions
+
+    root = click.get_current_context().find_root()
+    return RayOptions(
+        address=opts.pop("address"),
+        cpus_per_trial=opts.pop("cpus_per_trial"),
+        verbose=bool(root.params.get("verbose")),
+    )
 
 
 @click.command()
@@ -33,15 +72,18 @@ from .options import data_dir_option, distill_options, experiment_options, out_o
     show_default=True,
     help="Also train each student without a teacher, for comparison.",
 )
+@ray_options
 @friendly_errors
 def sweep(temperatures, alphas, students, methods, int8, baselines, **opts):
     """Distil students over temperatures, alphas, sizes and methods; resumable; table and plots."""
     from ..experiments.sweep import default_sweep_dir, parse_grid, run_sweep
 
+    ray = ray_settings(opts)
+    ray.check()
     config = resolve_config(opts)
     grid = parse_grid(temperatures, alphas or f"{config.distill.alpha:g}", students, methods or config.distill.method)
     out = out_dir(opts["out"], default_sweep_dir(config))
-    result = run_sweep(config, out, grid, int8=int8, baselines=baselines, log=log)
+    result = run_sweep(config, out, grid, int8=int8, baselines=baselines, ray=ray, log=log)
     click.echo(
         f"sweep: {result.trained} points trained, {result.skipped} finished earlier; "
         f"table: {out / 'sweep.md'}, plots: {out / 'plots'}"
@@ -60,17 +102,22 @@ def sweep(temperatures, alphas, students, methods, int8, baselines, **opts):
     type=int,
     default=1,
     show_default=True,
-    help="Epochs of the first successive-halving round (doubling each round).",
+    help="Epochs before ASHA's first rung (then doubling, up to the student epochs).",
 )
+@ray_options
 @friendly_errors
 def fit(widths, depths, max_latency, min_epochs, **opts):
     """Find the most accurate int8 MLP student that fits the board (flash, RAM, latency)."""
     from ..experiments.fit import default_fit_dir, parse_sizes, run_fit
 
+    ray = ray_settings(opts)
+    ray.check()
     config = resolve_config(opts)
     width_list, depth_list = parse_sizes(widths, depths)
     out = out_dir(opts["out"], default_fit_dir(config))
-    result = run_fit(config, out, width_list, depth_list, max_latency_ms=max_latency, min_epochs=min_epochs, log=log)
+    result = run_fit(
+        config, out, width_list, depth_list, max_latency_ms=max_latency, min_epochs=min_epochs, ray=ray, log=log
+    )
     chosen = result.chosen
     click.echo(
         f"chosen: {chosen['arch']} ({chosen['test_errors_int8']} int8 test errors of {chosen['test_total']}, "

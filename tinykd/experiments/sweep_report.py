@@ -15,6 +15,8 @@ from .sweep_grid import SweepGrid
 # Examples the soft-target plot chooses its one example from (the teacher's most uncertain
 # correct answer among them: where the small probabilities carry the most).
 _SOFT_TARGET_CANDIDATES = 1000
+# What the points' own files keep and sweep.json leaves out (histories, where a point ran).
+_POINT_DETAILS = ("history", "qat_history", "settings", "firmware_sources", "ran_on")
 
 
 def _line_label(point: dict, grid: SweepGrid) -> str:
@@ -144,10 +146,7 @@ def write_summary(experiment: Experiment, grid: SweepGrid, points: list[dict], b
         "dataset": d.summary(),
         "test_examples": total,
         "val_examples": len(d.y_val),
-        "points": [
-            {k: v for k, v in p.items() if k not in ("history", "qat_history", "settings", "firmware_sources")}
-            for p in points
-        ],
+        "points": [{k: v for k, v in p.items() if k not in _POINT_DETAILS} for p in points],
         "pareto_front_flash": front_keys,
         "soft_targets": soft,
         "plots": [str(p.relative_to(out)) for p in written],
