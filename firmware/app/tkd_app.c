@@ -57,8 +57,17 @@ static uint32_t session;
 /* body being built for sending: type, seq, payload, room for the CRC */
 static uint8_t tx_body[TKD_MAX_BODY];
 
+#if defined(TKD_MODEL_IO_IN_ARENA)
+/* The model's input and output tensors live in its arena (model.h): received input is written
+ * straight there and results are read from there, no copies. A run consumes the input: an empty
+ * INFER after LOAD runs once (a rerun reports another input CRC, the host loads again). */
+#define input_buf  (tkd_model_input())
+#define output_buf (tkd_model_output())
+#else
+/* hand-written model sources of the older model.h contract: the caller's buffers */
 static int8_t input_buf[TKD_MODEL_INPUT_BYTES];
 static int8_t output_buf[TKD_MODEL_OUTPUT_BYTES];
+#endif
 
 #if TKD_APP_FRONTEND_KWS
 #if (8 + TKD_FRONTEND_NUM_FEATURES + TKD_MODEL_OUTPUT_BYTES + TKD_RESULT_TRAILER_BYTES) >          \
@@ -288,6 +297,8 @@ static void do_infer_audio(uint16_t seq, const uint8_t *payload, uint32_t len)
     tkd_port_counter_start();
     tkd_frontend_run(audio_buf, input_buf, NULL);
     frontend_count = tkd_port_counter_read();
+    p = &tx_body[TKD_HEADER_BYTES];
+    memcpy(&p[8], input_buf, TKD_FRONTEND_NUM_FEATURES); /* before the run reuses their bytes */
     tkd_port_counter_start();
     rc = tkd_model_invoke(input_buf, output_buf);
     model_count = tkd_port_counter_read();
@@ -295,10 +306,8 @@ static void do_infer_audio(uint16_t seq, const uint8_t *payload, uint32_t len)
         send_error(seq, TKD_ERR_MODEL_FAILED, TKD_MSG_INFER_AUDIO, (int32_t)rc);
         return;
     }
-    p = &tx_body[TKD_HEADER_BYTES];
     put_u32(p, frontend_count);
     put_u32(&p[4], model_count);
-    memcpy(&p[8], input_buf, TKD_FRONTEND_NUM_FEATURES);
     memcpy(&p[8 + TKD_FRONTEND_NUM_FEATURES], output_buf, TKD_MODEL_OUTPUT_BYTES);
     send(TKD_MSG_AUDIO_RESULT, seq,
          put_trailer(p, 8u + (uint32_t)TKD_FRONTEND_NUM_FEATURES + (uint32_t)TKD_MODEL_OUTPUT_BYTES,
