@@ -7,6 +7,9 @@
  * frames are answered with ERROR(BAD_FRAME) so the host can resend at once instead of waiting
  * for a timeout. Every result carries the session the host set with HELLO (0 after a reset)
  * and the CRC-32 of the input it was computed from (see tkd_protocol.h).
+ * PROFILE runs the model through tkd_model_invoke_profile, which calls back after every layer:
+ * the callback reads the port's counter into a small array, sent back in PROFILE_RESULT. INFER
+ * calls tkd_model_invoke, which has no such calls: its counts do not change.
  */
 #include <string.h>
 
@@ -41,6 +44,17 @@
 #if TKD_MODEL_INPUT_ZERO_POINT != TKD_FRONTEND_ZERO_POINT
 #error "TKD_APP_FRONTEND_KWS: the model's input zero point differs from the frontend's"
 #endif
+#endif
+
+/* The per-layer profile needs the model's profile entry (generated model.c; hand-written
+ * model sources may lack it) and its marks in one frame. */
+#if defined(TKD_MODEL_PROFILE_LAYERS)
+#if TKD_MODEL_PROFILE_LAYERS > 0 && TKD_MODEL_PROFILE_LAYERS <= TKD_PROFILE_MAX_LAYERS
+#define TKD_APP_PROFILE 1
+#endif
+#endif
+#ifndef TKD_APP_PROFILE
+#define TKD_APP_PROFILE 0
 #endif
 
 #if (TKD_MODEL_OUTPUT_BYTES + 4 + TKD_RESULT_TRAILER_BYTES) > TKD_MAX_PAYLOAD
@@ -241,6 +255,69 @@ static void do_infer(uint16_t seq, const uint8_t *payload, uint32_t len)
     send(TKD_MSG_RESULT, seq, put_trailer(p, 4u + (uint32_t)TKD_MODEL_OUTPUT_BYTES, input_crc));
 }
 
+#if TKD_APP_PROFILE
+/* marks[k]: the counter after layer call k; the extra last slot takes the calibration marks */
+static uint32_t profile_marks[TKD_MODEL_PROFILE_LAYERS + 1];
+#define PROFILE_CALIBRATION_MARKS 32u
+
+static void profile_mark(uint32_t k)
+{
+    profile_marks[k < (uint32_t)TKD_MODEL_PROFILE_LAYERS ? k : (uint32_t)TKD_MODEL_PROFILE_LAYERS] =
+        tkd_port_counter_read();
+}
+
+/* called through a volatile pointer, as model.c calls it through its argument: never inlined */
+static void (*volatile profile_mark_fn)(uint32_t k) = profile_mark;
+
+/* One mark's cost in counter units: the mean of a run of marks back to back. */
+static uint32_t profile_mark_cost(void)
+{
+    void (*mark)(uint32_t k) = profile_mark_fn;
+    uint32_t i, total;
+    tkd_port_counter_start();
+    for (i = 0; i < PROFILE_CALIBRATION_MARKS; i++) {
+        mark((uint32_t)TKD_MODEL_PROFILE_LAYERS);
+    }
+    total = tkd_port_counter_read();
+    return (total + PROFILE_CALIBRATION_MARKS / 2u) / PROFILE_CALIBRATION_MARKS;
+}
+
+/* PROFILE: payload as INFER -> PROFILE_RESULT mark_cost, output_crc, layers, marks[layers] */
+static void do_profile(uint16_t seq, const uint8_t *payload, uint32_t len)
+{
+    uint32_t k, n, mark_cost, input_crc;
+    int rc;
+    uint8_t *p;
+    if (len == (uint32_t)TKD_MODEL_INPUT_BYTES) {
+        memcpy(input_buf, payload, len);
+    } else if (len != 0u) {
+        send_error(seq, TKD_ERR_BAD_LENGTH, TKD_MSG_PROFILE, (int32_t)TKD_MODEL_INPUT_BYTES);
+        return;
+    }
+    input_crc = tkd_crc32((const uint8_t *)input_buf, (uint32_t)TKD_MODEL_INPUT_BYTES, 0u);
+    mark_cost = profile_mark_cost();
+    tkd_port_counter_start();
+    rc = tkd_model_invoke_profile(input_buf, output_buf, profile_mark);
+    if (rc != 0) {
+        send_error(seq, TKD_ERR_MODEL_FAILED, TKD_MSG_PROFILE, (int32_t)rc);
+        return;
+    }
+    p = &tx_body[TKD_HEADER_BYTES];
+    put_u32(p, mark_cost);
+    put_u32(&p[4], tkd_crc32((const uint8_t *)output_buf, (uint32_t)TKD_MODEL_OUTPUT_BYTES, 0u));
+    put_u16(&p[8], (uint32_t)TKD_MODEL_PROFILE_LAYERS);
+    n = 10u;
+    for (k = 0; k < (uint32_t)TKD_MODEL_PROFILE_LAYERS; k++, n += 4u) {
+        put_u32(&p[n], profile_marks[k]);
+    }
+    send(TKD_MSG_PROFILE_RESULT, seq, put_trailer(p, n, input_crc));
+}
+#elif defined(TKD_MODEL_PROFILE_LAYERS)
+#define TKD_APP_PROFILE_LAYERS TKD_MODEL_PROFILE_LAYERS /* too many for one PROFILE_RESULT */
+#else
+#define TKD_APP_PROFILE_LAYERS 0 /* model sources without tkd_model_invoke_profile */
+#endif
+
 static void do_load(uint16_t seq, const uint8_t *payload, uint32_t len)
 {
     uint32_t offset, n;
@@ -360,6 +437,13 @@ static void handle_frame(void)
         break;
     case TKD_MSG_LOAD:
         do_load(seq, payload, payload_len);
+        break;
+    case TKD_MSG_PROFILE:
+#if TKD_APP_PROFILE
+        do_profile(seq, payload, payload_len);
+#else
+        send_error(seq, TKD_ERR_UNSUPPORTED, type, (int32_t)TKD_APP_PROFILE_LAYERS);
+#endif
         break;
     case TKD_MSG_INFER_AUDIO:
 #if TKD_APP_FRONTEND_KWS

@@ -32,6 +32,10 @@ extern "C" {
  * CRC-32 is the IEEE one (zlib's crc32: reflected 0xEDB88320, init and final xor ~0). */
 #define TKD_RESULT_TRAILER_BYTES 12u
 
+/* PROFILE_RESULT: mark_cost:u32 output_crc:u32 layers:u16 marks:u32[layers] + trailer, in one
+ * frame: at most this many layer marks */
+#define TKD_PROFILE_MAX_LAYERS ((TKD_MAX_PAYLOAD - 10u - TKD_RESULT_TRAILER_BYTES) / 4u)
+
 /* host -> device */
 #define TKD_MSG_PING 0x01u
 /* HELLO payload: empty, or session:u32 (non-zero), echoed in every RESULT/AUDIO_RESULT */
@@ -44,7 +48,14 @@ extern "C" {
  * TKD_APP_FRONTEND_KWS) answers ERROR(UNSUPPORTED). */
 #define TKD_MSG_INFER_AUDIO 0x04u
 #define TKD_MSG_LOAD        0x05u
-#define TKD_MSG_EXIT        0x0Eu
+/* Per-layer profile: payload as INFER (the input, or empty for the LOADed one). Runs the model
+ * once through tkd_model_invoke_profile (model.h) and answers PROFILE_RESULT: marks[k] is the
+ * counter after the k-th layer that runs code, counted from just before the call; mark_cost is
+ * one mark's own cost, measured beside it; output_crc the CRC-32 of the output. INFER is not
+ * affected (tkd_model_invoke has no marks). A model without the profile entry (hand-written
+ * model.c) or with more than TKD_PROFILE_MAX_LAYERS layers: ERROR(UNSUPPORTED, layers). */
+#define TKD_MSG_PROFILE 0x06u
+#define TKD_MSG_EXIT    0x0Eu
 /* device -> host */
 #define TKD_MSG_PONG   0x81u
 #define TKD_MSG_INFO   0x82u
@@ -52,7 +63,9 @@ extern "C" {
 /* frontend_count:u32 model_count:u32 features:int8[490] output:int8[output_bytes] */
 #define TKD_MSG_AUDIO_RESULT 0x84u
 #define TKD_MSG_LOADED       0x85u
-#define TKD_MSG_ERROR        0x7Fu
+/* mark_cost:u32 output_crc:u32 layers:u16 marks:u32[layers] + trailer */
+#define TKD_MSG_PROFILE_RESULT 0x86u
+#define TKD_MSG_ERROR          0x7Fu
 
 /* ERROR codes */
 #define TKD_ERR_BAD_FRAME    1u

@@ -78,16 +78,7 @@ def run_on_device(
     results are written."""
     board = load_board(board)
     job = audio_job(inputs) if raw_audio else features_job(inputs)
-    if port:
-        links = PortLinks(port, baud=board.baud)
-    elif board.is_qemu:
-        if elf is None or not Path(elf).is_file():
-            raise TinykdError(
-                f"No firmware ELF for {board.name} at {elf}. Build it first (`tinykd build` or `tinykd firmware`)."
-            )
-        links = QemuLinks(board, Path(elf), instances)
-    else:
-        links = PortLinks(_autodetect(board), baud=board.baud)
+    links = device_links(board, elf, port, instances)
     key = {
         "format": 1,
         "kind": job.kind,
@@ -116,6 +107,21 @@ def run_on_device(
         c.get("frontend_counts"),
         {**asdict(done.stats), "resumed": done.resumed, "streamed": done.streamed},
     )
+
+
+def device_links(board: Board, elf: str | Path | None, port: str | None, instances: int = 2):
+    """Where a run talks to the board: `port` when given (a board's serial port, or an emulator
+    already running there), else QEMU instances started here for virtual boards, else the
+    board's autodetected port."""
+    if port:
+        return PortLinks(port, baud=board.baud)
+    if board.is_qemu:
+        if elf is None or not Path(elf).is_file():
+            raise TinykdError(
+                f"No firmware ELF for {board.name} at {elf}. Build it first (`tinykd build` or `tinykd firmware`)."
+            )
+        return QemuLinks(board, Path(elf), instances)
+    return PortLinks(_autodetect(board), baud=board.baud)
 
 
 def remove_partial(partial: str | os.PathLike) -> None:

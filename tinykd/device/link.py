@@ -4,6 +4,7 @@
     link.connect()                                 # PING until the device answers
     info = link.hello()                            # DeviceInfo; starts a session
     res = link.infer(x_bytes)                      # Result(count, output, ...)
+    prof = link.profile(x_bytes)                   # ProfileResult(mark_cost, output_crc, marks)
 
 Boot banners and line noise are skipped (the frame decoder resynchronises on the next zero
 byte). A request is sent again when its answer does not come in time, when the device says
@@ -518,6 +519,20 @@ class DeviceLink:
                 return self.request(P.INFER, x, expect=P.RESULT, timeout=timeout, decode=decode)
             self._upload(P.LOAD, x, self.max_payload - 4, "input")
             return self.request(P.INFER, b"", expect=P.RESULT, timeout=timeout, decode=decode)
+
+        return self._run_checked("input", zlib.crc32(x), attempt)
+
+    def profile(self, x: bytes, *, timeout: float | None = None) -> P.ProfileResult:
+        """Run the model once on the device through its per-layer profile entry: the counter
+        after every layer that runs code (PROFILE_RESULT); `x` as for infer."""
+        x = bytes(x)
+        decode = self._result_decoder(P.ProfileResult)
+
+        def attempt() -> P.ProfileResult:
+            if len(x) <= self.max_payload:
+                return self.request(P.PROFILE, x, expect=P.PROFILE_RESULT, timeout=timeout, decode=decode)
+            self._upload(P.LOAD, x, self.max_payload - 4, "input")
+            return self.request(P.PROFILE, b"", expect=P.PROFILE_RESULT, timeout=timeout, decode=decode)
 
         return self._run_checked("input", zlib.crc32(x), attempt)
 

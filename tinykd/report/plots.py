@@ -261,3 +261,25 @@ def soft_targets(
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def layer_profile(profile: dict, title: str, path: Path) -> Path:
+    """Per-layer counts measured on the device as horizontal bars (first layer on top), each
+    labelled with its share and its count per MAC: the layer to shrink is the longest bar."""
+    rows = [r for r in profile["layers"] if r["runs_code"]]
+    unit, per = profile["unit"], profile["per_mac_label"]
+    labels = [f"{r['layer']}: {r['op'].lower()}" for r in rows]
+    counts = np.asarray([r["count"] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.38 * len(rows)))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    kinds = list(dict.fromkeys(r["op"] for r in rows))
+    bars = ax.barh(np.arange(len(rows)), counts, color=[colours[kinds.index(r["op"]) % len(colours)] for r in rows])
+    notes = [f"{r['share']:.1f} %" + (f", {r['per_mac']:.2f} {per}" if r["per_mac"] is not None else "") for r in rows]
+    ax.bar_label(bars, notes, padding=3, fontsize=8)
+    ax.set_yticks(np.arange(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(counts.max(), 1.0) * 1.35)
+    what = "instructions (QEMU, not cycles)" if unit == "instructions" else unit
+    ax.set(xlabel=f"{what} per inference", title=f"Per-layer profile on the device: {title}")
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)

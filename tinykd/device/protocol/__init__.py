@@ -27,6 +27,16 @@ Host -> device                                   Device -> host
                     (firmware/frontend), then the model. Firmware whose model does not take
                     the frontend's 49x10 int8 features answers ERROR(UNSUPPORTED).
   0x05 LOAD   offset:u32 data:bytes                0x85 LOADED offset:u32 length:u16
+  0x06 PROFILE  input:int8[input_bytes] | empty    0x86 PROFILE_RESULT mark_cost:u32
+                                                        output_crc:u32 layers:u16
+                                                        marks:u32[layers] + trailer
+                    runs the model once through tkd_model_invoke_profile: marks[k] is the
+                    counter read after the k-th layer that runs code (counted from just before
+                    the model call; every mark includes one mark's own cost, mark_cost, which
+                    the device measures beside it). output_crc: CRC-32 of the output. INFER is
+                    not changed by this (tkd_model_invoke has no marks). Firmware whose model
+                    has no profile entry (hand-written model.c) or more than
+                    PROFILE_MAX_LAYERS layers answers ERROR(UNSUPPORTED, detail = layers).
   0x0E EXIT   code:u8  (QEMU: semihosting exit; other ports answer ERROR(UNSUPPORTED))
                                                    0x7F ERROR  code:u8 request_type:u8 detail:i32
 
@@ -50,7 +60,7 @@ from .framing import (
     decode_frame,
     encode_frame,
 )
-from .messages import AudioResult, DeviceErrorMsg, DeviceInfo, Loaded, Pong, Result, load_payload
+from .messages import AudioResult, DeviceErrorMsg, DeviceInfo, Loaded, Pong, ProfileResult, Result, load_payload
 from .spec import (
     AUDIO_RESULT,
     COUNTER_CYCLES,
@@ -83,6 +93,9 @@ from .spec import (
     MAX_PAYLOAD,
     PING,
     PONG,
+    PROFILE,
+    PROFILE_MAX_LAYERS,
+    PROFILE_RESULT,
     PROTOCOL_VERSION,
     RESULT,
     RESULT_TRAILER_BYTES,
@@ -104,6 +117,7 @@ __all__ = [
     "INFER",
     "INFER_AUDIO",
     "LOAD",
+    "PROFILE",
     "EXIT",
     "PONG",
     "INFO",
@@ -111,6 +125,8 @@ __all__ = [
     "RESULT_TRAILER_BYTES",
     "AUDIO_RESULT",
     "LOADED",
+    "PROFILE_RESULT",
+    "PROFILE_MAX_LAYERS",
     "ERROR",
     "TYPE_NAMES",
     "ERR_BAD_FRAME",
@@ -137,6 +153,7 @@ __all__ = [
     "Pong",
     "Result",
     "AudioResult",
+    "ProfileResult",
     "DeviceErrorMsg",
     "Loaded",
     "load_payload",

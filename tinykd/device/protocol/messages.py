@@ -1,4 +1,4 @@
-"""The payloads of the messages (INFO, PONG, RESULT, AUDIO_RESULT, ERROR, LOADED, LOAD)."""
+"""The payloads of the messages (INFO, PONG, RESULT, AUDIO_RESULT, PROFILE_RESULT, ERROR, LOADED, LOAD)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import zlib
 from dataclasses import dataclass
 
 from .framing import ProtocolError
-from .spec import COUNTER_NAMES, ERROR_NAMES, MAX_PAYLOAD, RESULT_TRAILER_BYTES, TYPE_NAMES
+from .spec import COUNTER_NAMES, ERROR_NAMES, MAX_PAYLOAD, PROFILE_MAX_LAYERS, RESULT_TRAILER_BYTES, TYPE_NAMES
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,35 @@ class AudioResult:
         fc, mc = struct.unpack_from("<II", body, 0)
         n = cls.FEATURE_BYTES
         return cls(fc, mc, body[8 : 8 + n], body[8 + n :], session, input_crc)
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """PROFILE_RESULT: mark_cost:u32 output_crc:u32 layers:u16 marks:u32[layers], then the
+    trailer as in RESULT. marks[k]: the counter after the k-th layer that runs code, counted
+    from just before the model call; each interval between marks includes one mark's cost
+    (mark_cost, measured on the device beside the run). output_crc: CRC-32 of the output."""
+
+    mark_cost: int
+    output_crc: int
+    marks: tuple[int, ...]
+    session: int = 0
+    input_crc: int = 0
+
+    def encode(self) -> bytes:
+        n = len(self.marks)
+        if n > PROFILE_MAX_LAYERS:
+            raise ProtocolError(f"{n} layer marks exceed PROFILE_MAX_LAYERS={PROFILE_MAX_LAYERS}")
+        body = struct.pack(f"<IIH{n}I", self.mark_cost, self.output_crc, n, *self.marks)
+        return _with_trailer(body, self.session, self.input_crc)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> ProfileResult:
+        body, session, input_crc = _split_trailer(payload, "PROFILE_RESULT", 10)
+        mark_cost, output_crc, n = struct.unpack_from("<IIH", body, 0)
+        if len(body) != 10 + 4 * n:
+            raise ProtocolError(f"PROFILE_RESULT of {len(body)} bytes does not hold {n} layer marks")
+        return cls(mark_cost, output_crc, struct.unpack_from(f"<{n}I", body, 10), session, input_crc)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ CRC_POLY = 0x1021  # CRC-16/CCITT-FALSE: no reflection, no final xor
 CRC_INIT = 0xFFFF
 # RESULT and AUDIO_RESULT end with session:u32 input_crc:u32 check:u32 (CRC-32/IEEE, zlib's)
 RESULT_TRAILER_BYTES = 12
+# PROFILE_RESULT: mark_cost:u32 output_crc:u32 layers:u16 marks:u32[layers] + trailer, in one frame
+PROFILE_MAX_LAYERS = (MAX_PAYLOAD - 10 - RESULT_TRAILER_BYTES) // 4
 
 # message types
 PING = 0x01
@@ -24,12 +26,14 @@ HELLO = 0x02
 INFER = 0x03
 INFER_AUDIO = 0x04
 LOAD = 0x05
+PROFILE = 0x06
 EXIT = 0x0E
 PONG = 0x81
 INFO = 0x82
 RESULT = 0x83
 AUDIO_RESULT = 0x84
 LOADED = 0x85
+PROFILE_RESULT = 0x86
 ERROR = 0x7F
 
 TYPE_NAMES = {
@@ -38,12 +42,14 @@ TYPE_NAMES = {
     INFER: "INFER",
     INFER_AUDIO: "INFER_AUDIO",
     LOAD: "LOAD",
+    PROFILE: "PROFILE",
     EXIT: "EXIT",
     PONG: "PONG",
     INFO: "INFO",
     RESULT: "RESULT",
     AUDIO_RESULT: "AUDIO_RESULT",
     LOADED: "LOADED",
+    PROFILE_RESULT: "PROFILE_RESULT",
     ERROR: "ERROR",
 }
 
