@@ -59,7 +59,8 @@ def evaluate(build):
 
 
 def device(build):
-    """device.json: the test set streamed to the board, compared with the host's int8 outputs.
+    """device.json: the test set streamed to the board, compared with the host's int8 outputs,
+    and the model's per-layer profile measured on the board.
 
     Tasks whose device preprocesses raw input itself (KWS) stream the raw test clips instead:
     the device runs its feature extractor, then the model; its features must equal the host's
@@ -125,10 +126,38 @@ def device(build):
             frontend_latency=run.frontend_latency(build.board.clock_hz),
         )
         summary += f"; feature vectors differing: {info['feature_mismatches']}"
+    report["layer_profile"] = _layer_profile(build, firmware, host_features, run)
     write_json(build.out / "device.json", report)
     remove_partial(partial)
     build.log(summary)
     return ["device.json"], info
+
+
+def _layer_profile(build, firmware: dict, host_features, run) -> dict:
+    """The model's per-layer profile on the device (tinykd.device.profile): PROFILE on the first
+    few test inputs (the model's int8 input also when the device computes the features)."""
+    from ..device.profile import PROFILE_INPUTS, profile_on_device
+    from ..firmware.codegen import ModelSources
+
+    k = min(PROFILE_INPUTS, len(run.outputs))
+    build.log(f"  profiling the model layer by layer on {k} test inputs")
+    profile = profile_on_device(
+        build.board,
+        firmware["elf"],
+        np.asarray(host_features[:k]).reshape(k, -1),
+        ModelSources.from_dir(build.out / "firmware" / "model"),
+        expected_sha256=firmware["model_sha256"],
+        port=build.config.device.port or None,
+        whole_model_counts=run.counts[:k],
+        outputs=run.outputs[:k],
+    )
+    if "layers" in profile:
+        top = max((r for r in profile["layers"] if r["runs_code"]), key=lambda r: r["count"])
+        build.log(
+            f"  layers sum to {profile['total']:,.0f} {profile['unit']} (whole model {profile['whole_model']:,.0f}); "
+            f"heaviest: layer {top['layer']} {top['op']} ({top['share']:.1f} %)"
+        )
+    return profile
 
 
 def _test_audio(build):

@@ -59,6 +59,12 @@ def write_report(build) -> list[Path]:
                 plot_dir / "confusion_device.png",
             )
         )
+        if "layers" in device.get("layer_profile", {}):
+            written.append(
+                plots.layer_profile(
+                    device["layer_profile"], f"{build.config.task} on {device['board']}", plot_dir / "layer_profile.png"
+                )
+            )
     records = {k: vars(v) for k, v in build.records.items()}
     tflite = out / "model_int8.tflite"
     report = {
@@ -233,6 +239,10 @@ def _device_section(device: dict | None, firmware: dict | None) -> list[str]:
             _latency_line("Model", lat),
             "",
         ]
+        if device.get("layer_profile"):
+            from ..device.profile import profile_markdown
+
+            lines += ["### Per layer (measured on the device)", "", *profile_markdown(device["layer_profile"])]
         if device.get("frontend_latency"):
             lines += [
                 f"Input: {device['input']}. Feature vectors that differ between device and host: "
