@@ -1,7 +1,8 @@
 """Per-layer instruction counts of a generated model on QEMU (the benchmark's profile).
 
 The model's firmware project is generated as usual, then its application is replaced by a
-small harness: the input is compiled into the image, `tkd_model_invoke` gets a counter read
+small harness: the input is compiled into the image (copied into the model's arena before each
+run, as the app receives it there), `tkd_model_invoke` gets a counter read
 (tkd_port_counter_read, SysTick under `-icount shift=0`) before every layer call and at its
 end, and the marks and output bytes are printed through Arm semihosting (SYS_WRITE0) before
 the program exits. The inputs are compiled in, no serial link: fast for large inputs. The
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 HARNESS_C = r"""/* tinykd bench harness: one inference, a counter mark before every layer, semihosting out. */
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bench_input.h"
@@ -29,7 +31,6 @@ HARNESS_C = r"""/* tinykd bench harness: one inference, a counter mark before ev
 #define MARKS_MAX 256
 static uint32_t marks[MARKS_MAX];
 static uint32_t n_marks;
-static int8_t out_buf[TKD_MODEL_OUTPUT_BYTES];
 
 void tkd_bench_mark(void);
 void tkd_bench_mark(void)
@@ -56,6 +57,7 @@ static void put_hex(uint32_t v, int digits, char *buf)
 
 static void print_run(void)
 {
+    const int8_t *out_buf = tkd_model_output();
     char line[80];
     uint32_t i;
     for (i = 0; i < n_marks; i++) {
@@ -87,10 +89,16 @@ void tkd_app_run(void)
     tkd_port_init();
     tkd_port_counter_start();
     for (k = 0; k < TKD_BENCH_INPUTS; k++) {
+        const int8_t *in = tkd_bench_input[k];
+        int8_t *x = tkd_model_input();
+        uint32_t i;
+        for (i = 0; i < TKD_MODEL_INPUT_BYTES; i++) { /* the input lives in the arena (model.h) */
+            x[i] = in[i];
+        }
         n_marks = 0;
         tkd_bench_mark();
         tkd_bench_mark(); /* marks[1] - marks[0]: the cost of one mark */
-        rc |= tkd_model_invoke(tkd_bench_input[k], out_buf);
+        rc |= tkd_model_invoke(NULL, NULL);
         print_run();
     }
     tkd_port_exit(rc);

@@ -4,14 +4,18 @@
 weights and biases as aligned `static const` arrays, every requantisation constant computed
 here (the way TFLite / TFLite Micro compute them, so results are bit-exact), one static
 function per layer calling the runtime, and a static arena whose offsets come from tensor
-lifetimes (greedy first-fit by size; RESHAPE is an alias, not a copy). Beside them, model.json
-holds the returned `ModelSources` facts.
+lifetimes (greedy placement in several orders; RESHAPE is an alias, not a copy). Beside
+them, model.json holds the returned `ModelSources` facts.
 
-The model's single input and output are not in the arena: the first layer reads the
-caller's input buffer and the last layer writes the caller's output buffer directly.
+The model's single input and output live in the arena like every other tensor (the input's
+bytes are reused once its readers are done; layers may write their output over the input they
+consume where the kernel allows it, see planner.py): the caller writes the input at
+`tkd_model_input()` and reads the output at `tkd_model_output()`.
 
 The device application depends on the model.h contract (see render.render_header):
-TKD_MODEL_* macros, `tkd_model_hash` and `int tkd_model_invoke(const int8_t *input, int8_t *output)`.
+TKD_MODEL_* macros, `tkd_model_hash`, `tkd_model_input()`, `tkd_model_output()` and
+`int tkd_model_invoke(const int8_t *input, int8_t *output)` (NULL, NULL: in place; other
+buffers are copied in and out).
 
 A float-input model whose input goes straight into QUANTIZE, or whose output comes straight
 from DEQUANTIZE, is accepted: those boundary ops are left to the caller (the contract's int8

@@ -9,10 +9,11 @@ from tinykd import fileio
 from tinykd.errors import TinykdError
 from tinykd.firmware.tflite_model import read_tflite
 
-from .emit import EmitContext
+from .emit import EmitContext, Layer
 from .graph import Graph
 from .ops import EMITTERS
-from .planner import Step, plan_arena
+from .planner import CONV_BLOCK_PIXELS, POOL_BLOCK_PIXELS, Step, plan_arena, window_max_shift
+from .quant import pad_before
 from .render import render_header, render_source
 from .sources import LayerFacts, ModelSources
 
@@ -32,7 +33,7 @@ def generate_model_sources(tflite_path: str | Path, out_dir: str | Path) -> Mode
         )
     acts = {t for L in layers for t in (*L.inputs, L.output)}
     plan = plan_arena(
-        [Step(tuple(L.inputs), L.output, L.in_place) for L in layers],
+        [Step(tuple(L.inputs), L.output, L.in_place, _overwrite(g, L)) for L in layers],
         {t: g.tensor(t).nbytes for t in acts},
         g.input,
         g.output,
@@ -57,6 +58,8 @@ def generate_model_sources(tflite_path: str | Path, out_dir: str | Path) -> Mode
         ops=[L.op.opcode for L in layers],
         arena_plan=plan.entries,
         notes=list(g.notes),
+        input_offset=plan.input_offset,
+        output_offset=plan.output_offset,
         layers=[LayerFacts(L.index, L.op.opcode, L.summary, L.macs, L.index not in plan.aliased_steps) for L in layers],
     )
     shapes = {t: tuple(g.tensor(t).shape) for t in acts}
@@ -64,3 +67,39 @@ def generate_model_sources(tflite_path: str | Path, out_dir: str | Path) -> Mode
     fileio.write_text(src.model_c, render_source(src, layers, plan, ctx, shapes))
     src.write_facts()
     return src
+
+
+# Kernels that read input element i before writing output element i and never read an
+# earlier input element afterwards (tkd_add.c: both the tabulated and the broadcasting loop
+# walk the output in order, a full-size input at the output's index; tkd_requantize_s8;
+# tkd_softmax_s8: per row, max and sum first, then out[c] after in[c]): the output may be
+# written exactly over such an input (max shift 0).
+_ELEMENTWISE = {"ADD", "QUANTIZE", "SOFTMAX"}
+
+
+def _overwrite(g: Graph, L: Layer) -> tuple[tuple[int, int], ...]:
+    """The Step.overwrite pairs of a layer: which inputs its kernel may write its output over,
+    and how far (see planner.py). None for the others (depthwise, FC: not analysed, or their
+    kernels read inputs after writing outputs at those places)."""
+    y = g.tensor(L.output)
+    op = L.op.opcode
+    if op in _ELEMENTWISE:
+        return tuple((t, 0) for t in dict.fromkeys(L.inputs) if g.tensor(t).nbytes == y.nbytes)
+    if op not in ("CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        return ()
+    # the same padding as the emitters (ops/conv.py, ops/pool.py)
+    x = g.tensor(L.inputs[0])
+    _, ih, iw, ic = x.shape
+    n, oh, ow, oc = y.shape
+    o = L.op.options
+    sh, sw = int(o.get("StrideH", 1)), int(o.get("StrideW", 1))
+    if op == "CONV_2D":
+        kh, kw = g.tensor(L.op.inputs[1]).shape[1:3]
+        dh, dw = int(o.get("DilationHFactor", 1)), int(o.get("DilationWFactor", 1))
+        block = CONV_BLOCK_PIXELS
+    else:
+        kh, kw = int(o.get("FilterHeight", 1)), int(o.get("FilterWidth", 1))
+        dh = dw = 1
+        block = POOL_BLOCK_PIXELS
+    pad = (pad_before(sh, dh, ih, kh, oh), pad_before(sw, dw, iw, kw, ow))
+    return ((x.index, window_max_shift((ih, iw, ic), (oh, ow, oc), (sh, sw), pad, n, block)),)

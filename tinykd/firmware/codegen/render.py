@@ -15,8 +15,14 @@ def render_header(src: ModelSources) -> str:
  * sha256 {src.sha256}
  * Input  {shape(src.input_shape)} int8, scale {src.input_scale:.9g}, zero point {src.input_zero_point}
  * Output {shape(src.output_shape)} int8, scale {src.output_scale:.9g}, zero point {src.output_zero_point}
- * Arena  {src.arena_bytes} bytes (all activation tensors together: {src.activations_total_bytes} bytes);
- *        {src.param_count} parameters in {src.weight_bytes} bytes of const data; {src.macs} MACs.
+ * Arena  {src.arena_bytes} bytes, input and output included (all activation tensors together:
+ *        {src.activations_total_bytes} bytes); {src.param_count} parameters in {src.weight_bytes} bytes of const data;
+ *        {src.macs} MACs.
+ *
+ * The input and output tensors live in the arena like every other tensor (TKD_MODEL_IO_IN_ARENA):
+ * write the input at tkd_model_input(), run tkd_model_invoke(NULL, NULL), read the output at
+ * tkd_model_output(). A run consumes the input (its bytes are reused once the layers that read
+ * it are done): write it again before the next run. The output stays valid until then.
  */
 #ifndef TKD_MODEL_H
 #define TKD_MODEL_H
@@ -30,6 +36,9 @@ def render_header(src: ModelSources) -> str:
 #define TKD_MODEL_OUTPUT_SCALE      {c_float(src.output_scale)}
 #define TKD_MODEL_OUTPUT_ZERO_POINT {src.output_zero_point}
 #define TKD_MODEL_NAME              {c_string(src.name)}
+#define TKD_MODEL_IO_IN_ARENA       1
+#define TKD_MODEL_INPUT_OFFSET      {src.input_offset} /* bytes into the arena */
+#define TKD_MODEL_OUTPUT_OFFSET     {src.output_offset}
 
 #ifdef __cplusplus
 extern "C" {{
@@ -37,7 +46,16 @@ extern "C" {{
 
 extern const uint8_t tkd_model_hash[8]; /* first 8 bytes of SHA-256 of the .tflite file */
 
-/* Runs the model. Returns 0 on success. input and output may live anywhere (not in the arena). */
+/* The input tensor in the arena (TKD_MODEL_INPUT_BYTES), and the output tensor
+ * (TKD_MODEL_OUTPUT_BYTES; not const, so that it can be passed back as tkd_model_invoke's
+ * output, which then copies nothing). */
+int8_t *tkd_model_input(void);
+int8_t *tkd_model_output(void);
+
+/* Runs the model. Returns 0 on success, or 1 + the index of a layer that failed.
+ * input: NULL or tkd_model_input() when the input is already there, else a buffer copied in
+ * first. output: NULL or tkd_model_output() to leave the result there, else a buffer it is
+ * copied to at the end. Buffers other than these must not overlap the arena. */
 int tkd_model_invoke(const int8_t *input, int8_t *output);
 
 /* Per-layer profile: runs the model as tkd_model_invoke does and calls mark(k) after the k-th
@@ -67,7 +85,7 @@ def _file_comment(src: ModelSources, layers: list[Layer]) -> list[str]:
         f" * MACs        {src.macs} per inference\n"
         f" * arena       {src.arena_bytes} bytes (all activation tensors together: "
         f"{src.activations_total_bytes} bytes;\n"
-        " *             input and output stay in the caller's buffers)\n"
+        f" *             input at arena + {src.input_offset}, output at arena + {src.output_offset})\n"
         f" * runtime     firmware/runtime ({len(layers)} layers, int8, bit-exact with TFLite Micro)\n"
     ]
     c += [f" * note        {note}\n" for note in src.notes]
@@ -88,17 +106,27 @@ def _layer(L: Layer, plan: ArenaPlan, shapes: dict[int, tuple[int, ...]]) -> tup
     if L.index in plan.aliased_steps:
         return [head + "\n * In place: the output is the same bytes as the input, no code. */\n\n"], ""
     c = [head + " */\n", *L.consts]
-    uses_in, uses_out = "input" in in_loc, out_loc == "output"
-    params = (["const int8_t *input"] if uses_in else []) + (["int8_t *output"] if uses_out else [])
-    c.append(f"static {'int' if L.fallible else 'void'} {L.fn}({', '.join(params) or 'void'})\n{{\n")
+    c.append(f"static {'int' if L.fallible else 'void'} {L.fn}(void)\n{{\n")
     fmt = {f"in{k}": v for k, v in enumerate(in_loc)}
     fmt["out"] = out_loc
     c += [wrap_call(stmt.format(**fmt)) + "\n" for stmt in L.body]
     c.append("}\n\n")
-    args = ", ".join((["input"] if uses_in else []) + (["output"] if uses_out else []))
     if L.fallible:
-        return c, f"    if ({L.fn}({args}) != 0) {{\n        return {L.index + 1};\n    }}\n"
-    return c, f"    {L.fn}({args});\n"
+        return c, f"    if ({L.fn}() != 0) {{\n        return {L.index + 1};\n    }}\n"
+    return c, f"    {L.fn}();\n"
+
+
+# tkd_model_invoke's input and output arguments (see model.h): copies only from and to other buffers
+_COPY_IN = (
+    "    if (input != NULL && input != arena + TKD_MODEL_INPUT_OFFSET) {\n"
+    "        tkd_copy(input, arena + TKD_MODEL_INPUT_OFFSET, TKD_MODEL_INPUT_BYTES);\n"
+    "    }\n"
+)
+_COPY_OUT = (
+    "    if (output != NULL && output != arena + TKD_MODEL_OUTPUT_OFFSET) {\n"
+    "        tkd_copy(arena + TKD_MODEL_OUTPUT_OFFSET, output, TKD_MODEL_OUTPUT_BYTES);\n"
+    "    }\n"
+)
 
 
 def render_source(
@@ -108,11 +136,12 @@ def render_source(
     c.append('#include <stddef.h>\n#include <stdint.h>\n\n#include "model.h"\n#include "tkd_runtime.h"\n\n')
     h = bytes.fromhex(src.sha256[:16])
     c.append("const uint8_t tkd_model_hash[8] = { " + ", ".join(f"0x{b:02x}" for b in h) + " };\n\n")
-    if plan.size:
-        c.append(
-            "/* Activations, placed by lifetime (offsets below). */\n"
-            "static int8_t arena[TKD_MODEL_ARENA_BYTES] TKD_ALIGN(16);\n\n"
-        )
+    c.append(
+        "/* Activations, the input and output included, placed by lifetime (offsets below). */\n"
+        "static int8_t arena[TKD_MODEL_ARENA_BYTES] TKD_ALIGN(16);\n\n"
+        "int8_t *tkd_model_input(void)\n{\n    return arena + TKD_MODEL_INPUT_OFFSET;\n}\n\n"
+        "int8_t *tkd_model_output(void)\n{\n    return arena + TKD_MODEL_OUTPUT_OFFSET;\n}\n\n"
+    )
     c.append("/* ---- weights and biases ---- */\n\n")
     c += [d + "\n" for d in ctx.const_defs]
     c.append("/* ---- layers ---- */\n\n")
@@ -128,12 +157,14 @@ def render_source(
         "/* As tkd_model_invoke, with mark(k) after the k-th layer call (see model.h). */\n"
         "int tkd_model_invoke_profile(const int8_t *input, int8_t *output, void (*mark)(uint32_t k))\n{\n"
     )
+    c.append(_COPY_IN)
     c += [f"{call}    mark({k}u);\n" for k, call in enumerate(calls)]
-    c.append("    return 0;\n}\n\n")
+    c.append(_COPY_OUT + "    return 0;\n}\n\n")
     c.append(
         "/* Runs the layers in order. Returns 0, or 1 + the index of a layer that failed. */\n"
         "int tkd_model_invoke(const int8_t *input, int8_t *output)\n{\n"
     )
+    c.append(_COPY_IN)
     c += calls
-    c.append("    return 0;\n}\n")
+    c.append(_COPY_OUT + "    return 0;\n}\n")
     return "".join(c)

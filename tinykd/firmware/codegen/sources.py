@@ -43,15 +43,19 @@ class ModelSources:
     input_zero_point: int
     output_scale: float
     output_zero_point: int
-    arena_bytes: int
+    arena_bytes: int  # the model's input and output included (they live in the arena)
     activations_total_bytes: int  # sum of all non-constant tensors, incl. input and output
     weight_bytes: int  # weights + biases as stored (int8 / int32)
     param_count: int
     macs: int
     ops: list[str] = field(default_factory=list)
-    arena_plan: list[PlanEntry] = field(default_factory=list)  # the arena tensors
+    arena_plan: list[PlanEntry] = field(default_factory=list)  # every tensor, input and output included
     notes: list[str] = field(default_factory=list)
     layers: list[LayerFacts] = field(default_factory=list)
+    # where the input and output live in the arena (None: sources of an older tinykd, whose
+    # input and output were the caller's buffers outside the arena)
+    input_offset: int | None = None
+    output_offset: int | None = None
 
     @property
     def profiled_layers(self) -> list[LayerFacts]:
@@ -100,7 +104,8 @@ class ModelSources:
                 raise ValueError("unknown version")
             d["model_c"], d["model_h"] = directory / d["model_c"], directory / d["model_h"]
             d["input_shape"], d["output_shape"] = tuple(d["input_shape"]), tuple(d["output_shape"])
-            d["arena_plan"] = [PlanEntry(**e) for e in d["arena_plan"]]
+            plan = d["arena_plan"]
+            d["arena_plan"] = [PlanEntry(**(e | {"overwrites": tuple(e.get("overwrites", ()))})) for e in plan]
             d["layers"] = [LayerFacts(**e) for e in d.get("layers", [])]
             return cls(**d)
         except (OSError, ValueError, TypeError, KeyError) as e:
