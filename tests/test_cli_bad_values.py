@@ -21,7 +21,7 @@ def assert_refused(result, *phrases: str):
 
 def test_data_dir_that_does_not_exist_is_refused_even_when_tinykd_data_has_mnist(tmp_path, mnist_dir):
     result = run("data", "--data-dir", str(tmp_path / "nowhere"), env={"TINYKD_DATA": str(mnist_dir)})
-    assert_refused(result, "not found in --data-dir", "nowhere")
+    assert_refused(result, "--data-dir", "nowhere", "does not exist")
 
 
 @pytest.mark.parametrize("value", ["0", "-5"])
@@ -41,7 +41,7 @@ def test_unwritable_output_folder_is_a_message(quick_build):
     tflite = str(quick_build.out / "model_int8.tflite")
     for command in (["firmware", "--model", tflite], ["evaluate", "--model", tflite, "--random", "1"]):
         result = run(*command, "--out", "/proc/tinykd-test")
-        assert_refused(result, "Cannot write", "--out")
+        assert_refused(result, "cannot be written", "--out")
 
 
 # ---- every command, every option, one bad value each ------------------------------------------
@@ -113,7 +113,8 @@ def test_every_option_refuses_a_bad_value(command, option, tmp_path, quick_build
     assert option in BAD_VALUES, f"{command} {option}: add a bad value for it to BAD_VALUES"
     fill = {"{tmp}": str(tmp_path / "o"), "{model}": str(quick_build.out / "model_int8.tflite")}
     args = command.split() + [fill.get(a, a) for a in REQUIRED.get(command, [])]
-    if option not in ("--out",) and command not in REQUIRED:
+    takes_out = any("--out" in p.opts for p in dict(_commands())[command].params)
+    if takes_out and option != "--out" and command not in REQUIRED:
         args += ["--out", str(tmp_path / "out")]
     args += [fill.get(a, a) for a in COMPANION.get(option, [])] + [option, BAD_VALUES[option]]
     result = run(*args)

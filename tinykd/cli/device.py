@@ -8,15 +8,31 @@ what the run itself needs: any build option given with --model is click's usage 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from .common import friendly_errors, model_run, open_build, refuse_given
 from .options import build_options, model_option
 
+
+def _existing_port(ctx, param, value: str | None) -> str | None:
+    """A serial device path must exist when given (URLs and QEMU port numbers are checked later):
+    refused here, before a build that would run for minutes first."""
+    if value and "://" not in value and not value.isdigit() and not Path(value).exists():
+        raise click.BadParameter(
+            f"{value} does not exist. Plug the board in and give the port it shows up as "
+            "(`tinykd doctor` lists the serial ports it finds), or leave --port out to find it by USB id.",
+            ctx,
+            param,
+        )
+    return value
+
+
 evaluate_port_option = click.option(
     "--port",
     type=str,
+    callback=_existing_port,
     default=None,
     help="Serial port of a hardware board (default: found by USB id). For a QEMU board: the "
     "socket://HOST:PORT of an emulator already running the firmware (e.g. started by `tinykd flash`) "
@@ -25,6 +41,7 @@ evaluate_port_option = click.option(
 flash_port_option = click.option(
     "--port",
     type=str,
+    callback=_existing_port,
     default=None,
     help="Serial port of a hardware board (default: found by USB id). For a QEMU board: the local "
     "TCP port its serial listens on (N or socket://127.0.0.1:N; default: a free one).",

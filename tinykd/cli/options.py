@@ -95,15 +95,17 @@ class WritableFolder(click.Path):
         super().__init__(file_okay=False)
 
     def convert(self, value, param, ctx):
-        import os
+        import tempfile
         from pathlib import Path
 
         folder = Path(super().convert(value, param, ctx))
-        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-        if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        try:  # the command writes there anyway; trying is the only test that holds for root too
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
             self.fail(
-                f"{folder} cannot be written: {existing} is not a folder this user may write to. "
-                "Choose an output folder you can write to.",
+                f"{folder} cannot be written ({exc.strerror or exc}). Choose an output folder you can write to.",
                 param,
                 ctx,
             )
@@ -127,7 +129,7 @@ def seed_option(help: str = "Random seed: same seed, same bytes.", default: int 
 
 
 def data_dir_option(help: str = "Folder with the dataset files."):
-    return click.option("--data-dir", type=click.Path(), default=None, help=help)
+    return click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None, help=help)
 
 
 def quick_option(help: str = "Tiny data and few epochs: a smoke run in about a minute."):
