@@ -60,7 +60,7 @@ def test_unwritable_out_is_a_clear_error(tmp_path, mnist_dir):
 
 
 def test_missing_data_through_the_cli(tmp_path):
-    code, output = run("data", "--data-dir", str(tmp_path / "none"))
+    code, output = run("data", "--data-dir", str(tmp_path))  # a folder without the files
     assert code == 2 and "MNIST files not found" in output and "Traceback" not in output
 
 
