@@ -30,7 +30,7 @@ EXPECTED = {
     "reproduce": {"--quick", "--out", "--data-dir", "--seed"},
     "boards": set(),
     "doctor": {"--data-dir"},
-    "bench": {"--out", "--fuzz", "--seed"},
+    "bench": {"--out", "--fuzz", "--hostile", "--seed"},
 }
 
 

@@ -43,13 +43,35 @@ def doctor(data_dir):
     default=None,
     help="Instead: N random int8 models, our generated C against TFLite Micro on every output byte.",
 )
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="With --fuzz: the first seed.")
+@click.option(
+    "--hostile",
+    "hostile_cases",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Instead: N damaged .tflite files (mutated valid models) through the reader and code generator: "
+    "each must end in a clear error or in sanitizer-clean C that matches TFLite Micro.",
+)
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="With --fuzz or --hostile: the first seed."
+)
 @friendly_errors
-def bench(out, fuzz_models, seed):
+def bench(out, fuzz_models, hostile_cases, seed):
     """Benchmark our int8 runtime on QEMU: instructions per MAC, arena and code size vs TFLite Micro."""
     import json
     import sys
 
+    if fuzz_models is not None and hostile_cases is not None:
+        raise click.UsageError("--fuzz and --hostile are two different runs: give one of them.")
+    if hostile_cases is not None:
+        from ..fileio import write_json
+        from ..fuzz.hostile import run_hostile
+
+        report = run_hostile(hostile_cases, seed=seed, out_dir=out)
+        write_json(Path(out) / "hostile.json", report.to_json())
+        click.echo(report.summary())
+        if report.findings:
+            sys.exit(1)
+        return
     if fuzz_models is not None:
         from dataclasses import asdict
 

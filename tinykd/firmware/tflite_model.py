@@ -54,7 +54,10 @@ class Tensor:
 
     @property
     def num_elements(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        n = 1  # Python integers: a damaged shape must not wrap around like int64 would
+        for d in self.shape:
+            n *= int(d)
+        return n
 
     @property
     def itemsize(self) -> int:
@@ -169,6 +172,7 @@ def read_tflite(path: str | Path) -> TfliteModel:
 
 
 def _parse(path: Path, buf: bytes) -> TfliteModel:
+    import flatbuffers
     import tflite
 
     model = tflite.Model.GetRootAs(buf, 0)
@@ -202,15 +206,26 @@ def _parse(path: Path, buf: bytes) -> TfliteModel:
         qdim = 0
         if q is not None and q.ScaleLength() > 0:
             scale = tuple(float(s) for s in q.ScaleAsNumpy())  # float32 values, exactly
-            zp = tuple(int(z) for z in q.ZeroPointAsNumpy()) if q.ZeroPointLength() else (0,) * len(scale)
+            # as stored: a scale without its zero point is a damaged file (graph.py refuses it)
+            zp = tuple(int(z) for z in q.ZeroPointAsNumpy()) if q.ZeroPointLength() else ()
             qdim = int(q.QuantizedDimension())
-        bidx = int(t.Buffer())
-        data = buffers[bidx] if 0 <= bidx < len(buffers) else None
         name = t.Name()
+        tname = name.decode("utf-8", "replace") if name else f"tensor_{i}"
+        bad_dims = [d for d in shape if d < 0]
+        if bad_dims:
+            raise _bad_file(
+                path, f"tensor {i} ({tname!r}) has the negative dimension {bad_dims[0]} in its shape {list(shape)}"
+            )
+        bidx = int(t.Buffer())
+        if bidx >= len(buffers):
+            raise _bad_file(
+                path, f"tensor {i} ({tname!r}) refers to buffer {bidx}, but the file has {len(buffers)} buffers"
+            )
+        data = buffers[bidx]
         tensors.append(
             Tensor(
                 index=i,
-                name=name.decode("utf-8", "replace") if name else f"tensor_{i}",
+                name=tname,
                 shape=shape,
                 type=type_names.get(t.Type(), f"TYPE_{t.Type()}"),
                 scale=scale,
@@ -224,7 +239,12 @@ def _parse(path: Path, buf: bytes) -> TfliteModel:
     codes = []
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
-        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        # TFLite's GetBuiltinCode: the larger of the two fields. (The `tflite` package's
+        # BuiltinCode() returns deprecated_builtin_code whenever builtin_code < 127, so a file
+        # whose two fields disagree would run one operator in TFLM and another here.)
+        off = oc._tab.Offset(10)
+        builtin = oc._tab.Get(flatbuffers.number_types.Int32Flags, off + oc._tab.Pos) if off else 0
+        code = max(int(builtin), int(oc.DeprecatedBuiltinCode()))
         name = op_names.get(code, f"BUILTIN_{code}")
         if name == "CUSTOM":
             cc = oc.CustomCode()
@@ -234,6 +254,10 @@ def _parse(path: Path, buf: bytes) -> TfliteModel:
     ops = []
     for i in range(sg.OperatorsLength()):
         o = sg.Operators(i)
+        if not 0 <= o.OpcodeIndex() < len(codes):
+            raise _bad_file(
+                path, f"operator {i} refers to operator code {o.OpcodeIndex()}, but the file has {len(codes)} codes"
+            )
         name, version = codes[o.OpcodeIndex()]
         ops.append(
             Operator(
@@ -247,17 +271,31 @@ def _parse(path: Path, buf: bytes) -> TfliteModel:
         )
     n = len(tensors)
     for o in ops:
-        for t in o.inputs + o.outputs:
+        for t in o.inputs:
             if t >= n or t < -1:
-                raise _bad_file(path, f"operator {o.index} names tensor {t} of {n}")
+                raise _bad_file(path, f"operator {o.index} ({o.opcode}) reads tensor {t}, but the file has {n} tensors")
+        for t in o.outputs:
+            if t >= n or t < 0:
+                raise _bad_file(
+                    path, f"operator {o.index} ({o.opcode}) writes tensor {t}, but the file has {n} tensors"
+                )
+    io = {}
+    for what, vec in (
+        ("input", sg.InputsAsNumpy() if sg.InputsLength() else ()),
+        ("output", sg.OutputsAsNumpy() if sg.OutputsLength() else ()),
+    ):
+        io[what] = tuple(int(x) for x in vec)
+        for t in io[what]:
+            if not 0 <= t < n:
+                raise _bad_file(path, f"the model {what} is tensor {t}, but the file has {n} tensors")
     desc = model.Description()
     return TfliteModel(
         path=path,
         sha256=hashlib.sha256(buf).hexdigest(),
         tensors=tensors,
         operators=ops,
-        inputs=tuple(int(x) for x in sg.InputsAsNumpy()) if sg.InputsLength() else (),
-        outputs=tuple(int(x) for x in sg.OutputsAsNumpy()) if sg.OutputsLength() else (),
+        inputs=io["input"],
+        outputs=io["output"],
         num_subgraphs=int(model.SubgraphsLength()),
         description=desc.decode("utf-8", "replace") if desc else "",
     )

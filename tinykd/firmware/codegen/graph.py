@@ -4,10 +4,32 @@ raises a TinykdError that names the tensor or operator and says what to do."""
 
 from __future__ import annotations
 
+import math
+
 from tinykd.errors import TinykdError
 from tinykd.firmware.tflite_model import Operator, Tensor, TfliteModel
 
 from .ops import SUPPORTED_OPS
+
+# (required inputs, optional inputs after them) of every supported operator; each has one output.
+ARITY = {
+    "ADD": (2, 0),
+    "AVERAGE_POOL_2D": (1, 0),
+    "CONV_2D": (2, 1),
+    "DEPTHWISE_CONV_2D": (2, 1),
+    "DEQUANTIZE": (1, 0),
+    "FULLY_CONNECTED": (2, 1),
+    "MAX_POOL_2D": (1, 0),
+    "QUANTIZE": (1, 0),
+    "RESHAPE": (1, 1),
+    "SOFTMAX": (1, 0),
+}
+# No tensor of a microcontroller model comes near this; a bigger one is a damaged shape (and
+# the runtime counts elements in int32).
+MAX_TENSOR_BYTES = 1 << 28
+# The smallest activation scale: TFLite turns RELU6's 6.0 / scale into an int32 clamp bound,
+# which overflows below 6 / 2^31 (and no real model comes near: 256 steps of 2^-28 span 1e-6).
+MIN_ACT_SCALE = 2.0**-28
 
 
 class Graph:
@@ -32,6 +54,8 @@ class Graph:
                     f"{supported}. Replace that layer in the model (e.g. tanh/sigmoid "
                     "by ReLU) and convert it again, or run it with TensorFlow Lite Micro itself."
                 )
+        for op in m.operators:
+            self._check_arity(op)
         if len(m.inputs) != 1 or len(m.outputs) != 1:
             raise TinykdError(
                 f"{m.path.name} has {len(m.inputs)} inputs and {len(m.outputs)} outputs; the "
@@ -70,6 +94,43 @@ class Graph:
             )
         for ti in (self.input, self.output):
             self._check_act(ti, "the model input" if ti == self.input else "the model output")
+        self._check_order()
+
+    def _damaged(self, what: str) -> TinykdError:
+        return TinykdError(
+            f"{self.m.path.name}: {what}. The file is damaged or was not written by the TFLite "
+            "converter; convert the model again (e.g. with `tinykd convert`)."
+        )
+
+    def _check_arity(self, op: Operator) -> None:
+        need, optional = ARITY[op.opcode]
+        if not need <= len(op.inputs) <= need + optional or len(op.outputs) != 1:
+            raise self._damaged(
+                f"{op.opcode} operator #{op.index} has {len(op.inputs)} inputs and {len(op.outputs)} "
+                f"outputs, where it takes {need}{f'-{need + optional}' if optional else ''} inputs and 1 output"
+            )
+        for k, ti in enumerate(op.inputs[:need]):
+            if ti < 0:
+                raise self._damaged(f"input {k + 1} of {op.opcode} operator #{op.index} is missing (tensor -1)")
+
+    def _check_order(self) -> None:
+        """Every operator reads only the model input, constants and tensors computed by an
+        earlier operator, and computes a tensor nobody else computes (no cycles, no tensor used
+        before it is produced, no constant or the model input overwritten)."""
+        produced = {self.input}
+        for op in self.ops:
+            for ti in op.inputs:
+                if ti >= 0 and not self.t[ti].is_constant and ti not in produced:
+                    raise self._damaged(
+                        f"{op.opcode} operator #{op.index} reads tensor {ti} ({self.t[ti].name!r}) before any "
+                        "operator computes it (operators out of order, or a cycle in the graph)"
+                    )
+            ti = op.outputs[0]
+            t = self.t[ti]
+            if t.is_constant or ti in produced:
+                what = "a constant" if t.is_constant else "a tensor that is already computed (or the model input)"
+                raise self._damaged(f"{op.opcode} operator #{op.index} writes {what}: tensor {ti} ({t.name!r})")
+            produced.add(ti)
 
     def _uses(self, ti: int) -> int:
         return sum(op.inputs.count(ti) for op in self.m.operators)
@@ -77,8 +138,41 @@ class Graph:
     def tensor(self, ti: int) -> Tensor:
         return self.t[ti]
 
+    def _check_quant(self, t: Tensor, what: str) -> None:
+        """Scales finite and positive, one zero point per scale, int8 zero points in int8."""
+        bad = [s for s in t.scale if not (math.isfinite(s) and s > 0)]
+        if bad or len(t.zero_point) != len(t.scale):
+            raise TinykdError(
+                f"Tensor {t.name!r} ({what}) has invalid quantisation: scales {list(t.scale)[:4]}"
+                f"{'...' if len(t.scale) > 4 else ''} ({len(t.scale)}), zero points "
+                f"{list(t.zero_point)[:4]}{'...' if len(t.zero_point) > 4 else ''} ({len(t.zero_point)}); "
+                "every scale must be a finite positive number, with one zero point each. The file is "
+                "damaged: convert the model again with full-integer quantisation."
+            )
+        if t.type == "INT8" and any(not -128 <= z <= 127 for z in t.zero_point):
+            raise TinykdError(
+                f"Tensor {t.name!r} ({what}) is int8 but has a zero point outside -128..127 "
+                f"({[z for z in t.zero_point if not -128 <= z <= 127][0]}). The file is damaged: convert the "
+                "model again."
+            )
+
+    def _check_size(self, t: Tensor, what: str) -> None:
+        if t.num_elements == 0:
+            raise TinykdError(
+                f"Tensor {t.name!r} ({what}) has no elements (shape {list(t.shape)}); the tinykd runtime "
+                "needs every tensor to hold data. The file is damaged, or the model has an empty layer: "
+                "convert the model again."
+            )
+        if t.num_elements * (t.itemsize if t.type in ("INT8", "INT32") else 4) > MAX_TENSOR_BYTES:
+            raise TinykdError(
+                f"Tensor {t.name!r} ({what}) has shape {list(t.shape)}, over {MAX_TENSOR_BYTES >> 20} MiB: "
+                "more than any microcontroller holds. The file is damaged or not a microcontroller "
+                "model; convert a smaller model."
+            )
+
     def _check_act(self, ti: int, what: str) -> Tensor:
         t = self.t[ti]
+        self._check_size(t, what)
         if t.type != "INT8":
             raise TinykdError(
                 f"Tensor {t.name!r} ({what}) is {t.type}; the tinykd runtime runs full-int8 "
@@ -87,10 +181,17 @@ class Graph:
                 "supported_ops=[TFLITE_BUILTINS_INT8] and inference_input_type/"
                 "inference_output_type=tf.int8 (`tinykd convert` does this)."
             )
-        if len(t.scale) != 1 or t.scale[0] <= 0:
+        if len(t.scale) != 1:
             raise TinykdError(
                 f"Tensor {t.name!r} ({what}) has no per-tensor quantisation (scale "
                 f"{list(t.scale)}). Convert the model with full-integer quantisation."
+            )
+        self._check_quant(t, what)
+        if t.scale[0] < MIN_ACT_SCALE:
+            raise TinykdError(
+                f"Tensor {t.name!r} ({what}) has the scale {t.scale[0]:g}, below {MIN_ACT_SCALE:g}: its "
+                "activation range does not fit int32 (no real model has such a scale). The file is damaged: "
+                "convert the model again."
             )
         if t.is_constant:
             raise TinykdError(
@@ -116,5 +217,13 @@ class Graph:
                 f"tinykd runtime needs {' or '.join(types)}. Convert the model to full int8 "
                 "(int8 weights, int32 biases)."
             )
+        self._check_size(t, f"the {what} of {op.opcode} operator #{op.index}")
+        if t.type == "INT8":
+            if not t.scale:
+                raise TinykdError(
+                    f"The {what} of {op.opcode} operator #{op.index} ({t.name!r}) is int8 without "
+                    "quantisation parameters. Convert the model with full-integer quantisation."
+                )
+            self._check_quant(t, f"the {what} of {op.opcode} operator #{op.index}")
         t.array()  # checks the data length
         return t

@@ -44,6 +44,13 @@ def _emit(ctx: EmitContext, index: int, op: Operator, fn: str, depthwise: bool) 
                 f"output {shape(y.shape)}; the model is damaged."
             )
         mult = oc // ic
+        opt_mult = int(o.get("DepthMultiplier", mult))
+        if opt_mult != mult:  # TFLite Micro's kernel walks the channels with the option's value
+            raise TinykdError(
+                f"DEPTHWISE_CONV_2D operator #{op.index} has depth_multiplier {opt_mult} in its options, but "
+                f"its input {shape(x.shape)} and output {shape(y.shape)} give {mult}; the model is damaged. "
+                "Convert it again."
+            )
     else:
         woc, kh, kw, filter_in_c = w.shape
         if woc != oc or filter_in_c == 0 or ic % filter_in_c or oc % (ic // filter_in_c):

@@ -33,10 +33,11 @@ def emit_fully_connected(ctx: EmitContext, index: int, op: Operator, fn: str) ->
     batches = x.num_elements // accum
     per_channel = len(w.scale) > 1
     if per_channel:
-        if len(w.scale) != out_depth:
+        if len(w.scale) != out_depth or w.quantized_dimension != 0:
             raise TinykdError(
                 f"FULLY_CONNECTED operator #{op.index} has {len(w.scale)} "
-                f"weight scales for {out_depth} outputs; the model is damaged."
+                f"weight scales along dimension {w.quantized_dimension} for {out_depth} outputs (dimension 0); "
+                "the model is damaged. Convert it again."
             )
         scales = [x.scale[0] * s / y.scale[0] for s in w.scale]
         filter_offset = 0

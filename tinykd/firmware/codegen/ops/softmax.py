@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinykd.errors import TinykdError
@@ -24,6 +26,11 @@ def emit_softmax(ctx: EmitContext, index: int, op: Operator, fn: str) -> Layer:
     if x.shape != y.shape or not x.shape:
         raise TinykdError(f"SOFTMAX operator #{op.index} changes the shape; the model is damaged.")
     beta = float(np.float32(op.options.get("Beta", 1.0)))
+    if not (math.isfinite(beta) and beta > 0):
+        raise TinykdError(
+            f"SOFTMAX operator #{op.index} has beta {beta}; it must be a finite positive number. The "
+            "file is damaged: convert the model again."
+        )
     depth = x.shape[-1]
     mult, left, diff_min = softmax_params(beta, x.scale[0], f"SOFTMAX operator #{op.index}")
     params = c_struct(
