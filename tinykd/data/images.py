@@ -514,6 +514,11 @@ def load(
 ) -> Dataset:
     """The image dataset at `data_dir` as float32 images in [0, 1], H x W x C."""
     source = find_source(data_dir, format, test_split, class_names)
+    if test_split and source.format != "folder":
+        raise TinykdError(
+            f"[data] test_split = {test_split} splits a folder of class sub-folders, but {source.base} holds "
+            f"{source.format} files, which have their own test split. Remove test_split."
+        )
     verify_checksums(source.base, checksums or {})
     splits = read_source(source, tuple(image_size), channels, class_names)
     return make_dataset(splits, val_size, seed, train_limit, test_limit)
