@@ -1,4 +1,4 @@
-"""`tinykd fit --board B`: sizing, rejection with sizes, successive halving, latency limit, errors."""
+"""`tinykd fit --board B`: sizing, rejection with sizes, ASHA (Ray Tune, embedded Ray), latency limit, errors."""
 
 import json
 
@@ -45,16 +45,19 @@ def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
         assert by_arch[small]["flash_used"] < by_arch["mlp-1024"]["flash_used"]
         assert by_arch[small]["macs"] == by_arch[small]["params"]  # one MAC per weight in an MLP
 
-    # Successive halving: both small ones trained for 1 epoch, the better one on to 2 (--quick).
-    first, *rest = fit["rounds"]
-    assert first["epochs"] == 1 and sorted(first["ranking"]) == ["mlp-16", "mlp-8"]
-    assert rest and rest[-1]["epochs"] == 2 and len(rest[-1]["ranking"]) == 1
-    assert rest[-1]["ranking"][0] == first["ranking"][0]
+    # ASHA, largest first, one trial at a time (--quick: rungs at 1 and 2 epochs): mlp-16 sets the
+    # bar at epoch 1 and goes on; mlp-8 goes on only if it is at least as good there.
+    assert fit["scheduler"]["name"] == "ASHA (Ray Tune)" and fit["scheduler"]["reduction_factor"] == 2
+    first, last = fit["rungs"]
+    assert first["epochs"] == 1 and sorted(first["ranking"]) == ["mlp-16", "mlp-8"] and last["epochs"] == 2
     errors = first["val_errors"]
-    assert errors[first["ranking"][0]] <= errors[first["ranking"][1]]
+    small_stopped = errors["mlp-8"] > errors["mlp-16"]
+    assert first["stopped"] == (["mlp-8"] if small_stopped else []) and last["stopped"] == []
+    assert sorted(last["ranking"]) == (["mlp-16"] if small_stopped else ["mlp-16", "mlp-8"])
+    assert by_arch["mlp-8"]["val_errors_by_epochs"].keys() == ({"1"} if small_stopped else {"1", "2"})
 
     chosen = fit["chosen"]
-    assert chosen["arch"] == first["ranking"][0]
+    assert chosen["arch"] == last["ranking"][0]
     assert chosen["firmware"]["fits"] and chosen["firmware"]["board"] == "mps3-an547"
     assert 0 <= chosen["test_errors_int8"] < chosen["test_total"] == 500
     assert (out / chosen["tflite"]).is_file()
@@ -63,16 +66,17 @@ def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
     assert (out / "plots" / "fit_front.png").read_bytes()[:8] == PNG_SIGNATURE
     report = (out / "fit.md").read_text()
     assert "](plots/fit_front.png)" in report and fit["next_command"] in report
+    assert "## ASHA" in report and f"| 1 | {', '.join(f'{a} {errors[a]}' for a in first['ranking'])} |" in report
     assert f"rejected: over flash by {big['flash_used'] - 524_288:,} B" in report
 
-    # The same command again: sizes, round results and the finished winner are all reused, and
-    # the rounds rank with the numbers of the first run (checkpoints have moved on since).
+    # The same command again: sizes, recorded rungs and the finished winner are all reused, and
+    # ASHA decides on the numbers of the first run again (checkpoints have moved on since).
     sizes = {p.name: p.stat().st_mtime_ns for p in (out / "sizes").glob("*.json")}
     code, output = quick_fit(out, mnist_dir, "8,16,1024")
     assert code == 0, output
     assert "int8 model finished earlier, kept" in output
     again = json.loads((out / "fit.json").read_text())
-    assert again["rounds"] == fit["rounds"] and again["chosen"] == fit["chosen"]
+    assert again["rungs"] == fit["rungs"] and again["chosen"] == fit["chosen"]
 
     # A latency limit between the two: the larger is dropped before training; sizes come from the cache.
     limit = (by_arch["mlp-8"]["latency_ms_estimate"] + by_arch["mlp-16"]["latency_ms_estimate"]) / 2

@@ -4,17 +4,22 @@ student that fits the board's flash and RAM (and, optionally, a latency limit).
 1. Size every candidate without training: build it, convert the untrained model to int8,
    generate and compile the board's firmware, read flash and RAM (cached in out/sizes/).
    Candidates over a budget, or over --max-latency, are dropped with their sizes.
-2. Successive halving over the rest: train all (distilling from the teacher) for a few
-   epochs, keep the better half by validation errors, train the survivors on to twice the
-   epochs (continuing from their checkpoints), and so on up to the configured student epochs.
-3. The winner gets QAT, int8 conversion, its test errors in TFLite Micro and a real firmware
-   build for the board; fit.json, fit.md and plots/fit_front.png report the search.
+2. Ray Tune's ASHA over the rest, one trial per candidate (distilling from the teacher): a
+   trial reports its validation errors at each rung (--min-epochs, then doubling up to the
+   configured student epochs; training continues from its checkpoints) and ASHA stops it there
+   unless it is in the better half of the candidates that reached that rung before it. The
+   trials start largest flash first, one at a time by default: ASHA decides in the order
+   results arrive, so this order makes the same seed stop the same candidates on every run and
+   cluster. Validation errors per rung are kept in out/rungs/: a rerun reports them again
+   without training, and ASHA repeats its decisions.
+3. The winner (fewest validation errors at the full epochs, then smaller flash) gets QAT, int8
+   conversion, its test errors in TFLite Micro and a real firmware build for the board, as one
+   more trial; fit.json, fit.md and plots/fit_front.png report the search, its rungs and what
+   ASHA stopped.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ..config import BuildConfig
 from ..errors import TinykdError
-from ..fileio import write_json
+from ..trials import EMBEDDED, RayOptions, Trial, run_trials
 from . import points
 from .fit_report import next_command, write_outputs
 from .fit_sizing import (
@@ -49,7 +54,11 @@ __all__ = [
     "next_command",
     "parse_sizes",
     "run_fit",
+    "train_candidate",
+    "finish_winner",
 ]
+
+REDUCTION_FACTOR = 2  # ASHA keeps the better half at each rung
 
 
 @dataclass
@@ -69,9 +78,13 @@ def run_fit(
     *,
     max_latency_ms: float | None = None,
     min_epochs: int = 1,
+    ray: RayOptions = EMBEDDED,
+    concurrent: int = 1,
     log: Callable[[str], None] = print,
 ) -> FitResult:
-    """Size, prune, successively halve, and finish the winner; see the module docstring."""
+    """Size, prune, ASHA, and finish the winner; see the module docstring. `concurrent` > 1 runs
+    that many candidates at once: faster on a cluster, but ASHA's stops then depend on which
+    results arrive first, so the same seed may choose differently."""
     from ..boards import load_board
 
     if config.task != "mnist":
@@ -121,10 +134,9 @@ def run_fit(
             f"{smallest.size.ram_used:,} B, ~{smallest.latency_ms:.2f} ms. Try smaller --widths or --depths"
             + (", or a larger --max-latency." if max_latency_ms else ", or a board with more memory.")
         )
-    rounds = _successive_halving(experiment, kept, min_epochs)
-    winner = rounds[-1]["ranking"][0]
-    chosen = _finish(experiment, next(c for c in kept if c.arch == winner), board, min_epochs)
-    files = write_outputs(experiment, board, candidates, rounds, chosen, max_latency_ms)
+    rungs, winner = _asha(experiment, kept, min_epochs, ray, concurrent)
+    chosen = _finish(experiment, winner, board, min_epochs, ray)
+    files = write_outputs(experiment, board, candidates, rungs, chosen, max_latency_ms)
     return FitResult(experiment.out, chosen, candidates, files, next_command(chosen["arch"], board.name, config))
 
 
@@ -133,58 +145,89 @@ def _spec(experiment: Experiment, arch: str) -> StudentSpec:
     return StudentSpec(arch, kd.method, kd.temperature, kd.alpha)
 
 
-def _successive_halving(experiment: Experiment, kept: list[Candidate], min_epochs: int) -> list[dict]:
-    """Rounds of (train survivors to E epochs, rank by validation errors, keep the better half),
-    E doubling each round up to the configured student epochs; a last survivor trains to the
-    full epochs. Ties go to the smaller flash. Returns the rounds; the last one's ranking
-    starts with the winner."""
-    full = experiment.config.student.epochs
-    survivors = sorted(kept, key=lambda c: c.size.flash_used)
-    # A lone candidate has nothing to be compared with: it trains to the full epochs at once.
-    epochs = max(1, full) if len(survivors) == 1 else min(max(1, min_epochs), max(1, full))
-    rounds = []
-    while True:
-        for c in tqdm(
-            survivors, desc=f"round {len(rounds) + 1} (to epoch {epochs})", unit="student", dynamic_ncols=True
-        ):
-            c.val_errors[epochs] = _val_errors_at(experiment, c.arch, epochs, min_epochs)
-        ranking = sorted(survivors, key=lambda c: (c.val_errors[epochs], c.size.flash_used))
-        rounds.append(
+def rung_epochs(full: int, min_epochs: int) -> list[int]:
+    """The epochs at which ASHA compares candidates (its milestones: min_epochs, doubling, below
+    the full epochs), then the full epochs, where the survivors finish."""
+    full, first = max(1, full), min(max(1, min_epochs), max(1, full))
+    rungs = []
+    while first < full:
+        rungs.append(first)
+        first *= REDUCTION_FACTOR
+    return rungs + [full]
+
+
+def _asha(experiment: Experiment, kept: list[Candidate], min_epochs: int, ray: RayOptions, concurrent: int):
+    """One trial per candidate under Tune's ASHA; returns (rungs, winner)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    if concurrent < 1:
+        raise TinykdError(f"fit needs at least one trial at a time (got concurrent={concurrent}).")
+    full = max(1, experiment.config.student.epochs)
+    epochs = rung_epochs(full, min_epochs)
+    # Largest first: the likeliest to be accurate sets the bar that the smaller ones must clear.
+    ordered = sorted(kept, key=lambda c: (-c.size.flash_used, c.arch))
+    trials = [
+        {
+            "name": c.arch,
+            "arch": c.arch,
+            "epochs": epochs,
+            "record": f"rungs/{_work_key(experiment, c.arch, min_epochs)}.json",
+        }
+        for c in ordered
+    ]
+    asha = ASHAScheduler(
+        time_attr="epochs",
+        max_t=full,
+        grace_period=epochs[0],
+        reduction_factor=REDUCTION_FACTOR,
+        stop_last_trials=False,
+    )
+    outcomes = run_trials(
+        experiment,
+        train_candidate,
+        trials,
+        options=ray,
+        desc="fit (ASHA)",
+        scheduler=asha,
+        metric="val_errors",
+        mode="min",
+        max_concurrent=concurrent,
+    )
+    by_arch = {c.arch: c for c in ordered}
+    stopped_at = {}
+    for outcome in outcomes:
+        c = by_arch[outcome.params["arch"]]
+        for report in outcome.reports:
+            if "val_errors" in report and "epochs" in report:
+                c.val_errors[int(report["epochs"])] = int(report["val_errors"])
+        if outcome.stopped:
+            stopped_at[c.arch] = max(c.val_errors)
+    rungs = []
+    for e in epochs:
+        reached = [c for c in ordered if e in c.val_errors]
+        ranking = sorted(reached, key=lambda c: (c.val_errors[e], c.size.flash_used))
+        rungs.append(
             {
-                "epochs": epochs,
+                "epochs": e,
                 "ranking": [c.arch for c in ranking],
-                "val_errors": {c.arch: c.val_errors[epochs] for c in ranking},
+                "val_errors": {c.arch: c.val_errors[e] for c in ranking},
+                "stopped": [c.arch for c in reached if stopped_at.get(c.arch) == e],
             }
         )
         experiment.log(
-            f"  round {len(rounds)} (to epoch {epochs}): "
-            + ", ".join(f"{c.arch} {c.val_errors[epochs]}" for c in ranking)
+            f"  rung at epoch {e}: "
+            + ", ".join(f"{c.arch} {c.val_errors[e]}" for c in ranking)
             + " validation errors"
+            + (f"; ASHA stopped {', '.join(rungs[-1]['stopped'])}" if rungs[-1]["stopped"] else "")
         )
-        # At the full epochs more rounds would only rank the same numbers again: the best one wins.
-        if epochs >= max(1, full):
-            return rounds
-        survivors = ranking[: math.ceil(len(ranking) / 2)]
-        epochs = max(1, full) if len(survivors) == 1 else min(2 * epochs, max(1, full))
+    finishers = [c for c in ordered if c.arch not in stopped_at and full in c.val_errors]
+    winner = min(finishers, key=lambda c: (c.val_errors[full], c.size.flash_used))
+    return rungs, winner
 
 
-def _val_errors_at(experiment: Experiment, arch: str, epochs: int, min_epochs: int) -> int:
-    """Validation errors of the candidate after `epochs` epochs in total, trained on from its
-    checkpoint. Recorded beside the checkpoint: a rerun, whose checkpoint may already be
-    further on, ranks each round with the numbers the first run had."""
-    d, work = experiment.dataset, _work(experiment, arch, min_epochs)
-    record = work / "val_errors.json"
-    recorded = json.loads(record.read_text()) if record.exists() else {}
-    if str(epochs) not in recorded:
-        student, _ = points.train_student(experiment, _spec(experiment, arch), epochs, work)
-        recorded[str(epochs)] = points.float_errors(student, d.x_val, d.y_val, d.num_classes).errors
-        write_json(record, recorded)
-    return recorded[str(epochs)]
-
-
-def _work(experiment: Experiment, arch: str, min_epochs: int) -> Path:
-    """A candidate's checkpoints, keyed by everything that shapes its weights: a rerun with the
-    same settings continues them, one with other settings never picks them up."""
+def _work_key(experiment: Experiment, arch: str, min_epochs: int) -> str:
+    """A candidate's name and the digest of everything that shapes its weights: its checkpoints
+    and recorded rungs are continued by a rerun with the same settings, never by another."""
     c = experiment.config
     key = points.settings_digest(
         {
@@ -196,12 +239,35 @@ def _work(experiment: Experiment, arch: str, min_epochs: int) -> Path:
             "min_epochs": min_epochs,
         }
     )
-    return experiment.out / "checkpoints" / f"{arch}-{key}"
+    return f"{arch}-{key}"
 
 
-def _finish(experiment: Experiment, winner: Candidate, board, min_epochs: int) -> dict:
-    """QAT + int8 + TFLite Micro test errors + the real firmware for the board, for the winner."""
-    c, d = experiment.config, experiment.dataset
+def train_candidate(experiment: Experiment, params: dict, trial: Trial) -> dict:
+    """One candidate as one ASHA trial: train to each rung's epochs (continuing from the
+    checkpoint on this node), report the validation errors there; ASHA may stop it at any rung.
+    Errors already recorded in out/rungs/ (a rerun) are reported without training."""
+    d, arch = experiment.dataset, params["arch"]
+    recorded = trial.read_json(params["record"]) or {}
+    work = trial.scratch(params["record"].removeprefix("rungs/").removesuffix(".json"))
+    *rungs, full = params["epochs"]
+    for epochs in [*rungs, full]:
+        if str(epochs) not in recorded:
+            student, _ = points.train_student(experiment, _spec(experiment, arch), epochs, work)
+            recorded[str(epochs)] = points.float_errors(student, d.x_val, d.y_val, d.num_classes).errors
+            trial.write(params["record"], recorded)
+        if epochs != full:
+            trial.report(epochs=epochs, val_errors=recorded[str(epochs)])
+    return {
+        "epochs": full,
+        "val_errors": recorded[str(full)],
+        "summary": f"{arch}: {recorded[str(full)]} validation errors after {full} epochs",
+    }
+
+
+def _finish(experiment: Experiment, winner: Candidate, board, min_epochs: int, ray: RayOptions) -> dict:
+    """The winner's int8 model and firmware (one trial: `finish_winner`), or chosen.json from an
+    earlier run with the same settings."""
+    c = experiment.config
     spec = _spec(experiment, winner.arch)
     settings = {
         "spec": vars(spec).copy(),
@@ -219,20 +285,42 @@ def _finish(experiment: Experiment, winner: Candidate, board, min_epochs: int) -
     if saved is not None:
         experiment.log(f"  {winner.arch}: int8 model finished earlier, kept ({path})")
         return saved
+    params = {
+        "name": f"{winner.arch} (int8)",
+        "arch": winner.arch,
+        "settings": settings,
+        "work": _work_key(experiment, winner.arch, min_epochs),
+        "val_errors": winner.val_errors[max(winner.val_errors)],
+    }
+    run_trials(experiment, finish_winner, [params], options=ray, desc="fit (winner)")
+    chosen = points.read_finished(path, settings)
+    if chosen is None:
+        raise TinykdError(f"The winner's trial ended without {path}. Run the same command again to finish it.")
+    return chosen
+
+
+def finish_winner(experiment: Experiment, params: dict, trial: Trial) -> dict:
+    """The winner, as one trial: trained to the full epochs (from its checkpoint on this node),
+    QAT + int8 + TFLite Micro test errors + the real firmware for the board; chosen.json and
+    the .tflite are kept in the driver's out/."""
+    from ..boards import load_board
+
+    c, d, arch = experiment.config, experiment.dataset, params["arch"]
+    spec, board = _spec(experiment, arch), load_board(params["settings"]["board"])
     started = time.perf_counter()
-    work = _work(experiment, winner.arch, min_epochs)
+    work = trial.scratch(params["work"])
     student, _ = points.train_student(experiment, spec, max(1, c.student.epochs), work)
     test = points.float_errors(student, d.x_test, d.y_test, d.num_classes)
-    tflite = experiment.out / f"{winner.arch}_int8.tflite"
     qat_work = work.with_name(work.name + "-qat")
+    tflite = qat_work / f"{arch}_int8.tflite"
     points.quantize_to_int8(experiment, student, spec, qat_work, tflite)
     int8 = points.int8_test_errors(experiment, tflite)
-    size = points.measure_firmware(tflite, board, experiment.out / "firmware")
+    size = points.measure_firmware(tflite, board, qat_work / "firmware")
     chosen = {
-        "settings": settings,
-        "arch": winner.arch,
+        "settings": params["settings"],
+        "arch": arch,
         "epochs": max(1, c.student.epochs),
-        "val_errors": winner.val_errors[max(winner.val_errors)],
+        "val_errors": params["val_errors"],
         "val_total": len(d.y_val),
         "test_errors_float": test.errors,
         "test_errors_int8": int8.errors,
@@ -243,13 +331,14 @@ def _finish(experiment: Experiment, winner: Candidate, board, min_epochs: int) -
         "latency_ms_estimate": round(estimate_latency_ms(size.macs, board.clock_hz), 3),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    write_json(path, chosen)
+    trial.write(tflite.name, tflite.read_bytes())
+    trial.write("chosen.json", chosen)
     points.remove_tree(qat_work)
-    experiment.log(
-        f"  chosen {winner.arch}: {int8.errors} int8 test errors / {int8.total}, flash "
-        f"{size.flash_used:,} B, RAM {size.ram_used:,} B" + ("" if size.fits else " (does NOT fit!)")
-    )
-    return chosen
+    return {
+        "test_errors_int8": int8.errors,
+        "summary": f"chosen {arch}: {int8.errors} int8 test errors / {int8.total}, flash "
+        f"{size.flash_used:,} B, RAM {size.ram_used:,} B" + ("" if size.fits else " (does NOT fit!)"),
+    }
 
 
 def default_fit_dir(config: BuildConfig) -> Path:

@@ -32,7 +32,7 @@ def write_outputs(
     experiment: Experiment,
     board,
     candidates: list[Candidate],
-    rounds: list[dict],
+    rungs: list[dict],
     chosen: dict,
     max_latency_ms: float | None,
 ) -> list[Path]:
@@ -88,7 +88,13 @@ def write_outputs(
         "distill": vars(c.distill).copy(),
         "student_epochs": c.student.epochs,
         "candidates": [x.to_dict() for x in candidates],
-        "rounds": rounds,
+        "scheduler": {
+            "name": "ASHA (Ray Tune)",
+            "reduction_factor": 2,
+            "grace_period_epochs": rungs[0]["epochs"],
+            "max_epochs": rungs[-1]["epochs"],
+        },
+        "rungs": rungs,
         "pareto_front_flash": [trained[i].arch for i in front],
         "chosen": {k: v for k, v in chosen.items() if k != "settings"},
         "next_command": next_command(chosen["arch"], board.name, c),
@@ -123,28 +129,43 @@ def _markdown(s: dict, val_total: int) -> str:
         "## Candidates",
         "",
         f"Sized untrained (int8, firmware compiled for the board); latency = {s['latency_model']}. Validation "
-        f"errors (of {val_total}) per round of successive halving; ★ = on the Pareto front of accuracy vs flash.",
+        f"errors (of {val_total}) at each of ASHA's rungs; ★ = on the Pareto front of accuracy vs flash.",
         "",
         "| candidate | params | MACs | flash (B) | RAM (B) | latency (ms, est.) | "
-        + " | ".join(f"val errors @ {r['epochs']} ep" for r in s["rounds"])
+        + " | ".join(f"val errors @ {r['epochs']} ep" for r in s["rungs"])
         + " | result |",
-        "|---|---|---|---|---|---|" + "---|" * len(s["rounds"]) + "---|",
+        "|---|---|---|---|---|---|" + "---|" * len(s["rungs"]) + "---|",
     ]
     for x in s["candidates"]:
         by_epochs = x["val_errors_by_epochs"]
-        cells = [str(by_epochs.get(str(r["epochs"]), "")) if x["arch"] in r["val_errors"] else "" for r in s["rounds"]]
+        cells = [str(by_epochs.get(str(r["epochs"]), "")) if x["arch"] in r["val_errors"] else "" for r in s["rungs"]]
         if x["rejected"]:
             result = f"rejected: {x['rejected']}"
         elif x["arch"] == ch["arch"]:
             result = "**chosen**"
         else:
             trained = max(int(k) for k in by_epochs)
-            result = f"dropped after {trained} epoch{'s' if trained > 1 else ''}"
+            result = f"stopped by ASHA after {trained} epoch{'s' if trained > 1 else ''}"
         star = " ★" if x["arch"] in front else ""
         lines.append(
             f"| {x['arch']}{star} | {x['params']:,} | {x['macs']:,} | {x['flash_used']:,} | "
             f"{x['ram_used']:,} | {x['latency_ms_estimate']:.2f} | " + " | ".join(cells) + f" | {result} |"
         )
+    sched = s["scheduler"]
+    lines += [
+        "",
+        "## ASHA",
+        "",
+        f"{sched['name']}: one trial per candidate, largest flash first; at each rung a candidate goes on only "
+        f"if it is in the better 1/{sched['reduction_factor']} of those that reached the rung before it "
+        f"(first rung {sched['grace_period_epochs']} epoch(s), last {sched['max_epochs']}).",
+        "",
+        "| rung (epochs) | reached it (val errors, best first) | stopped there |",
+        "|---|---|---|",
+    ]
+    for r in s["rungs"]:
+        reached = ", ".join(f"{arch} {r['val_errors'][arch]}" for arch in r["ranking"])
+        lines.append(f"| {r['epochs']} | {reached} | {', '.join(r['stopped']) or '-'} |")
     title = "Validation accuracy vs flash and RAM: Pareto front, budgets dashed, chosen circled"
     plot = s["plots"][0]
     lines += ["", "## Plot", "", f"[{plot}]({plot})", "", f"![{title}]({plot})", ""]

@@ -193,7 +193,7 @@ def train_point(experiment: Experiment, params: dict, trial: Trial) -> dict:
         point["int8"].update(size.to_dict())
         point["firmware_sources"] = firmware_sources_digest()
     point["seconds"] = round(time.perf_counter() - started, 1)
-    point["ran_on"] = {"node": trial.node}  # which machine of the cluster trained it
+    point["ran_on"] = {"node": trial.node, "tf_threads": trial.tf_threads}  # where it trained, how
     if tflite_bytes is not None:
         trial.write(point["int8"]["tflite"], tflite_bytes)
     trial.write(f"points/{spec.key}.json", point)  # last: a point file means its model is there

@@ -51,23 +51,3 @@ class TrialProgress:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def tune_callback(progress: TrialProgress):
-    """A Ray Tune callback feeding `progress` (created lazily: importing Ray is slow)."""
-    from ray import tune
-
-    class _Callback(tune.Callback):
-        def on_trial_start(self, iteration, trials, trial, **info):
-            progress.started(trial.config["params"]["name"])
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            progress.reports.setdefault(trial.config["params"]["name"], []).append(dict(result))
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            progress.ended(trial.config["params"]["name"], trial.last_result or {})
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            progress.errored(trial.config["params"]["name"])
-
-    return _Callback()

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import TinykdError
-from .progress import TrialProgress, tune_callback
+from .progress import TrialProgress
 from .session import RayOptions, ray_session
 from .worker import Trial, TrialJob, tune_trainable
 
@@ -122,6 +122,7 @@ def _tune(experiment, work, points, options: RayOptions, progress: TrialProgress
     from ray import tune
 
     from .store import store_actor
+    from .tune_progress import ProgressCallback
 
     if not options.verbose:
         # Tune's newer console output prints an experiment banner even at verbose=0; the older
@@ -156,7 +157,7 @@ def _tune(experiment, work, points, options: RayOptions, progress: TrialProgress
             name=name,
             storage_path=str(storage),
             verbose=1 if options.verbose else 0,
-            callbacks=[tune_callback(progress)],
+            callbacks=[ProgressCallback(progress)],
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )

@@ -53,6 +53,13 @@ class Trial:
         self._report = report
         self.reports: list[dict] = []
 
+    @property
+    def tf_threads(self) -> int:
+        """TensorFlow's intra-op threads in this process (0: its default, one per core)."""
+        import tensorflow as tf
+
+        return tf.config.threading.get_intra_op_parallelism_threads()
+
     def report(self, **metrics) -> None:
         """An intermediate result (e.g. validation errors after N epochs): a scheduler may stop
         the trial here."""
