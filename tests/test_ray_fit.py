@@ -1,0 +1,26 @@
+"""`tinykd fit --board nano33 --quick` runs its candidates as trials under Tune's ASHA."""
+
+import json
+
+from _cli import quick_experiment
+
+
+def test_fit_on_nano33_runs_through_asha(tmp_path, mnist_dir):
+    out = tmp_path / "fit"
+    code, output = quick_experiment("fit", out, mnist_dir, "--board", "nano33", "--widths", "8,32", "--depths", "1")
+    assert code == 0, output
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["board"] == "nano33" and fit["scheduler"]["name"] == "ASHA (Ray Tune)"
+    first, last = fit["rungs"]  # --quick: 2 student epochs, rungs at 1 and 2
+    assert (first["epochs"], last["epochs"]) == (1, 2)
+    # mlp-32 (largest) started first and set the bar at epoch 1; mlp-8 went on only if it cleared it.
+    assert sorted(first["ranking"]) == ["mlp-32", "mlp-8"]
+    stopped = first["val_errors"]["mlp-8"] > first["val_errors"]["mlp-32"]
+    assert first["stopped"] == (["mlp-8"] if stopped else [])
+    assert sorted(last["ranking"]) == (["mlp-32"] if stopped else ["mlp-32", "mlp-8"])
+    assert fit["chosen"]["arch"] == last["ranking"][0] and fit["chosen"]["firmware"]["board"] == "nano33"
+    # One bar for the search: two trials, with how many ASHA stopped.
+    assert "2/2 [" in output and f"stopped {int(stopped)}" in output
+    report = (out / "fit.md").read_text()
+    assert "## ASHA" in report and "| rung (epochs) |" in report
+    assert ("stopped by ASHA after 1 epoch" in report) == stopped
