@@ -15,6 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 DATA = {"--task", "--config", "--data-dir", "--seed", "--quick"}
 EXPERIMENT = DATA | {"--board", "--teacher", "--teacher-epochs", "--teacher-model", "--epochs", "--qat-epochs"}
+RAY = {"--address", "--cpus-per-trial"}
 DISTILL = {"--temperature", "--alpha", "--method"}
 BUILD = EXPERIMENT | DISTILL | {"--student", "--out", "--force"}
 STAGES = ("build", "train-teacher", "distill", "qat", "convert", "export", "report")
@@ -25,8 +26,8 @@ EXPECTED = {
     "flash": BUILD | {"--port", "--seconds"},
     "evaluate": BUILD | {"--host", "--port", "--limit", "--model", "--random"},
     "data": DATA,
-    "sweep": EXPERIMENT | {"--out", "--temperatures", "--alphas", "--students", "--methods", "--int8", "--baselines"},
-    "fit": EXPERIMENT | DISTILL | {"--out", "--widths", "--depths", "--max-latency", "--min-epochs"},
+    "sweep": EXPERIMENT | RAY | {"--out", "--temperatures", "--alphas", "--students", "--methods", "--int8", "--baselines"},
+    "fit": EXPERIMENT | DISTILL | RAY | {"--out", "--widths", "--depths", "--max-latency", "--min-epochs"},
     "reproduce": {"--quick", "--out", "--data-dir", "--seed"},
     "boards": set(),
     "doctor": {"--data-dir"},
@@ -126,9 +127,9 @@ def test_model_runs_take_board_out_port_random_and_seed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run("evaluate", "--model", "m.tflite")[0] == 0
     assert calls[-1] == ("m.tflite", DEFAULT_BOARD, Path(f"build/m-{DEFAULT_BOARD}"), 100, None, 0)
-    args = ["--model", "m.tflite", "--board", "nano33", "--out", "o", "--port", "/dev/x", "--random", "7"]
+    args = ["--model", "m.tflite", "--board", "nano33", "--out", "o", "--port", "/dev/null", "--random", "7"]
     assert run("evaluate", *args, "--seed", "3")[0] == 0
-    assert calls[-1] == ("m.tflite", "nano33", Path("o"), 7, "/dev/x", 3)
+    assert calls[-1] == ("m.tflite", "nano33", Path("o"), 7, "/dev/null", 3)
     code, output = run("firmware", "--model", "m.tflite")
     assert code == 0 and calls[-1] == ("m.tflite", DEFAULT_BOARD, Path(f"build/m-{DEFAULT_BOARD}/firmware"))
     assert f"project: build/m-{DEFAULT_BOARD}/firmware" in output
@@ -146,8 +147,8 @@ def test_evaluate_on_a_build_passes_port_and_limit_to_the_device_settings(monkey
         raise click.exceptions.Exit(0)
 
     monkeypatch.setattr(tinykd.cli.device, "open_build", open_build)
-    assert run("evaluate", "--port", "/dev/x", "--limit", "10", "-T", "4")[0] == 0
-    assert seen["device"] == {"port": "/dev/x", "limit": 10} and seen["opts"]["temperature"] == 4.0
+    assert run("evaluate", "--port", "/dev/null", "--limit", "10", "-T", "4")[0] == 0
+    assert seen["device"] == {"port": "/dev/null", "limit": 10} and seen["opts"]["temperature"] == 4.0
 
 
 def _readme_commands() -> list[list[str]]:
