@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from tinykd.errors import TinykdError
 from tinykd.firmware.tflite_model import Operator, Tensor, TfliteModel
 
@@ -199,6 +201,33 @@ class Graph:
                 "an activation. Convert the model again with the TFLite converter (constants folded)."
             )
         return t
+
+    def check_multipliers(self, op: Operator, multipliers) -> None:
+        """The real requantisation multipliers (input scale x weight scale / output scale) of
+        `op` must be below 2^31: TFLite's and the runtime's left shift of the accumulator is at
+        most 31 bits (a bigger one is undefined behaviour in both). Only damaged scales (e.g.
+        1e38) come near."""
+        bad = [m for m in multipliers if not (math.isfinite(m) and 0 <= m < 2.0**31)]
+        if bad:
+            raise TinykdError(
+                f"{op.opcode} operator #{op.index} needs the requantisation multiplier {bad[0]:g} (its input, "
+                "weight and output scales together), outside what TFLite's int8 arithmetic can shift "
+                "(below 2^31). The scales in the file are damaged: convert the model again."
+            )
+
+    def check_accumulators(self, op: Operator, folded_bias, abs_filter_sums) -> None:
+        """Every int32 accumulator the kernel can form must fit: |folded bias| + 128 * sum|w|
+        < 2^31 per output channel (inputs are int8, |x| <= 128). Real biases are far smaller;
+        a bias near 2^31 (a damaged file) would overflow int32 in the runtime and in TFLite."""
+        fb = np.abs(np.asarray(folded_bias, dtype=object).reshape(-1))
+        sa = np.asarray(abs_filter_sums, dtype=np.int64).reshape(-1)
+        worst = max((int(b) + 128 * int(a) for b, a in zip(fb, sa)), default=0)
+        if worst >= 1 << 31:
+            raise TinykdError(
+                f"{op.opcode} operator #{op.index} can form accumulators up to {worst} (its bias plus "
+                "its weights times the input range), beyond int32: the bias values in the file are "
+                "damaged. Convert the model again."
+            )
 
     def act(self, op: Operator, ti: int) -> Tensor:
         return self._check_act(ti, f"{op.opcode} operator #{op.index}")

@@ -79,12 +79,14 @@ def _emit(ctx: EmitContext, index: int, op: Operator, fn: str, depthwise: bool) 
         )
     wscales = list(w.scale) if len(w.scale) > 1 else [w.scale[0]] * oc
     scales = [x.scale[0] * s / y.scale[0] for s in wscales]
+    g.check_multipliers(op, scales)
     mname, sname, defs = ctx.requant_arrays(fn, scales)
     lo, hi = activation_range(ctx.fused_activation(op), y.scale[0], y.zero_point[0])
     wname = ctx.const_array(w, f"{fn}_filter", "int8_t", 16)
     wa = w.array().reshape(w.shape).astype(np.int64)
     axes = (0, 1, 2) if depthwise else (1, 2, 3)
     bname, fb = ctx.folded_bias(op, 2, fn, oc, -x.zero_point[0], wa.sum(axis=axes))
+    g.check_accumulators(op, fb, np.abs(wa).sum(axis=axes))
     bounded = short_requant(fb, np.abs(wa).sum(axis=axes), scales)
     defs.append(
         c_struct(

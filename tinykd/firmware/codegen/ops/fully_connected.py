@@ -44,11 +44,13 @@ def emit_fully_connected(ctx: EmitContext, index: int, op: Operator, fn: str) ->
     else:
         scales = [conv_multiplier_per_tensor(x.scale[0], w.scale[0], y.scale[0])]
         filter_offset = -w.zero_point[0]
+    g.check_multipliers(op, scales)
     mname, sname, defs = ctx.requant_arrays(fn, scales)
     lo, hi = activation_range(ctx.fused_activation(op), y.scale[0], y.zero_point[0])
     wname = ctx.const_array(w, f"{fn}_weights", "int8_t", 16)
     wo = w.array().reshape(out_depth, accum).astype(np.int64) + filter_offset
     bname, fb = ctx.folded_bias(op, 2, fn, out_depth, -x.zero_point[0], wo.sum(axis=1))
+    g.check_accumulators(op, fb, np.abs(wo).sum(axis=1))
     bounded = short_requant(fb, np.abs(wo).sum(axis=1), scales * (out_depth if len(scales) == 1 else 1))
     defs.append(
         c_struct(

@@ -21,6 +21,7 @@ def emit_quantize(ctx: EmitContext, index: int, op: Operator, fn: str) -> Layer:
             "the very start. Convert the model to full int8."
         )
     x, y = g.act(op, op.inputs[0]), g.act(op, op.outputs[0])
+    g.check_multipliers(op, [x.scale[0] / y.scale[0]])
     m, s = quantize_multiplier(x.scale[0] / y.scale[0])
     return Layer(
         index,
