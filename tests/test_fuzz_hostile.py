@@ -44,3 +44,12 @@ def test_the_valid_corpus_itself_matches_tflite_micro(tmp_path):
         path.write_bytes(tiny_model(kind, 3))
         r = hostile.judge_file(path, tmp_path / kind)
         assert r.outcome == hostile.MATCHED, (kind, r.detail)
+
+
+def test_bench_takes_fuzz_or_hostile_not_both():
+    from click.testing import CliRunner
+
+    from tinykd.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "--fuzz", "1", "--hostile", "1"])
+    assert result.exit_code == 2 and "give one of them" in result.output
