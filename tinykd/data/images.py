@@ -11,7 +11,7 @@ Layouts (`[data] dir` or --data-dir; `[data] format` = auto, idx, npz or folder)
 
 - idx: a folder with four idx files, `.gz` or raw, named like MNIST's (`train`/`t10k` or
   `test`, `images`/`labels`, e.g. train-images-idx3-ubyte.gz); checked by their structure.
-- npz: a .npz file (or a folder holding one) with x_train, y_train, x_test, y_test and,
+- npz: a .npz file (`[data] dir`; --data-dir names the folder holding it) with x_train, y_train, x_test, y_test and,
   optionally, class_names. Images uint8 0..255 (or float in [0, 1]), N x H x W [x C].
 - folder: train/ and test/ sub-folders, each holding one sub-folder of images per class
   (Keras' image_dataset_from_directory layout); or the class sub-folders directly, with
@@ -98,7 +98,8 @@ def find_source(
         if path.suffix.lower() == ".npz" and format in ("auto", "npz"):
             return Source("npz", path.parent, {"npz": path})
         raise TinykdError(
-            f"{path} is a file, but the image task reads {LAYOUTS}. Point --data-dir at the folder (or at a .npz file)."
+            f"{path} is a file, but the image task reads {LAYOUTS}. Point --data-dir at the folder (or [data] dir at "
+            "a .npz file)."
         )
     if format in ("auto", "idx"):
         files = _find_idx(path, required=format == "idx")
@@ -112,7 +113,7 @@ def find_source(
             found = ", ".join(p.name for p in npz) or "none"
             raise TinykdError(
                 f"{path} must hold exactly one .npz file for [data] format {format} (found: {found}). "
-                "Point --data-dir at the .npz file itself."
+                "Keep one .npz in the folder, or name the file itself in [data] dir."
             )
     if format in ("auto", "folder"):
         images = _find_folder(path, test_split, class_names, required=format == "folder")
