@@ -128,8 +128,8 @@ def seed_option(help: str = "Random seed: same seed, same bytes.", default: int 
     )
 
 
-def data_dir_option(help: str = "Folder with the dataset files."):
-    return click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None, help=help)
+def data_dir_option(help: str = "Folder with the dataset files (for --task image also one .npz file)."):
+    return click.option("--data-dir", type=click.Path(exists=True), default=None, help=help)
 
 
 def quick_option(help: str = "Tiny data and few epochs: a smoke run in about a minute."):
