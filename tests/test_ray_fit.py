@@ -24,3 +24,31 @@ def test_fit_on_nano33_runs_through_asha(tmp_path, mnist_dir):
     report = (out / "fit.md").read_text()
     assert "## ASHA" in report and "| rung (epochs) |" in report
     assert ("stopped by ASHA after 1 epoch" in report) == stopped
+
+
+def test_temperature_alpha_search_draws_from_the_ranges_and_replays(tmp_path, mnist_dir):
+    from tinykd.config import resolve
+    from tinykd.experiments.kd_search import search_temperature_alpha
+
+    config = resolve(
+        task="mnist",
+        quick=True,
+        overrides={
+            "data": {"dir": str(mnist_dir)},
+            "teacher": {"arch": "mlp-64", "epochs": 1},
+            "student": {"epochs": 1},
+        },
+    )
+    out = tmp_path / "search"
+    found = search_temperature_alpha(config, out, "mlp-8", samples=2, temperatures=(2.0, 8.0), alphas=(0.3, 0.9))
+    assert len(found) == 2 and found[0]["val_errors"] <= found[1]["val_errors"]
+    for sample in found:
+        assert 2.0 <= sample["temperature"] <= 8.0 and 0.3 <= sample["alpha"] <= 0.9
+        assert 0 <= sample["val_errors"] < sample["val_total"] == 500
+    records = {p.name: p.stat().st_mtime_ns for p in (out / "kd_search").glob("*.json")}
+    assert len(records) == 2
+    # The same seed draws the same samples; their kept results are reported without training.
+    assert (
+        search_temperature_alpha(config, out, "mlp-8", samples=2, temperatures=(2.0, 8.0), alphas=(0.3, 0.9)) == found
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "kd_search").glob("*.json")} == records

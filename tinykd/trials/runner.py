@@ -72,8 +72,8 @@ def run_trials(
     mode: str | None = None,
     max_concurrent: int | None = None,
 ) -> list[TrialOutcome]:
-    """Run `work` once per point (a list: a grid) or per sample of a space (a dict with Tune
-    domains and a "name" prefix, sampled `num_samples` times by `search_alg`). Outcomes come in
+    """Run `work` once per point (a list: a grid, each point with a unique "name") or per sample
+    of a space (a dict with Tune domains, sampled `num_samples` times by `search_alg`). Outcomes come in
     the order of the points (samples: in the order they were drawn)."""
     if isinstance(points, list):
         names = [p["name"] for p in points]
@@ -122,7 +122,7 @@ def _tune(experiment, work, points, options: RayOptions, progress: TrialProgress
     from ray import tune
 
     from .store import store_actor
-    from .tune_progress import ProgressCallback
+    from .tune_progress import ProgressCallback, trial_name
 
     if not options.verbose:
         # Tune's newer console output prints an experiment banner even at verbose=0; the older
@@ -150,7 +150,7 @@ def _tune(experiment, work, points, options: RayOptions, progress: TrialProgress
             mode=how["mode"],
             max_concurrent_trials=how["max_concurrent"],
             reuse_actors=True,
-            trial_name_creator=lambda t: t.config["params"]["name"],
+            trial_name_creator=trial_name,
             trial_dirname_creator=lambda t: f"{t.trial_id}",
         ),
         run_config=tune.RunConfig(
@@ -165,11 +165,12 @@ def _tune(experiment, work, points, options: RayOptions, progress: TrialProgress
     outcomes, failed = [], []
     for result in results:
         params = result.config["params"]
-        if result.error is not None:
-            failed.append((params["name"], result.error))
-            continue
-        reports = progress.reports.get(params["name"], [])
         metrics = dict(result.metrics or {})
+        name = params.get("name") or metrics.get("trial_id", "?")
+        if result.error is not None:
+            failed.append((name, result.error))
+            continue
+        reports = progress.reports.get(name, [])
         outcomes.append(TrialOutcome(params, metrics, reports, stopped=not metrics.get("finished")))
     if failed:
         raise _trial_error(failed, len(results))

@@ -139,6 +139,6 @@ def tune_trainable(config: dict, job: TrialJob) -> None:
     use_cpus(job.cpus)
     params = config["params"]
     node = ray.get_runtime_context().get_node_id()
-    trial = Trial(job, params["name"], node, tune.report)
+    trial = Trial(job, params.get("name") or tune.get_context().get_trial_id(), node, tune.report)
     metrics = job.work(experiment_for(job), params, trial)
     tune.report({**metrics, "finished": True, "node": node, "host": socket.gethostname(), "pid": os.getpid()})
