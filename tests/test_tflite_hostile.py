@@ -92,6 +92,32 @@ def test_a_scale_without_its_zero_point_is_refused(tmp_path):
     refused(tmp_path, "fc", edit, "one zero point each")
 
 
+def test_an_operator_without_its_options_is_refused(tmp_path):
+    """A DEPTHWISE_CONV_2D whose options table was removed: we used stride/dilation 1, TFLM
+    reads the missing table as zeros (a mismatch)."""
+
+    def edit(m):
+        op = m.subgraphs[0].operators[0]
+        op.builtinOptions, op.builtinOptionsType = None, 0
+
+    refused(tmp_path, "dw", edit, "has no options, where it needs DepthwiseConv2DOptions")
+
+
+def test_options_of_another_operator_are_refused(tmp_path):
+    """FULLY_CONNECTED with a Conv2DOptions table: TFLM sees no FullyConnectedOptions (zeros),
+    we read the conv table's fused activation."""
+
+    def edit(m):
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+
+        op = m.subgraphs[0].operators[0]
+        o = s.Conv2DOptionsT()
+        o.fusedActivationFunction = 1
+        op.builtinOptions, op.builtinOptionsType = o, s.BuiltinOptions.Conv2DOptions
+
+    refused(tmp_path, "fc", edit, "has options of type Conv2DOptions, where it needs FullyConnectedOptions")
+
+
 # ---- found as Python tracebacks ------------------------------------------------------------------
 
 

@@ -96,6 +96,7 @@ class Operator:
     outputs: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
     version: int = 1
+    options_type: str = ""  # the BuiltinOptions table's type name, "" when there is none
 
 
 @dataclass
@@ -267,6 +268,11 @@ def _parse(path: Path, buf: bytes) -> TfliteModel:
                 outputs=tuple(int(x) for x in o.OutputsAsNumpy()) if o.OutputsLength() else (),
                 options=_read_options(o, opt_type_names),
                 version=version,
+                options_type=(
+                    opt_type_names.get(o.BuiltinOptionsType(), f"BuiltinOptions {o.BuiltinOptionsType()}")
+                    if o.BuiltinOptionsType() and o.BuiltinOptions() is not None
+                    else ""
+                ),
             )
         )
     n = len(tensors)

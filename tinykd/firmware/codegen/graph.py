@@ -26,6 +26,18 @@ ARITY = {
     "RESHAPE": (1, 1),
     "SOFTMAX": (1, 0),
 }
+# The options table each operator reads (TFLite Micro reads a missing or mismatched table as
+# all zeros: stride 0, no filter size, beta 0): (type, required).
+OPTIONS = {
+    "ADD": ("AddOptions", False),
+    "AVERAGE_POOL_2D": ("Pool2DOptions", True),
+    "CONV_2D": ("Conv2DOptions", True),
+    "DEPTHWISE_CONV_2D": ("DepthwiseConv2DOptions", True),
+    "FULLY_CONNECTED": ("FullyConnectedOptions", False),
+    "MAX_POOL_2D": ("Pool2DOptions", True),
+    "RESHAPE": ("ReshapeOptions", False),
+    "SOFTMAX": ("SoftmaxOptions", True),
+}
 # No tensor of a microcontroller model comes near this; a bigger one is a damaged shape (and
 # the runtime counts elements in int32).
 MAX_TENSOR_BYTES = 1 << 28
@@ -58,6 +70,7 @@ class Graph:
                 )
         for op in m.operators:
             self._check_arity(op)
+            self._check_options(op)
         if len(m.inputs) != 1 or len(m.outputs) != 1:
             raise TinykdError(
                 f"{m.path.name} has {len(m.inputs)} inputs and {len(m.outputs)} outputs; the "
@@ -116,6 +129,15 @@ class Graph:
         for k, ti in enumerate(op.inputs[:need]):
             if ti < 0:
                 raise self._damaged(f"input {k + 1} of {op.opcode} operator #{op.index} is missing (tensor -1)")
+
+    def _check_options(self, op: Operator) -> None:
+        if op.opcode not in OPTIONS:
+            return
+        want, required = OPTIONS[op.opcode]
+        if op.options_type == want or (not op.options_type and not required):
+            return
+        have = f"options of type {op.options_type}" if op.options_type else "no options"
+        raise self._damaged(f"{op.opcode} operator #{op.index} has {have}, where it needs {want}")
 
     def _check_order(self) -> None:
         """Every operator reads only the model input, constants and tensors computed by an
