@@ -33,7 +33,7 @@ PROFILE_INPUTS = 3  # inputs profiled per run; the table shows the mean over the
 
 def profile_job(x_int8: np.ndarray, layers: int) -> Job:
     """PROFILE on each int8 input [N, ...]: columns marks [N, layers], mark_cost, output_crc."""
-    from tinykd.device.run import _as_inputs
+    from tinykd.device.run.jobs import _as_inputs
 
     x = _as_inputs(x_int8, None)
 
