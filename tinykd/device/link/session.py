@@ -199,28 +199,24 @@ class DeviceLink(_Exchange):
 
     def infer(self, x: bytes, *, timeout: float | None = None) -> P.Result:
         """Run the model once on the device; `x` are the input's int8 values as bytes."""
-        x = bytes(x)
-        decode = self._result_decoder(P.Result)
-
-        def attempt() -> P.Result:
-            if len(x) <= self.max_payload:
-                return self.request(P.INFER, x, expect=P.RESULT, timeout=timeout, decode=decode)
-            self._upload(P.LOAD, x, self.max_payload - 4, "input")
-            return self.request(P.INFER, b"", expect=P.RESULT, timeout=timeout, decode=decode)
-
-        return self._run_checked("input", zlib.crc32(x), attempt)
+        return self._run_input(P.INFER, P.RESULT, P.Result, x, timeout)
 
     def profile(self, x: bytes, *, timeout: float | None = None) -> P.ProfileResult:
         """Run the model once on the device through its per-layer profile entry: the counter
         after every layer that runs code (PROFILE_RESULT); `x` as for infer."""
-        x = bytes(x)
-        decode = self._result_decoder(P.ProfileResult)
+        return self._run_input(P.PROFILE, P.PROFILE_RESULT, P.ProfileResult, x, timeout)
 
-        def attempt() -> P.ProfileResult:
+    def _run_input(self, msg_type: int, expect: int, result_cls, x: bytes, timeout: float | None):
+        """INFER or PROFILE on input `x`: sent with the request when it fits one payload, else
+        uploaded with LOAD first; the answer of type `expect` is decoded by `result_cls`."""
+        x = bytes(x)
+        decode = self._result_decoder(result_cls)
+
+        def attempt():
             if len(x) <= self.max_payload:
-                return self.request(P.PROFILE, x, expect=P.PROFILE_RESULT, timeout=timeout, decode=decode)
+                return self.request(msg_type, x, expect=expect, timeout=timeout, decode=decode)
             self._upload(P.LOAD, x, self.max_payload - 4, "input")
-            return self.request(P.PROFILE, b"", expect=P.PROFILE_RESULT, timeout=timeout, decode=decode)
+            return self.request(msg_type, b"", expect=expect, timeout=timeout, decode=decode)
 
         return self._run_checked("input", zlib.crc32(x), attempt)
 
