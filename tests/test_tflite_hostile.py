@@ -118,6 +118,32 @@ def test_options_of_another_operator_are_refused(tmp_path):
     refused(tmp_path, "fc", edit, "has options of type Conv2DOptions, where it needs FullyConnectedOptions")
 
 
+def test_a_boundary_dequantize_that_changes_the_shape_is_refused(tmp_path):
+    """Found in the 10 000-case run (case 1268 of seed 0): the float output [2, 1, 7] of the
+    last DEQUANTIZE, whose int8 input is [1, 7]. We peeled the DEQUANTIZE and returned 7
+    values, TFLM 14 (a mismatch)."""
+
+    def edit(m):
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+
+        B = m.subgraphs[0]
+        y = int(B.outputs[0])
+        t = s.TensorT()
+        t.name, t.shape, t.type, t.buffer = b"float_out", np.array([2, 1, 4], np.int32), s.TensorType.FLOAT32, 0
+        B.tensors.append(t)
+        oc = s.OperatorCodeT()
+        oc.builtinCode = oc.deprecatedBuiltinCode = s.BuiltinOperator.DEQUANTIZE
+        oc.version = 1
+        m.operatorCodes.append(oc)
+        op = s.OperatorT()
+        op.opcodeIndex = len(m.operatorCodes) - 1
+        op.inputs, op.outputs = np.array([y], np.int32), np.array([len(B.tensors) - 1], np.int32)
+        B.operators.append(op)
+        B.outputs = np.array([len(B.tensors) - 1], np.int32)
+
+    refused(tmp_path, "fc", edit, r"the boundary DEQUANTIZE operator #1 turns INT8 \[1, 4\] into FLOAT32 \[2, 1, 4\]")
+
+
 # ---- found as Python tracebacks ------------------------------------------------------------------
 
 

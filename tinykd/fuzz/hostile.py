@@ -228,6 +228,9 @@ def _child(path: Path, gen_dir: Path, case_seed: int, send) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
     except (ValueError, OSError):
         pass
+    import faulthandler
+
+    faulthandler.disable()  # TFLM may crash on a damaged file: that is its answer, not ours
     try:  # TFLM reports what it refuses on stderr: thousands of lines in a campaign
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)

@@ -91,6 +91,7 @@ class Graph:
             and self._uses(self.input) == 1
         ):
             self.ops.pop(0)
+            self._check_boundary(first, self.input, first.outputs[0])
             self.input = first.outputs[0]
             self.notes.append("float input: the boundary QUANTIZE is left to the caller")
         last = self.ops[-1] if self.ops else None
@@ -101,6 +102,7 @@ class Graph:
             and last.outputs[0] == self.output
         ):
             self.ops.pop()
+            self._check_boundary(last, last.inputs[0], self.output)
             self.output = last.inputs[0]
             self.notes.append("float output: the boundary DEQUANTIZE is left to the caller")
         if not self.ops:
@@ -110,6 +112,16 @@ class Graph:
         for ti in (self.input, self.output):
             self._check_act(ti, "the model input" if ti == self.input else "the model output")
         self._check_order()
+
+    def _check_boundary(self, op: Operator, src: int, dst: int) -> None:
+        """A peeled QUANTIZE/DEQUANTIZE is the caller's: the float tensor the caller sees and the
+        int8 tensor the model runs on must have the same shape."""
+        a, b = self.t[src], self.t[dst]
+        if a.shape != b.shape:
+            raise self._damaged(
+                f"the boundary {op.opcode} operator #{op.index} turns {a.type} {list(a.shape)} into "
+                f"{b.type} {list(b.shape)}: a conversion between float and int8 keeps the shape"
+            )
 
     def _damaged(self, what: str) -> TinykdError:
         return TinykdError(
