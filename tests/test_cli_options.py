@@ -26,7 +26,9 @@ EXPECTED = {
     "flash": BUILD | {"--port", "--seconds"},
     "evaluate": BUILD | {"--host", "--port", "--limit", "--model", "--random"},
     "data": DATA,
-    "sweep": EXPERIMENT | RAY | {"--out", "--temperatures", "--alphas", "--students", "--methods", "--int8", "--baselines"},
+    "sweep": EXPERIMENT
+    | RAY
+    | {"--out", "--temperatures", "--alphas", "--students", "--methods", "--int8", "--baselines"},
     "fit": EXPERIMENT | DISTILL | RAY | {"--out", "--widths", "--depths", "--max-latency", "--min-epochs"},
     "reproduce": {"--quick", "--out", "--data-dir", "--seed"},
     "boards": set(),
