@@ -144,6 +144,26 @@ def test_a_boundary_dequantize_that_changes_the_shape_is_refused(tmp_path):
     refused(tmp_path, "fc", edit, r"the boundary DEQUANTIZE operator #1 turns INT8 \[1, 4\] into FLOAT32 \[2, 1, 4\]")
 
 
+def test_fully_connected_output_whose_last_dimension_is_not_the_units(tmp_path):
+    """Found in the 10 000-case run: an FC output [1, 4] reshaped to [1, 4, 1] (same element
+    count). TFLM takes the rows from the output's last dimension (4 rows of 1): a mismatch."""
+
+    def edit(m):
+        tensor(m, "output").shape = np.array([1, 4, 1], np.int32)
+
+    refused(tmp_path, "fc", edit, r"output \[1, 4, 1\] do not fit together")
+
+
+def test_a_pool_filter_wider_than_any_image(tmp_path):
+    """Found in the 10 000-case run: AVERAGE_POOL_2D with filter width 2^20 (SAME) on a 5-wide
+    input ran differently in TFLM and here. Filters, strides and dilations are 1..1024."""
+
+    def edit(m):
+        m.subgraphs[0].operators[1].builtinOptions.filterWidth = 1 << 20
+
+    refused(tmp_path, "conv", edit, "filter_width 1048576; tinykd takes 1 to 1024")
+
+
 # ---- found as Python tracebacks ------------------------------------------------------------------
 
 

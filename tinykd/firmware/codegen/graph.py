@@ -44,6 +44,9 @@ MAX_TENSOR_BYTES = 1 << 28
 # The smallest activation scale: TFLite turns RELU6's 6.0 / scale into an int32 clamp bound,
 # which overflows below 6 / 2^31 (and no real model comes near: 256 steps of 2^-28 span 1e-6).
 MIN_ACT_SCALE = 2.0**-28
+# The largest filter size, stride or dilation of a conv/pool (a filter width of 2^20 on a
+# 5-pixel row ran differently in TFLite Micro and here).
+MAX_WINDOW = 1024
 
 
 class Graph:
@@ -264,6 +267,15 @@ class Graph:
                 "its weights times the input range), beyond int32: the bias values in the file are "
                 "damaged. Convert the model again."
             )
+
+    def check_window(self, op: Operator, **params: int) -> None:
+        """Filter sizes, strides and dilations of conv/pool operators: 1..MAX_WINDOW."""
+        for name, v in params.items():
+            if not 1 <= v <= MAX_WINDOW:
+                raise TinykdError(
+                    f"{op.opcode} operator #{op.index} has {name} {v}; tinykd takes 1 to {MAX_WINDOW} (no "
+                    "microcontroller image axis is longer). The file is damaged: convert the model again."
+                )
 
     def act(self, op: Operator, ti: int) -> Tensor:
         return self._check_act(ti, f"{op.opcode} operator #{op.index}")

@@ -63,6 +63,7 @@ def _emit(ctx: EmitContext, index: int, op: Operator, fn: str, depthwise: bool) 
     sh, sw = int(o.get("StrideH", 1)), int(o.get("StrideW", 1))
     dh, dw = int(o.get("DilationHFactor", 1)), int(o.get("DilationWFactor", 1))
     pad = int(o.get("Padding", 0))
+    g.check_window(op, filter_height=kh, filter_width=kw, stride_h=sh, stride_w=sw, dilation_h=dh, dilation_w=dw)
     if min(sh, sw, dh, dw) < 1:
         raise TinykdError(f"{op.opcode} operator #{op.index} has a stride or dilation below 1; the model is damaged.")
     if (out_size(pad, ih, kh, sh, dh), out_size(pad, iw, kw, sw, dw)) != (oh, ow) or y.shape[0] != n:

@@ -24,7 +24,13 @@ def emit_fully_connected(ctx: EmitContext, index: int, op: Operator, fn: str) ->
             "the model with default options."
         )
     out_depth, accum = w.shape
-    if accum == 0 or x.num_elements % accum or y.num_elements != x.num_elements // accum * out_depth:
+    if (
+        accum == 0
+        or x.num_elements % accum
+        or y.num_elements != x.num_elements // accum * out_depth
+        or not y.shape
+        or y.shape[-1] != out_depth  # TFLite Micro takes the rows from the output's last dimension
+    ):
         raise TinykdError(
             f"FULLY_CONNECTED operator #{op.index}: input {shape(x.shape)}, "
             f"weights {shape(w.shape)} and output {shape(y.shape)} do not "

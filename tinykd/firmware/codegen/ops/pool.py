@@ -29,6 +29,7 @@ def _emit(ctx: EmitContext, index: int, op: Operator, fn: str, avg: bool) -> Lay
     kh, kw = int(o.get("FilterHeight", 1)), int(o.get("FilterWidth", 1))
     sh, sw = int(o.get("StrideH", 1)), int(o.get("StrideW", 1))
     pad = int(o.get("Padding", 0))
+    g.check_window(op, filter_height=kh, filter_width=kw, stride_h=sh, stride_w=sw)
     if min(kh, kw, sh, sw) < 1 or (out_size(pad, ih, kh, sh), out_size(pad, iw, kw, sw)) != (oh, ow):
         raise TinykdError(
             f"{op.opcode} operator #{op.index}: output {shape(y.shape)} does not "
