@@ -70,6 +70,7 @@ BAD_VALUES = {
     "--random": "0",
     "--seconds": "-1",
     "--fuzz": "0",
+    "--hostile": "0",
     "--clips": "0",
     "--temperatures": "warm",
     "--alphas": "2",
