@@ -8,20 +8,34 @@ from tinykd.errors import TinykdError
 
 
 @pytest.mark.parametrize(
-    "args,message",
+    "command,args,message",
     [
-        (["--temperature", "0"], "Temperature must be > 0"),
-        (["--temperature", "-3"], "Temperature must be > 0"),
-        (["--alpha", "1.5"], "alpha must be between 0 and 1"),
-        (["--alpha", "-0.1"], "alpha must be between 0 and 1"),
-        (["--student", "resnet-9000"], "Unknown model 'resnet-9000'"),
-        (["--teacher", "nope"], "Unknown model 'nope'"),
-        (["--board", "esp32"], "esp32"),
-        (["--task", "cifar"], "Unknown task 'cifar'"),
+        ("build", ["--temperature", "0"], "Temperature must be > 0"),
+        ("build", ["--temperature", "-3"], "Temperature must be > 0"),
+        ("build", ["--alpha", "1.5"], "alpha must be between 0 and 1"),
+        ("build", ["--alpha", "-0.1"], "alpha must be between 0 and 1"),
+        ("build", ["--student", "resnet-9000"], "Unknown model 'resnet-9000'"),
+        ("build", ["--teacher", "nope"], "Unknown model 'nope'"),
+        ("build", ["--board", "esp32"], "esp32"),
+        ("build", ["--task", "cifar"], "Unknown task 'cifar'"),
+        ("fit", ["--widths", "0,16"], "--widths: '0' is not a whole number >= 1"),
+        ("fit", ["--widths", "16,wide"], "--widths: 'wide' is not a whole number"),
+        ("fit", ["--depths", "1,9"], "--depths: '9' is not a whole number between 1 and 4"),
+        ("fit", ["--task", "kws"], "MNIST only"),
+        ("fit", ["--method", "online"], "needs extra teachers, peers or generations"),
+        ("fit", ["--max-latency", "0"], "--max-latency must be > 0"),
+        ("sweep", ["--temperatures", "0,4"], "every temperature must be > 0 (got 0)"),
+        ("sweep", ["--temperatures", "1,abc"], "'abc' is not a number"),
+        ("sweep", ["--temperatures", "1,,2"], "has an empty entry"),
+        ("sweep", ["--alphas", "0.5,1.5"], "must be in [0, 1] (got 1.5)"),
+        ("sweep", ["--students", "mlp-30-30,resnet-9000"], "--students: Unknown model 'resnet-9000'"),
+        ("sweep", ["--methods", "hinton,online"], "--methods: online cannot be swept"),
     ],
 )
-def test_bad_options_exit_2_with_a_message(args, message, tmp_path):
-    assert_refused("build", tmp_path / "b", args, message)
+def test_bad_options_exit_2_with_a_message(command, args, message, tmp_path):
+    assert_refused(command, tmp_path / "out", args, message)
+    # --out is checked up front (made if missing), but nothing is trained or written in it
+    assert not any((tmp_path / "out").glob("*"))
 
 
 def test_unknown_config_key_is_named(tmp_path):
