@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -500,19 +501,33 @@ def read_source(source: Source, image_size=(), channels: int = 0, class_names=()
     return splits
 
 
-def load(
+def dataset_loader(read_splits: Callable[..., Splits], val_cap: bool = True) -> Callable[..., Dataset]:
+    """A task's `load(data_dir, val_size, seed, train_limit, test_limit, **options)` (see
+    tinykd.data.Task): `read_splits(data_dir, **options)`, then `make_dataset`."""
+
+    def load(
+        data_dir: str | os.PathLike | None = None,
+        val_size: int = 5000,
+        seed: int = 0,
+        train_limit: int = 0,
+        test_limit: int = 0,
+        **options,
+    ) -> Dataset:
+        return make_dataset(read_splits(data_dir, **options), val_size, seed, train_limit, test_limit, val_cap)
+
+    load.__doc__ = read_splits.__doc__
+    return load
+
+
+def read_dataset(
     data_dir: str | os.PathLike | None = None,
-    val_size: int = 5000,
-    seed: int = 0,
-    train_limit: int = 0,
-    test_limit: int = 0,
     format: str = "auto",
     image_size=(),
     channels: int = 0,
     class_names=(),
     test_split: float = 0.0,
     checksums: dict[str, str] | None = None,
-) -> Dataset:
+) -> Splits:
     """The image dataset at `data_dir` as float32 images in [0, 1], H x W x C."""
     source = find_source(data_dir, format, test_split, class_names)
     if test_split and source.format != "folder":
@@ -521,8 +536,10 @@ def load(
             f"{source.format} files, which have their own test split. Remove test_split."
         )
     verify_checksums(source.base, checksums or {})
-    splits = read_source(source, tuple(image_size), channels, class_names)
-    return make_dataset(splits, val_size, seed, train_limit, test_limit)
+    return read_source(source, tuple(image_size), channels, class_names)
+
+
+load = dataset_loader(read_dataset)
 
 
 _FOLDER_DIGESTS: dict[tuple, str] = {}

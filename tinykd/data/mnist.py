@@ -18,9 +18,9 @@ from pathlib import Path
 from ..errors import TinykdError
 from ..fileio import atomic_path
 from . import idx
-from .base import Dataset
 from .cache import cache_dir, md5sum
 from .checksums import files_digest, verify_checksums
+from .images import Splits, dataset_loader
 
 
 @dataclass(frozen=True)
@@ -128,17 +128,8 @@ def download_to_cache(searched: list[Path]) -> Path:
     return target
 
 
-def load(
-    data_dir: str | os.PathLike | None = None,
-    val_size: int = 5000,
-    seed: int = 0,
-    train_limit: int = 0,
-    test_limit: int = 0,
-    checksums: dict[str, str] | None = None,
-) -> Dataset:
+def read_splits(data_dir: str | os.PathLike | None = None, checksums: dict[str, str] | None = None) -> Splits:
     """MNIST as float32 images in [0, 1], shape (28, 28, 1); validation carved from train by seed."""
-    from .images import Splits, make_dataset
-
     folder = locate(data_dir)
     verify_checksums(folder, checksums or {})
     files = find_files(folder)
@@ -150,8 +141,10 @@ def load(
                 f"{files[key]} holds images of shape {' x '.join(map(str, images.shape[1:]))}; MNIST's are grey "
                 "(N x height x width). For colour images use --task image."
             )
-    splits = Splits(x[..., None], y, x_test[..., None], y_test, CLASS_NAMES)
-    return make_dataset(splits, val_size, seed, train_limit, test_limit, val_cap=False)
+    return Splits(x[..., None], y, x_test[..., None], y_test, CLASS_NAMES)
+
+
+load = dataset_loader(read_splits, val_cap=False)
 
 
 def data_digest(data_dir: str | os.PathLike | None = None, **_) -> str:
