@@ -45,48 +45,35 @@
 #define TKD_CONV_QUAD_K TKD_CONV_COL_MAX
 #endif
 
-static void conv_portable(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
-                          const int32_t *bias, int8_t *output)
+/* Reference loop, one output pixel: every filter over its window (grouped: each filter sees
+ * its group's channels). */
+static void conv_pixel(const tkd_conv_params_t *p, const tkd_window_t *win, const int8_t *filter,
+                       const int32_t *bias, const tkd_out_t *os, int8_t *out)
 {
     const int32_t filters_per_group = p->out_c / (p->in_c / p->filter_in_c);
     const int32_t zp = -p->input_offset;
-    const tkd_out_t os = tkd_conv_out_stage(p);
-    int32_t b, oy, ox, oc, fy, fx, ic;
-    for (b = 0; b < p->batches; b++) {
-        for (oy = 0; oy < p->out_h; oy++) {
-            const int32_t iy0 = oy * p->stride_h - p->pad_h;
-            for (ox = 0; ox < p->out_w; ox++) {
-                const int32_t ix0 = ox * p->stride_w - p->pad_w;
-                int8_t *out = output + (((int32_t)b * p->out_h + oy) * p->out_w + ox) * p->out_c;
-                for (oc = 0; oc < p->out_c; oc++) {
-                    const int32_t group_base = (oc / filters_per_group) * p->filter_in_c;
-                    int32_t acc = bias ? bias[oc] : 0;
-                    for (fy = 0; fy < p->filter_h; fy++) {
-                        const int32_t iy = iy0 + p->dilation_h * fy;
-                        const int y_in = iy >= 0 && iy < p->in_h;
-                        for (fx = 0; fx < p->filter_w; fx++) {
-                            const int32_t ix = ix0 + p->dilation_w * fx;
-                            const int8_t *w =
-                                filter + (((int32_t)oc * p->filter_h + fy) * p->filter_w + fx) *
-                                             p->filter_in_c;
-                            if (y_in && ix >= 0 && ix < p->in_w) {
-                                const int8_t *in =
-                                    input + (((int32_t)b * p->in_h + iy) * p->in_w + ix) * p->in_c +
-                                    group_base;
-                                for (ic = 0; ic < p->filter_in_c; ic++) {
-                                    acc += (int32_t)w[ic] * (int32_t)in[ic];
-                                }
-                            } else {
-                                for (ic = 0; ic < p->filter_in_c; ic++) {
-                                    acc += (int32_t)w[ic] * zp;
-                                }
-                            }
-                        }
+    int32_t oc, fy, fx, ic;
+    for (oc = 0; oc < p->out_c; oc++) {
+        const int32_t group_base = (oc / filters_per_group) * p->filter_in_c;
+        int32_t acc = bias ? bias[oc] : 0;
+        for (fy = 0; fy < p->filter_h; fy++) {
+            for (fx = 0; fx < p->filter_w; fx++) {
+                const int8_t *w =
+                    filter + (((int32_t)oc * p->filter_h + fy) * p->filter_w + fx) * p->filter_in_c;
+                const int8_t *in = tkd_window_tap(p, win, fy, fx);
+                if (in) {
+                    in += group_base;
+                    for (ic = 0; ic < p->filter_in_c; ic++) {
+                        acc += (int32_t)w[ic] * (int32_t)in[ic];
                     }
-                    out[oc] = tkd_out(&os, oc, acc);
+                } else {
+                    for (ic = 0; ic < p->filter_in_c; ic++) {
+                        acc += (int32_t)w[ic] * zp;
+                    }
                 }
             }
         }
+        out[oc] = tkd_out(os, oc, acc);
     }
 }
 
@@ -409,5 +396,5 @@ void tkd_conv_s8(const tkd_conv_params_t *p, const int8_t *input, const int8_t *
         return;
     }
 #endif
-    conv_portable(p, input, filter, bias, output);
+    tkd_conv_pixels(p, input, filter, bias, output, conv_pixel);
 }

@@ -27,41 +27,24 @@
 #define TKD_DW_PAD_MAX 512 /* channels the zero-point row holds */
 #define TKD_DW_W16_MAX 640 /* DSP: filter_h * filter_w * channels pre-extended on the stack */
 
-static void dw_reference(const tkd_conv_params_t *p, const int8_t *input, const int8_t *filter,
-                         const int32_t *bias, int8_t *output)
+/* Reference loop, one output pixel: each channel's depth_multiplier filters over its window. */
+static void dw_pixel(const tkd_conv_params_t *p, const tkd_window_t *win, const int8_t *filter,
+                     const int32_t *bias, const tkd_out_t *os, int8_t *out)
 {
     const int32_t zp = -p->input_offset;
-    const tkd_out_t os = tkd_conv_out_stage(p);
-    int32_t b, oy, ox, ic, m, fy, fx;
-    for (b = 0; b < p->batches; b++) {
-        for (oy = 0; oy < p->out_h; oy++) {
-            const int32_t iy0 = oy * p->stride_h - p->pad_h;
-            for (ox = 0; ox < p->out_w; ox++) {
-                const int32_t ix0 = ox * p->stride_w - p->pad_w;
-                int8_t *out = output + (((int32_t)b * p->out_h + oy) * p->out_w + ox) * p->out_c;
-                for (ic = 0; ic < p->in_c; ic++) {
-                    for (m = 0; m < p->depth_multiplier; m++) {
-                        const int32_t oc = ic * p->depth_multiplier + m;
-                        int32_t acc = bias ? bias[oc] : 0;
-                        for (fy = 0; fy < p->filter_h; fy++) {
-                            const int32_t iy = iy0 + p->dilation_h * fy;
-                            for (fx = 0; fx < p->filter_w; fx++) {
-                                const int32_t ix = ix0 + p->dilation_w * fx;
-                                const int32_t w =
-                                    filter[((int32_t)fy * p->filter_w + fx) * p->out_c + oc];
-                                int32_t v = zp;
-                                if (iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w) {
-                                    v = input[(((int32_t)b * p->in_h + iy) * p->in_w + ix) *
-                                                  p->in_c +
-                                              ic];
-                                }
-                                acc += w * v;
-                            }
-                        }
-                        out[oc] = tkd_out(&os, oc, acc);
-                    }
+    int32_t ic, m, fy, fx;
+    for (ic = 0; ic < p->in_c; ic++) {
+        for (m = 0; m < p->depth_multiplier; m++) {
+            const int32_t oc = ic * p->depth_multiplier + m;
+            int32_t acc = bias ? bias[oc] : 0;
+            for (fy = 0; fy < p->filter_h; fy++) {
+                for (fx = 0; fx < p->filter_w; fx++) {
+                    const int32_t w = filter[((int32_t)fy * p->filter_w + fx) * p->out_c + oc];
+                    const int8_t *in = tkd_window_tap(p, win, fy, fx);
+                    acc += w * (in ? in[ic] : zp);
                 }
             }
+            out[oc] = tkd_out(os, oc, acc);
         }
     }
 }
@@ -289,5 +272,5 @@ void tkd_depthwise_conv_s8(const tkd_conv_params_t *p, const int8_t *input, cons
         return;
     }
 #endif
-    dw_reference(p, input, filter, bias, output);
+    tkd_conv_pixels(p, input, filter, bias, output, dw_pixel);
 }

@@ -223,6 +223,56 @@ TKD_INLINE tkd_out_t tkd_conv_out_stage(const tkd_conv_params_t *p)
                          p->act_max, p->short_requant);
 }
 
+/* The reference loops of CONV_2D and DEPTHWISE_CONV_2D walk the output pixels px = 0 ..
+ * batches * out_h * out_w - 1 in NHWC order (pixel px's outputs at output + px * out_c).
+ * Its window: the pixel's batch of the input and where filter tap (0, 0) falls in it (outside
+ * the image with padding). */
+typedef struct {
+    const int8_t *in_b;
+    int32_t iy0, ix0;
+} tkd_window_t;
+
+TKD_INLINE tkd_window_t tkd_conv_window(const tkd_conv_params_t *p, const int8_t *input, int32_t px)
+{
+    const int32_t pixels = p->out_h * p->out_w;
+    const int32_t b = px / pixels, oy = (px - b * pixels) / p->out_w, ox = px % p->out_w;
+    tkd_window_t w;
+    w.in_b = input + (int32_t)b * p->in_h * p->in_w * p->in_c;
+    w.iy0 = oy * p->stride_h - p->pad_h;
+    w.ix0 = ox * p->stride_w - p->pad_w;
+    return w;
+}
+
+/* The input pixel (in_c bytes) under filter tap (fy, fx) of a window, 0 outside the image. */
+TKD_INLINE const int8_t *tkd_window_tap(const tkd_conv_params_t *p, const tkd_window_t *w,
+                                        int32_t fy, int32_t fx)
+{
+    const int32_t iy = w->iy0 + p->dilation_h * fy, ix = w->ix0 + p->dilation_w * fx;
+    if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+        return 0;
+    }
+    return w->in_b + ((int32_t)iy * p->in_w + ix) * p->in_c;
+}
+
+/* One output pixel of a reference loop: its window and its out_c outputs. */
+typedef void (*tkd_conv_pixel_fn)(const tkd_conv_params_t *p, const tkd_window_t *win,
+                                  const int8_t *filter, const int32_t *bias, const tkd_out_t *os,
+                                  int8_t *out);
+
+/* The reference loops of CONV_2D and DEPTHWISE_CONV_2D: `pixel` on every output pixel. */
+TKD_INLINE void tkd_conv_pixels(const tkd_conv_params_t *p, const int8_t *input,
+                                const int8_t *filter, const int32_t *bias, int8_t *output,
+                                tkd_conv_pixel_fn pixel)
+{
+    const tkd_out_t os = tkd_conv_out_stage(p);
+    const int32_t pixels = p->batches * p->out_h * p->out_w;
+    int32_t px;
+    for (px = 0; px < pixels; px++) {
+        const tkd_window_t win = tkd_conv_window(p, input, px);
+        pixel(p, &win, filter, bias, &os, output + px * p->out_c);
+    }
+}
+
 TKD_INLINE tkd_out_t tkd_fc_out_stage(const tkd_fc_params_t *p)
 {
     return tkd_out_stage(p->multiplier, p->shift, p->per_channel ? p->output_depth : 1,
