@@ -6,6 +6,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from tinykd.cli import main
+from tinykd.config import resolve
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,6 +31,20 @@ def quick_experiment(command: str, out, mnist_dir, *extra) -> tuple[int, str]:
         "--teacher-epochs",
         "1",
         *extra,
+    )
+
+
+def quick_config(mnist_dir):
+    """The resolved config of `quick_experiment`'s settings, for tests that call the
+    experiments' functions directly."""
+    return resolve(
+        task="mnist",
+        quick=True,
+        overrides={
+            "data": {"dir": str(mnist_dir)},
+            "teacher": {"arch": "mlp-64", "epochs": 1},
+            "student": {"epochs": 1},
+        },
     )
 
 

@@ -4,7 +4,8 @@ everything they keep lands in the driver's output folder."""
 
 import json
 
-from tinykd.config import resolve
+from _cli import quick_config
+
 from tinykd.experiments.sweep import parse_grid, run_sweep
 from tinykd.trials import RayOptions
 
@@ -18,15 +19,7 @@ def test_sweep_on_a_two_node_cluster_uses_both_nodes(tmp_path, mnist_dir):
         cluster.wait_for_nodes()
         nodes = {n.node_id for n in cluster.list_all_nodes()}
         assert len(nodes) == 2
-        config = resolve(
-            task="mnist",
-            quick=True,
-            overrides={
-                "data": {"dir": str(mnist_dir)},
-                "teacher": {"arch": "mlp-64", "epochs": 1},
-                "student": {"epochs": 1},
-            },
-        )
+        config = quick_config(mnist_dir)
         out = tmp_path / "sweep"
         # Two points, one CPU each, one CPU per node: they can only run one on each node.
         grid = parse_grid("1,4", "0.9", "mlp-16", "hinton")

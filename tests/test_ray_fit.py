@@ -2,7 +2,7 @@
 
 import json
 
-from _cli import quick_experiment
+from _cli import quick_config, quick_experiment
 
 
 def test_fit_on_nano33_runs_through_asha(tmp_path, mnist_dir):
@@ -27,18 +27,9 @@ def test_fit_on_nano33_runs_through_asha(tmp_path, mnist_dir):
 
 
 def test_temperature_alpha_search_draws_from_the_ranges_and_replays(tmp_path, mnist_dir):
-    from tinykd.config import resolve
     from tinykd.experiments.kd_search import search_temperature_alpha
 
-    config = resolve(
-        task="mnist",
-        quick=True,
-        overrides={
-            "data": {"dir": str(mnist_dir)},
-            "teacher": {"arch": "mlp-64", "epochs": 1},
-            "student": {"epochs": 1},
-        },
-    )
+    config = quick_config(mnist_dir)
     out = tmp_path / "search"
     found = search_temperature_alpha(config, out, "mlp-8", samples=2, temperatures=(2.0, 8.0), alphas=(0.3, 0.9))
     assert len(found) == 2 and found[0]["val_errors"] <= found[1]["val_errors"]

@@ -10,9 +10,8 @@ import subprocess
 import sys
 import time
 
-from _cli import quick_experiment
+from _cli import quick_config, quick_experiment
 
-from tinykd.config import resolve
 from tinykd.experiments.sweep import parse_grid, run_sweep
 
 GRID = ["--epochs", "1", "--students", "mlp-16", "--temperatures", "1,4", "--alphas", "0.5,0.9", "--no-baselines"]
@@ -56,15 +55,7 @@ def test_stopped_sweep_resumes_missing_points_and_equals_the_plain_loop(tmp_path
         assert ran_on["tf_threads"] == 1  # TensorFlow's pools sized to the trial's one CPU
 
     # 3. The plain loop: the same points one by one in this process, no Ray.
-    config = resolve(
-        task="mnist",
-        quick=True,
-        overrides={
-            "data": {"dir": str(mnist_dir)},
-            "teacher": {"arch": "mlp-64", "epochs": 1},
-            "student": {"epochs": 1},
-        },
-    )
+    config = quick_config(mnist_dir)
     grid = parse_grid("1,4", "0.5,0.9", "mlp-16", "hinton")
     plain = run_sweep(config, tmp_path / "plain", grid, baselines=False, ray=None, log=lambda m: None)
     assert plain.trained == 4
