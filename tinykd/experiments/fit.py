@@ -228,17 +228,7 @@ def _asha(experiment: Experiment, kept: list[Candidate], min_epochs: int, ray: R
 def _work_key(experiment: Experiment, arch: str, min_epochs: int) -> str:
     """A candidate's name and the digest of everything that shapes its weights: its checkpoints
     and recorded rungs are continued by a rerun with the same settings, never by another."""
-    c = experiment.config
-    key = points.settings_digest(
-        {
-            "spec": vars(_spec(experiment, arch)),
-            "teacher": experiment.teacher_id,
-            "seed": c.seed,
-            "data": experiment.data_settings(),
-            "student": vars(c.student),
-            "min_epochs": min_epochs,
-        }
-    )
+    key = points.settings_digest(experiment.student_settings(_spec(experiment, arch)) | {"min_epochs": min_epochs})
     return f"{arch}-{key}"
 
 
@@ -268,13 +258,7 @@ def _finish(experiment: Experiment, winner: Candidate, board, min_epochs: int, r
     """The winner's int8 model and firmware (one trial: `finish_winner`), or chosen.json from an
     earlier run with the same settings."""
     c = experiment.config
-    spec = _spec(experiment, winner.arch)
-    settings = {
-        "spec": vars(spec).copy(),
-        "teacher": experiment.teacher_id,
-        "seed": c.seed,
-        "data": experiment.data_settings(),
-        "student": vars(c.student).copy(),
+    settings = experiment.student_settings(_spec(experiment, winner.arch)) | {
         "qat": vars(c.qat).copy(),
         "board": board.name,
         "sized": winner.size.to_dict(),

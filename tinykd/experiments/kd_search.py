@@ -82,13 +82,7 @@ def distil_sample(experiment: points.Experiment, params: dict, trial: Trial) -> 
     """One (T, alpha) sample as one trial: the student distilled there, its validation errors."""
     d, c = experiment.dataset, experiment.config
     spec = points.StudentSpec(params["arch"], params["method"], float(params["temperature"]), float(params["alpha"]))
-    settings = {
-        "spec": vars(spec).copy(),
-        "teacher": experiment.teacher_id,
-        "seed": c.seed,
-        "data": experiment.data_settings(),
-        "student": vars(c.student).copy(),
-    }
+    settings = experiment.student_settings(spec)
     settings = json.loads(json.dumps(settings, default=str))  # as it reads back from its file
     key = f"{spec.arch}-T{spec.temperature:.4g}-a{spec.alpha:.4g}-{points.settings_digest(settings)}"
     record = f"kd_search/{key}.json"

@@ -75,6 +75,18 @@ class Experiment:
         # Where the data was found does not matter (checksums make every copy equal).
         return dataclasses.asdict(dataclasses.replace(self.config.data, dir=""))
 
+    def student_settings(self, spec: StudentSpec) -> dict:
+        """What a student's weights depend on: its spec, the teacher, the seed, the data and
+        the student training settings."""
+        c = self.config
+        return {
+            "spec": vars(spec).copy(),
+            "teacher": self.teacher_id,
+            "seed": c.seed,
+            "data": self.data_settings(),
+            "student": vars(c.student).copy(),
+        }
+
 
 @dataclass
 class FirmwareSize:
