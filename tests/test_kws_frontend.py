@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _frontend_bench import frontend_cost
 
 from tinykd.data.kws import frontend as fe
 from tinykd.data.kws import synth
@@ -291,21 +292,9 @@ def test_no_undefined_behaviour_at_extremes_and_same_bytes_at_O0(tmp_path):
     assert fe.dequantize(got[3, 5:44, 0]).mean() > 25  # full-scale 25 Hz square wave: loud
 
 
-QEMU_LINK = """
-MEMORY { FLASH (rx) : ORIGIN = 0x00000000, LENGTH = 4M  RAM (rwx) : ORIGIN = 0x20000000, LENGTH = 4M }
-ENTRY(reset_handler)
-SECTIONS {
-  .text : { KEEP(*(.vectors)) *(.text*) *(.rodata*) . = ALIGN(4); _etext = .; } > FLASH
-  .data : AT(_etext) { _sdata = .; *(.data*) . = ALIGN(4); _edata = .; } > RAM
-  .bss : { _sbss = .; *(.bss*) *(COMMON) . = ALIGN(4); _ebss = .; } > RAM
-  _estack = ORIGIN(RAM) + LENGTH(RAM);
-}
-"""
-
-QEMU_MAIN = r"""
-#include <stdint.h>
-#include "tkd_frontend.h"
-#include "audio.h"
+# Bare metal on QEMU's MPS2/MPS3 boards: the frontend bench's memory map and start-up code.
+QEMU_LINK = FRONTEND_DIR / "bench" / "link.ld"
+QEMU_STARTUP = r"""
 extern uint32_t _etext, _sdata, _edata, _sbss, _ebss, _estack;
 int main(void);
 void reset_handler(void) {
@@ -322,6 +311,16 @@ static int semihost(int op, const void *arg) {
     __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
     return r0;
 }
+"""
+
+QEMU_MAIN = (
+    r"""
+#include <stdint.h>
+#include "tkd_frontend.h"
+#include "audio.h"
+"""
+    + QEMU_STARTUP
+    + r"""
 static tkd_frontend_scratch scratch;
 static int8_t feats[TKD_FRONTEND_NUM_FEATURES];
 static char line[2 * TKD_FRONTEND_NUM_FEATURES + 2];
@@ -343,6 +342,7 @@ int main(void) {
     return 0;
 }
 """
+)
 
 
 def test_cortex_m4_under_qemu_gives_the_host_bytes(tmp_path):
@@ -351,70 +351,20 @@ def test_cortex_m4_under_qemu_gives_the_host_bytes(tmp_path):
     gcc, qemu = shutil.which("arm-none-eabi-gcc"), shutil.which("qemu-system-arm")
     assert gcc and qemu, "arm-none-eabi-gcc and qemu-system-arm are required for this test"
     audio = np.stack([espeak_clip("go", 4), extreme_clips()[3], extreme_clips()[6], tone(1234.0, 20000.0)])
-    with open(tmp_path / "audio.h", "w") as f:
-        f.write(f"#define N_CLIPS {len(audio)}\nstatic const int16_t test_audio[N_CLIPS][16000] = {{\n")
-        for clip in audio:
-            f.write("{" + ",".join(map(str, clip.tolist())) + "},\n")
-        f.write("};\n")
-    (tmp_path / "link.ld").write_text(QEMU_LINK)
+    bench = frontend_cost()
+    bench.write_audio(audio, tmp_path / "audio.h", "test_audio")
     (tmp_path / "main.c").write_text(QEMU_MAIN)
     elf = tmp_path / "fe.elf"
-    r = subprocess.run(
-        [
-            gcc,
-            "-mcpu=cortex-m4",
-            "-mthumb",
-            "-O2",
-            "-std=c99",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-ffreestanding",
-            "-nostartfiles",
-            "-T",
-            str(tmp_path / "link.ld"),
-            "-I",
-            str(FRONTEND_DIR),
-            "-I",
-            str(tmp_path),
-            str(tmp_path / "main.c"),
-            str(FRONTEND_DIR / "tkd_frontend.c"),
-            "-o",
-            str(elf),
-            "-lc",
-            "-lgcc",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr
-    run = subprocess.run(
-        [
-            qemu,
-            "-M",
-            "mps2-an386",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-kernel",
-            str(elf),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        start_new_session=True,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    lines = [word for word in (run.stdout + run.stderr).split() if len(word) == 2 * 490]
-    assert len(lines) == len(audio), (run.stdout[-500:], run.stderr[-500:])
+    bench.build(tmp_path / "main.c", tmp_path, elf, link_ld=QEMU_LINK)  # Cortex-M4, -O2, as the firmware
+    output = bench.run_qemu(elf, icount=False, timeout=120)
+    lines = [word for word in output.split() if len(word) == 2 * 490]
+    assert len(lines) == len(audio), output[-1000:]
     device = np.array([np.frombuffer(bytes.fromhex(line), dtype=np.int8) for line in lines]).reshape(-1, 49, 10)
     assert np.array_equal(device, fe.features(audio))
 
 
-STAGE_MAIN = r"""
+STAGE_MAIN = (
+    r"""
 #include <stdint.h>
 #include "tkd_frontend.h"
 #include "audio.h"
@@ -434,22 +384,9 @@ void tkd_frontend_profile_mark(int stage) {
     if (stage == 2) hash_power = fold(hash_power, (const uint32_t *)scratch.power, 512);
 }
 #ifdef __arm__
-extern uint32_t _etext, _sdata, _edata, _sbss, _ebss, _estack;
-int main(void);
-void reset_handler(void) {
-    uint32_t *s = &_etext, *d = &_sdata;
-    while (d < &_edata) *d++ = *s++;
-    for (d = &_sbss; d < &_ebss; d++) *d = 0;
-    main();
-    for (;;) {}
-}
-__attribute__((section(".vectors"), used)) static const void *vectors[2] = {&_estack, (void *)reset_handler};
-static int semihost(int op, const void *arg) {
-    register int r0 __asm__("r0") = op;
-    register const void *r1 __asm__("r1") = arg;
-    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
-}
+"""
+    + QEMU_STARTUP
+    + r"""
 static void put(const char *s) { semihost(0x04, s); }
 static void finish(void) { static const uint32_t a[2] = {0x20026, 0}; semihost(0x20, a); }
 #else
@@ -487,6 +424,7 @@ int main(void) {
     return 0;
 }
 """
+)
 
 
 @pytest.mark.parametrize(
@@ -508,15 +446,13 @@ def test_every_stage_gives_the_host_integers_on_m3_m4_m7_m33_m55(machine, cpu, f
     ext = extreme_clips()
     audio = np.stack([espeak_clip("yes", 2), ext[3], ext[6], tone(1234.0, 20000.0), ext[0], ext[5]])
     padded = np.concatenate([audio, np.zeros((len(audio), 1), np.int16)], axis=1)  # room for the odd offset
-    with open(tmp_path / "audio.h", "w") as f:
-        f.write(f"#define N_CLIPS {len(audio)}\nstatic const int16_t test_audio[N_CLIPS][16001] = {{\n")
-        for i, clip in enumerate(padded):
-            clip = np.roll(clip, i & 1)  # odd clips are read from sample 1
-            f.write("{" + ",".join(map(str, clip.tolist())) + "},\n")
-        f.write("};\n")
+    odd = np.stack([np.roll(clip, i & 1) for i, clip in enumerate(padded)])  # odd clips are read from sample 1
+    bench = frontend_cost()
+    bench.write_audio(odd, tmp_path / "audio.h", "test_audio")
     (tmp_path / "main.c").write_text(STAGE_MAIN)
     (tmp_path / "link.ld").write_text(
-        QEMU_LINK.replace("ORIGIN = 0x00000000", f"ORIGIN = {flash:#010x}")
+        QEMU_LINK.read_text()
+        .replace("ORIGIN = 0x00000000", f"ORIGIN = {flash:#010x}")
         .replace("ORIGIN = 0x20000000", f"ORIGIN = {ram:#010x}")
         .replace("LENGTH = 4M", f"LENGTH = {size}")
     )
@@ -528,24 +464,9 @@ def test_every_stage_gives_the_host_integers_on_m3_m4_m7_m33_m55(machine, cpu, f
     assert host.returncode == 0, host.stderr
     want = subprocess.run([str(tmp_path / "host")], capture_output=True, text=True, timeout=120).stdout.split()
     elf = tmp_path / "fe.elf"
-    r = subprocess.run(
-        [gcc, f"-mcpu={cpu}", "-mthumb", *common, "-ffreestanding", "-nostartfiles", "-T", str(tmp_path / "link.ld")]
-        + [*srcs, "-o", str(elf), "-lc", "-lgcc"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr
-    run = subprocess.run(
-        [qemu, "-M", machine, "-nographic", "-monitor", "none", "-semihosting-config", "enable=on,target=native"]
-        + ["-kernel", str(elf)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        start_new_session=True,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    got = (run.stdout + run.stderr).split()
+    bench.build(tmp_path / "main.c", tmp_path, elf, (f"-mcpu={cpu}", "-mthumb", *common), tmp_path / "link.ld")
+    output = bench.run_qemu(elf, machine, icount=False, timeout=300)
+    got = output.split()
     assert len(want) == 3 * len(audio), want[:3]
     assert got == want
     feats = np.array([np.frombuffer(bytes.fromhex(w), np.int8) for w in want[2::3]]).reshape(-1, 49, 10)

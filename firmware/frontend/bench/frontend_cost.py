@@ -47,32 +47,30 @@ def _tools() -> tuple[str, str]:
     return gcc, qemu
 
 
-def _write_audio(audio: np.ndarray, path: Path) -> None:
+def write_audio(audio: np.ndarray, path: Path, name: str = "bench_audio") -> None:
+    """int16 clips [N, samples] as a C header: N_CLIPS and `name`[N_CLIPS][samples]."""
     with open(path, "w") as f:
-        f.write(f"#define N_CLIPS {len(audio)}\nstatic const int16_t bench_audio[N_CLIPS][16000] = {{\n")
+        f.write(f"#define N_CLIPS {len(audio)}\nstatic const int16_t {name}[N_CLIPS][{audio.shape[1]}] = {{\n")
         for clip in audio:
             f.write("{" + ",".join(map(str, clip.tolist())) + "},\n")
         f.write("};\n")
 
 
-def _build_and_run(audio: np.ndarray, work: Path, profile: bool, extra: tuple[str, ...]) -> tuple[list[str], str]:
-    gcc, qemu = _tools()
-    _write_audio(audio, work / "bench_audio.h")
-    elf = work / ("bench_profile.elf" if profile else "bench.elf")
+def build(main_c: Path, work: Path, elf: Path, cflags=CFLAGS, link_ld: Path = HERE / "link.ld") -> None:
+    """`main_c` + ../tkd_frontend.c as a bare-metal image (`link_ld`; headers also from `work`)."""
+    gcc, _ = _tools()
     cmd = [
         gcc,
-        *CFLAGS,
-        *extra,
-        *(["-DTKD_FRONTEND_PROFILE"] if profile else []),
+        *cflags,
         "-ffreestanding",
         "-nostartfiles",
         "-T",
-        str(HERE / "link.ld"),
+        str(link_ld),
         "-I",
         str(FRONTEND_DIR),
         "-I",
         str(work),
-        str(HERE / "bench_main.c"),
+        str(main_c),
         str(FRONTEND_DIR / "tkd_frontend.c"),
         "-o",
         str(elf),
@@ -82,30 +80,33 @@ def _build_and_run(audio: np.ndarray, work: Path, profile: bool, extra: tuple[st
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         raise RuntimeError(f"build failed: {' '.join(cmd)}\n{r.stderr}")
+
+
+def run_qemu(elf: Path, machine: str = "mps2-an386", icount: bool = True, timeout: int = 600) -> str:
+    """What `elf` writes by semihosting under QEMU; with `icount`, one instruction = 1 ns."""
+    _, qemu = _tools()
     run = subprocess.run(
-        [
-            qemu,
-            "-M",
-            "mps2-an386",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-icount",
-            "shift=0",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-kernel",
-            str(elf),
-        ],
+        [qemu, "-M", machine, "-nographic", "-monitor", "none"]
+        + (["-icount", "shift=0"] if icount else [])
+        + ["-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         start_new_session=True,
     )
     if run.returncode != 0:
         raise RuntimeError(f"QEMU failed ({run.returncode}): {run.stderr[-2000:]}")
+    return run.stdout + run.stderr
+
+
+def _build_and_run(audio: np.ndarray, work: Path, profile: bool, extra: tuple[str, ...]) -> tuple[list[str], str]:
+    gcc, _ = _tools()
+    write_audio(audio, work / "bench_audio.h")
+    elf = work / ("bench_profile.elf" if profile else "bench.elf")
+    build(HERE / "bench_main.c", work, elf, (*CFLAGS, *extra, *(["-DTKD_FRONTEND_PROFILE"] if profile else [])))
+    output = run_qemu(elf)
     version = subprocess.run([gcc, "-dumpversion"], capture_output=True, text=True, timeout=30).stdout.strip()
-    return (run.stdout + run.stderr).splitlines(), f"arm-none-eabi-gcc {version}"
+    return output.splitlines(), f"arm-none-eabi-gcc {version}"
 
 
 def measure(audio: np.ndarray, stages: bool = True, extra_cflags: tuple[str, ...] = ()) -> Cost:
