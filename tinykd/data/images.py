@@ -21,6 +21,9 @@ Layouts (`[data] dir` or --data-dir; `[data] format` = auto, idx, npz or folder)
 Options: `image_size = [height, width]` resizes (bilinear) every image; `channels` = 1 (grey)
 or 3 (RGB) converts them (0: as stored); `class_names` names the classes (a folder dataset:
 the sub-folders to use, in that order).
+
+Longer than 400 lines on purpose: the three formats are found, read and checked against one
+`Source` / `Splits` pair with one error style; a fourth format is the point to split by format.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ stricter: e.g. an operator or a zero-size tensor tinykd does not support), `matc
 `traceback`, `unclear error` (an empty or multi-paragraph message), `sanitizer`,
 `mismatch`, `build failed` (the generated C does not compile), `timeout`.
 Every finding's damaged file is kept in `out_dir/findings/` with its description.
+
+Longer than 400 lines on purpose: the forked child, the sanitizer build and the judging are one
+protocol whose order matters (our verdict is sent before TFLM may abort the child); the damage
+itself lives in mutate.py and the valid corpus in tiny_models.py / random_models.py.
 """
 
 from __future__ import annotations
