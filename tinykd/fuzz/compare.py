@@ -10,9 +10,9 @@ ctypes, and the `tflite-micro` interpreter. Inputs: random int8 bytes, all -128,
 and inputs aimed at rounding ties (ties.py). A float-input model takes floats: the int8
 inputs above mapped to their exact float values, uniform floats over the calibrated range,
 and floats on the input QUANTIZE's own rounding ties ((k + 1/2) * scale and its float
-neighbours). On our side the float boundary is the runtime's own tkd_quantize_f32_s8 /
-tkd_dequantize_s8_f32 (what the firmware does with a float model); float outputs are
-compared bit for bit.
+neighbours). On our side the float boundary is the caller's (the generated model runs int8 in,
+int8 out): quantize_f32 / dequantize_f32, TFLite Micro's float32 arithmetic in numpy; float
+outputs are compared bit for bit.
 """
 
 from __future__ import annotations
@@ -122,13 +122,6 @@ class HostModel:
         lib = ctypes.CDLL(str(lib_path))
         lib.tkd_model_invoke.restype = ctypes.c_int
         lib.tkd_model_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        # The float boundary of a float-I/O model is the caller's (model.h): the runtime's own
-        # helpers when it has them, else the same arithmetic in numpy (quantize_f32/dequantize).
-        self.runtime_boundary = hasattr(lib, "tkd_quantize_f32_s8") and hasattr(lib, "tkd_dequantize_s8_f32")
-        if self.runtime_boundary:
-            for fn in (lib.tkd_quantize_f32_s8, lib.tkd_dequantize_s8_f32):
-                fn.restype = None
-                fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_float, ctypes.c_int32]
         self.lib = lib
         self.in_n = int(np.prod(self.sources.input_shape))
         self.out_n = int(np.prod(self.sources.output_shape))
@@ -144,21 +137,11 @@ class HostModel:
 
     def quantize(self, xf: np.ndarray) -> np.ndarray:
         xf = np.ascontiguousarray(xf, dtype=np.float32).reshape(-1)
-        s = self.sources
-        if not self.runtime_boundary:
-            return quantize_f32(xf, s.input_scale, s.input_zero_point)
-        q = np.zeros(xf.size, np.int8)
-        self.lib.tkd_quantize_f32_s8(xf.ctypes.data, q.ctypes.data, xf.size, s.input_scale, s.input_zero_point)
-        return q
+        return quantize_f32(xf, self.sources.input_scale, self.sources.input_zero_point)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         q = np.ascontiguousarray(q, dtype=np.int8).reshape(-1)
-        s = self.sources
-        if not self.runtime_boundary:
-            return dequantize_f32(q, s.output_scale, s.output_zero_point)
-        f = np.zeros(q.size, np.float32)
-        self.lib.tkd_dequantize_s8_f32(q.ctypes.data, f.ctypes.data, q.size, s.output_scale, s.output_zero_point)
-        return f
+        return dequantize_f32(q, self.sources.output_scale, self.sources.output_zero_point)
 
 
 def quantize_f32(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
