@@ -15,8 +15,13 @@ from tinykd.errors import TinykdError
 from tinykd.resources import boards_dir
 
 PROJECT_KINDS = ("makefile", "arduino")
-FLASH_METHODS = ("qemu", "arduino-cli")
-COUNTER_KINDS = ("systick-icount", "dwt")
+# How an image reaches the board. A board file names its preferred method and, in
+# `flash_fallbacks`, the others that work for it; `tinykd flash` uses the first one installed.
+FLASH_METHODS = ("qemu", "arduino-cli", "openocd", "st-flash", "pyocd", "mass-storage")
+# What the firmware's latency counter counts: instructions under QEMU (SysTick on -icount
+# virtual time), CPU cycles on hardware (DWT->CYCCNT on v7-M/v8-M; SysTick on M0/M0+,
+# which have no DWT cycle counter).
+COUNTER_KINDS = ("systick-icount", "dwt", "systick")
 DEFAULT_BOARD = "mps2-an386"
 
 
@@ -48,6 +53,35 @@ class Board:
     mbed_flash_allowance: int  # bytes of flash/RAM taken by the OS core (arduino boards)
     mbed_ram_allowance: int
     path: Path = field(compare=False)
+    flash_fallbacks: tuple[str, ...] = ()
+    # Tool-specific settings from the [flash] table (openocd config files, pyocd target,
+    # mass-storage volume label, ...): read by tinykd.device.flash.
+    flash_options: dict = field(default_factory=dict, compare=False)
+    # Extra `#define NAME VALUE` lines for tkd_board.h from the [defines] table: the
+    # port's instance choices (which USART, which pins) live in the board file, not the C.
+    defines: dict = field(default_factory=dict, compare=False)
+    emulated_by: str | None = None  # a QEMU board that runs this board's port (tests, CI)
+    price_usd: float | None = None  # unit price; None for virtual boards
+    price_source: str = ""
+    price_date: str = ""
+
+    @property
+    def flash_methods(self) -> tuple[str, ...]:
+        """The ways to put an image on this board, preferred first."""
+        return (self.flash_method, *(m for m in self.flash_fallbacks if m != self.flash_method))
+
+    @property
+    def core(self) -> str:
+        """The core family as datasheets name it: cortex-m4f for an M4 with its FPU, else the -mcpu."""
+        has_fpu = any(f.startswith("-mfpu=") for f in self.fpu_flags)
+        if self.cpu in ("cortex-m4", "cortex-m7") and has_fpu:
+            return self.cpu + "f"
+        return self.cpu
+
+    @property
+    def has_dsp(self) -> bool:
+        """Whether the core has the Armv7E-M/v8-M DSP extension the runtime's fast kernels use."""
+        return self.cpu in ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p", "cortex-m55", "cortex-m85")
 
     @property
     def is_qemu(self) -> bool:
@@ -57,6 +91,11 @@ class Board:
     def counter_unit(self) -> str:
         """What the device's counter counts: QEMU counts instructions, not time."""
         return "instructions" if self.counter == "systick-icount" else "cycles"
+
+    @property
+    def is_virtual(self) -> bool:
+        """A board that exists only in QEMU (nothing to buy)."""
+        return self.is_qemu and self.price_usd is None
 
     @property
     def cflags(self) -> list[str]:
@@ -86,8 +125,10 @@ def _parse(path: Path) -> Board:
     method = _req(data, "flash_method", path, str)
     if project not in PROJECT_KINDS:
         raise TinykdError(f"Board file {path}: project = {project!r}; use one of {PROJECT_KINDS}.")
-    if method not in FLASH_METHODS:
-        raise TinykdError(f"Board file {path}: flash_method = {method!r}; use one of {FLASH_METHODS}.")
+    fallbacks = tuple(data.get("flash_fallbacks", []))
+    for m in (method, *fallbacks):
+        if m not in FLASH_METHODS:
+            raise TinykdError(f"Board file {path}: flash method {m!r} is not known; use one of {FLASH_METHODS}.")
     serial = data.get("serial", {})
     mem = _req(data, "memory", path, dict)
     counter = data.get("counter", {})
@@ -103,6 +144,15 @@ def _parse(path: Path) -> Board:
     if kind == "systick-icount" and "systick_hz" not in counter:
         raise TinykdError(f"Board file {path}: counter kind systick-icount needs counter.systick_hz.")
     allowance = data.get("mbed_allowance", {})
+    price = data.get("price", {})
+    if price and not isinstance(price.get("usd"), (int, float)):
+        raise TinykdError(f"Board file {path}: [price] needs `usd`, a number (the unit price in US dollars).")
+    if price and not (price.get("source") and price.get("date")):
+        raise TinykdError(f"Board file {path}: [price] needs `source` (where the price was read) and `date` (when).")
+    defines = data.get("defines", {})
+    for key in defines:
+        if not key.isidentifier() or not key.isupper():
+            raise TinykdError(f"Board file {path}: [defines] key {key!r} is not an upper-case C identifier.")
     return Board(
         name=_req(data, "name", path, str),
         aliases=tuple(data.get("aliases", [])),
@@ -130,6 +180,13 @@ def _parse(path: Path) -> Board:
         mbed_flash_allowance=int(allowance.get("flash_bytes", 0)),
         mbed_ram_allowance=int(allowance.get("ram_bytes", 0)),
         path=path,
+        flash_fallbacks=fallbacks,
+        flash_options=dict(data.get("flash", {})),
+        defines=dict(defines),
+        emulated_by=data.get("emulated_by"),
+        price_usd=float(price["usd"]) if price else None,
+        price_source=price.get("source", ""),
+        price_date=str(price.get("date", "")),
     )
 
 

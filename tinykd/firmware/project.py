@@ -107,6 +107,8 @@ def _board_header(board: Board) -> str:
         lines.append(f"#define TKD_IRQ_VECTORS {board.uart_rx_irq + 1}")
     if board.systick_hz:
         lines.append(f"#define TKD_SYSTICK_HZ {board.systick_hz}u")
+    for name, value in board.defines.items():
+        lines.append(f"#define {name} {value}")
     lines += ["#endif", ""]
     return "\n".join(lines)
 
