@@ -64,6 +64,7 @@ class Board:
     price_usd: float | None = None  # unit price; None for virtual boards
     price_source: str = ""
     price_date: str = ""
+    stack_bytes: int | None = None  # main stack reserved by the linker script; None: the default
 
     @property
     def flash_methods(self) -> tuple[str, ...]:
@@ -187,6 +188,7 @@ def _parse(path: Path) -> Board:
         price_usd=float(price["usd"]) if price else None,
         price_source=price.get("source", ""),
         price_date=str(price.get("date", "")),
+        stack_bytes=mem.get("stack_bytes"),
     )
 
 

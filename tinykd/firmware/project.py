@@ -99,6 +99,8 @@ def _board_header(board: Board) -> str:
         f'#define TKD_BOARD_NAME "{board.name}"',
         f"#define TKD_BOARD_CLOCK_HZ {board.clock_hz}u",
         f"#define TKD_BOARD_BAUD {board.baud}",
+        "/* What the latency counter counts: " + board.counter + " (" + board.counter_unit + "). */",
+        f"#define TKD_BOARD_COUNTER_{board.counter.upper().replace('-', '_')} 1",
     ]
     if board.uart_base is not None:
         lines.append(f"#define TKD_UART_BASE 0x{board.uart_base:08X}u")
@@ -241,7 +243,7 @@ def generate_project(
     out_dir: str | os.PathLike,
     *,
     device_frontend: str | None = None,
-    stack_bytes: int = DEFAULT_STACK_BYTES,
+    stack_bytes: int | None = None,
     opt: str = "-O2",
 ) -> Project:
     """Write a self-contained firmware project for `board` running `model` (the code
@@ -252,6 +254,8 @@ def generate_project(
     "kws-mfcc": INFER_AUDIO). The model must take exactly that frontend's features (checked
     here from the model's facts; TinykdError otherwise)."""
     board = load_board(board)
+    if stack_bytes is None:
+        stack_bytes = board.stack_bytes or DEFAULT_STACK_BYTES
     frontend = get_device_frontend(device_frontend)
     fw = firmware_dir()
     model_dir, facts = _model_facts(model)
