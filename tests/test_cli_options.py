@@ -23,7 +23,7 @@ STAGES = ("build", "train-teacher", "distill", "qat", "convert", "export", "repo
 EXPECTED = {
     **{stage: BUILD for stage in STAGES},
     "firmware": BUILD | {"--model"},
-    "flash": BUILD | {"--port", "--seconds"},
+    "flash": {"--task", "--config", "--board", "--out", "--firmware", "--elf", "--with", "--port", "--seconds"},
     "evaluate": BUILD | {"--host", "--port", "--limit", "--model", "--random"},
     "data": DATA,
     "sweep": EXPERIMENT

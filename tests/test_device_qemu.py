@@ -222,7 +222,7 @@ def test_qemu_refuses_bad_images(tmp_path, firmwares):
 
 def test_wrong_port_is_explained():
     with pytest.raises(TinykdError, match="Cannot open serial port /dev/ttyTINYKD_NOPE"):
-        DeviceLink("/dev/ttyTINYKD_NOPE").open()
+        DeviceLink("/dev/ttyTINYKD_NOPE", open_timeout=0.5).open()
     port = free_tcp_port()
     t0 = time.monotonic()
     with pytest.raises(TinykdError, match="Nothing is listening"):

@@ -1,6 +1,8 @@
 """The commands that put a model on a board: `firmware`, `flash`, `evaluate`.
 
-On a build they take the build's options (they run the stages they need first); with
+`flash` puts an existing firmware on the board and never builds: a firmware folder
+(`--firmware`), an ELF (`--elf`), or the build folder's firmware/. `firmware` and `evaluate`
+on a build take the build's options (they run the stages they need first); with
 `--model FILE.tflite` they work on any int8 model and take only the board, the folder and
 what the run itself needs: any build option given with --model is click's usage error.
 """
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import click
 
+from ..errors import TinykdError
 from .common import friendly_errors, model_run, open_build, refuse_given
-from .options import build_options, model_option
+from .options import board_option, build_options, config_option, model_option, task_option
 
 
 def _existing_port(ctx, param, value: str | None) -> str | None:
@@ -79,22 +82,89 @@ def firmware(ctx, model_file, **opts):
     click.echo(f"project: {out}")
 
 
+def _firmware_of_build(opts: dict):
+    """The firmware project of the build folder (--out, else build/<task>-<board>), and the board it
+    is for; TinykdError with the command that makes it when it is not there. Nothing is built."""
+    from ..firmware.project import MANIFEST
+    from ..pipeline import default_out_dir
+    from .common import resolve_config
+
+    if opts["out"]:
+        folder = Path(opts["out"])
+    else:
+        folder = default_out_dir(resolve_config({**opts, "quick": False}))
+    fw = folder / "firmware"
+    if (fw / MANIFEST).is_file():
+        return fw
+    given = " ".join(
+        f"--{key.replace('_file', '').replace('_', '-')} {value}"
+        for key, value in (("task", opts["task"]), ("config_file", opts["config_file"]), ("board", opts["board"]))
+        if value
+    )
+    made = f"tinykd firmware {given + ' ' if given else ''}--out {folder}"
+    raise TinykdError(
+        f"There is no firmware in {fw} to flash (flash never builds). Make it with `{made}` (it runs the "
+        "build's stages first), or for a model of your own `tinykd firmware --model MODEL.tflite --board BOARD "
+        "--out DIR` and then `tinykd flash --firmware DIR`."
+    )
+
+
 @click.command()
-@build_options
+@task_option
+@config_option
+@board_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Build folder whose firmware/ to flash (default build/<task>-<board>).",
+)
+@click.option(
+    "--firmware",
+    "firmware_dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="A firmware folder as `tinykd firmware` wrote it (its --out, or the firmware/ project in it).",
+)
+@click.option(
+    "--elf",
+    "elf_file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="An ELF image to flash as it is (give its --board).",
+)
+@click.option(
+    "--with",
+    "tool",
+    type=click.Choice(["arduino-cli", "openocd", "st-flash", "pyocd", "mass-storage"]),
+    default=None,
+    help="Flash with this tool (default: the first of the board's methods that is installed).",
+)
 @flash_port_option
 @click.option("--seconds", type=float, default=3600.0, help="QEMU boards: stop the emulator after this long.")
+@click.pass_context
 @friendly_errors
-def flash(port, seconds, **opts):
-    """Put the built firmware on the board. QEMU boards: start it and print its serial address."""
+def flash(ctx, task, config_file, board, out, firmware_dir, elf_file, tool, port, seconds):
+    """Put an existing firmware on the board; never builds. QEMU boards: start it and print its serial address."""
     from ..device.flash import flash as flash_board
     from ..device.flash import qemu_listen_port
 
-    b = open_build(opts)
-    if port and b.board.is_qemu:
-        qemu_listen_port(port)  # refuse a port QEMU cannot listen on before building anything
-    b.run("firmware")
-    flashed = flash_board(b.board, b.out / "firmware", port=port, time_limit=seconds)
-    click.echo(f"{b.board.name} is running the firmware; serial: {flashed.url}")
+    if firmware_dir and elf_file:
+        raise click.UsageError("Give --firmware or --elf, not both.", ctx)
+    if firmware_dir or elf_file:
+        refuse_given(ctx, {"task", "config_file", "out"}, "with --firmware or --elf (they name the firmware)")
+        target = firmware_dir or elf_file
+    else:
+        target = _firmware_of_build({"task": task, "config_file": config_file, "board": board, "out": out})
+    if port and board:
+        from ..boards import load_board
+
+        if load_board(board).is_qemu:
+            qemu_listen_port(port)  # refuse a port QEMU cannot listen on before anything else
+    flashed = flash_board(board, target, port=port, tool=tool, time_limit=seconds)
+    where = flashed.url or "not found (pass --port to `tinykd evaluate`)"
+    via = "" if flashed.qemu is not None else f" (flashed with {flashed.method})"
+    click.echo(f"{flashed.board.name} is running the firmware{via}; serial: {where}")
     if flashed.qemu is not None:
         click.echo("QEMU runs until Ctrl-C (or --seconds). Connect with pyserial's serial_for_url.")
         try:

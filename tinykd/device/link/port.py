@@ -6,6 +6,7 @@ The methods work on the attributes DeviceLink.__init__ sets (tinykd.device.link.
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 from typing import Self
@@ -14,6 +15,28 @@ import serial
 
 from tinykd.device import protocol as P
 from tinykd.errors import TinykdError
+
+# A USB serial port that is re-enumerating (after an upload or a reset) is missing for a moment
+# (ENOENT, ENODEV, ENXIO), fails with EIO while it goes, and right after it appears belongs to root
+# until udev applies its rule (EACCES). Only so long for EACCES: a user who may not use the port
+# at all should hear so soon.
+_GONE = (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.EIO)
+_ACCESS_GRACE = 2.0
+
+
+def _worth_waiting(e: Exception, is_socket: bool, waited: float) -> float:
+    """Seconds to wait before opening again, or 0: the error will not go away by itself."""
+    if is_socket:  # not listening yet (a QEMU still starting)
+        return 0.05 if "refused" in str(e).lower() else 0.0
+    code = getattr(e, "errno", None)
+    if code is None:  # pyserial puts the OS error's number in args[0] and the text in the message
+        code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+    text = str(e)
+    if code in _GONE or any(f"[Errno {c}]" in text for c in _GONE):
+        return 0.2
+    if (code == errno.EACCES or f"[Errno {errno.EACCES}]" in text) and waited < _ACCESS_GRACE:
+        return 0.2
+    return 0.0
 
 
 class LinkCancelled(Exception):
@@ -32,7 +55,8 @@ class _Port:
     def open(self) -> Self:
         if self.ser is not None:
             return self
-        deadline = time.monotonic() + self.open_timeout
+        started = time.monotonic()
+        deadline = started + self.open_timeout
         is_socket = self.url.startswith("socket://")
         while True:
             self._check_cancel()
@@ -43,9 +67,9 @@ class _Port:
                 )
                 break
             except (serial.SerialException, OSError, ValueError) as e:
-                # A socket may not be listening yet (a QEMU still starting): keep trying.
-                if is_socket and time.monotonic() < deadline and "refused" in str(e).lower():
-                    time.sleep(0.05)
+                wait = _worth_waiting(e, is_socket, time.monotonic() - started)
+                if wait and time.monotonic() + wait <= deadline:
+                    time.sleep(wait)
                     continue
                 raise TinykdError(self._open_error(e)) from e
         sock = getattr(self.ser, "_socket", None)
@@ -67,7 +91,8 @@ class _Port:
             "(Arduino IDE, screen, minicom) that holds it, and make sure your user may "
             "use it (on Linux: add yourself to the `dialout` group)."
             if busy
-            else "Check the port name: `tinykd doctor` lists the serial ports it finds; "
+            else f"It did not appear within {self.open_timeout:g} s. Check the port name: `tinykd doctor` lists "
+            "the serial ports it finds; "
             "the board may also have re-enumerated under another name after a reset."
         )
         return f"Cannot open serial port {self.url}: {msg}. {what}"
