@@ -1,8 +1,11 @@
-/* tkd_startup.c - minimal Cortex-M start-up for bare-metal tinykd images (ARMv7-M/ARMv8-M).
+/* tkd_startup.c - minimal Cortex-M start-up for bare-metal tinykd images (ARMv6-M, ARMv7-M,
+ * ARMv8-M).
  *
  * Vector table, a reset handler that turns on the FPU (CPACR CP10/CP11 full access) before
- * any C code can touch a floating-point register, .data copy and .bss clear, then main().
- * Faults end the program through tkd_port_exit() so an emulator does not hang.
+ * any C code can touch a floating-point register when the image is built for one, .data copy
+ * and .bss clear, then main(). Faults end the program through tkd_port_exit() so an emulator
+ * does not hang. On ARMv6-M (Cortex-M0/M0+) the table slots of the v7-M configurable faults
+ * and DebugMonitor are reserved; the core never takes them, so filling them is harmless.
  */
 #include <stdint.h>
 
@@ -21,7 +24,7 @@ void tkd_systick_handler(void);
 void tkd_port_irq_handler(void);
 
 void Reset_Handler(void);
-void tkd_reset_c(void);
+__attribute__((noreturn)) void tkd_reset_c(void);
 static void tkd_fault_handler(void);
 static void tkd_default_handler(void);
 
@@ -52,7 +55,9 @@ const tkd_vector_t tkd_vector_table[16 + TKD_IRQ_VECTORS] = {
 #endif
 };
 
-/* Naked so that no compiler-generated code runs before the FPU is enabled. */
+#if defined(__ARM_FP)
+/* Built for an FPU (hard or softfp float ABI: the compiler may use FP registers either way).
+ * Naked so that no compiler-generated code runs before the FPU is enabled. */
 __attribute__((naked, noreturn)) void Reset_Handler(void)
 {
     __asm volatile("ldr r0, =0xE000ED88      \n" /* CPACR */
@@ -64,6 +69,15 @@ __attribute__((naked, noreturn)) void Reset_Handler(void)
                    "b tkd_reset_c            \n"
                    ".ltorg                   \n");
 }
+#else
+/* No FPU in the build (Cortex-M0/M0+/M3, or a soft-float M4): nothing to enable, and the
+ * Thumb-2 sequence above would not even assemble for ARMv6-M. Plain C is safe here: the
+ * stack pointer is already loaded from vector 0. */
+__attribute__((noreturn)) void Reset_Handler(void)
+{
+    tkd_reset_c();
+}
+#endif
 
 __attribute__((noreturn)) void tkd_reset_c(void)
 {
