@@ -17,20 +17,8 @@ from tinykd.firmware.project import Project, build_project, generate_project
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "fixture_model"
 
-# What the port uses from the core, nothing more: Serial with begin/bool/available/read/write.
-FAKE_ARDUINO_H = """#pragma once
-#include <stddef.h>
-#include <stdint.h>
-class FakeSerial {
-public:
-    void begin(unsigned long) {}
-    explicit operator bool() const { return true; }
-    int available() { return 0; }
-    int read() { return -1; }
-    size_t write(const uint8_t *, size_t n) { return n; }
-};
-extern FakeSerial Serial;
-"""
+# The stand-in core: what the port uses from an Arduino core (Serial, micros, delay), nothing more.
+STANDIN = REPO / "firmware" / "ports" / "arduino" / "standin"
 
 
 def _no_arduino_cli(monkeypatch):
@@ -89,31 +77,18 @@ def test_nano33_portable_part_compiles_softfp_and_fits(tmp_path, monkeypatch):
     print(f"\nnano33 fit check: flash {res.flash_used}/{res.flash_budget} B, RAM {res.ram_used}/{res.ram_budget} B")
 
 
-def test_nano33_arduino_port_compiles_against_stand_in_core(tmp_path):
+@pytest.mark.parametrize(
+    "board, cpu",
+    [("nano33", ["-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=softfp"]), ("pico", ["-mcpu=cortex-m0plus"])],
+)
+def test_arduino_port_compiles_for_the_cpu_against_stand_in_core(tmp_path, board, cpu):
+    """The port and sketch compile for the board's CPU (DWT counter on the M4, micros() on the M0+)."""
     _require("arm-none-eabi-g++")
-    proj = generate_project("nano33", FIXTURE, tmp_path / "fw")
-    inc = tmp_path / "core"
-    inc.mkdir()
-    (inc / "Arduino.h").write_text(FAKE_ARDUINO_H)
-    flags = [
-        "-mcpu=cortex-m4",
-        "-mthumb",
-        "-mfpu=fpv4-sp-d16",
-        "-mfloat-abi=softfp",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-I",
-        str(inc),
-        "-I",
-        str(proj.sketch_dir),
-    ]
-    for src, lang in (
-        (proj.sketch_dir / "tkd_port_arduino.cpp", "c++"),
-        (proj.sketch_dir / "tinykd_nano33.ino", "c++"),
-    ):
+    proj = generate_project(board, FIXTURE, tmp_path / "fw")
+    flags = [*cpu, "-mthumb", "-Wall", "-Wextra", "-Werror", "-I", str(STANDIN), "-I", str(proj.sketch_dir)]
+    for src in (proj.sketch_dir / "tkd_port_arduino.cpp", proj.sketch_dir / f"{proj.sketch_dir.name}.ino"):
         subprocess.run(
-            ["arm-none-eabi-g++", *flags, "-x", lang, "-c", str(src), "-o", str(tmp_path / (src.name + ".o"))],
+            ["arm-none-eabi-g++", *flags, "-x", "c++", "-c", str(src), "-o", str(tmp_path / (src.name + ".o"))],
             check=True,
         )
 

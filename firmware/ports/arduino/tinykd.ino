@@ -1,6 +1,6 @@
 // tinykd device application for Arduino boards (sketch entry points only).
 // The protocol, the model call and the counter live in the portable C sources beside this
-// file; tkd_port_arduino.cpp connects them to Serial and the DWT cycle counter.
+// file; tkd_port_arduino.cpp connects them to Serial (one write per frame) and the counter.
 #include "tkd_app.h"
 #include "tkd_port.h"
 
