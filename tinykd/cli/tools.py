@@ -11,16 +11,75 @@ from .options import data_dir_option, out_option
 
 
 @click.command()
+@click.option(
+    "--select",
+    is_flag=True,
+    help="Rank the boards where --model fits by unit price, with its flash, RAM and latency on each.",
+)
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(),
+    default=None,
+    help="With --select: an int8 .tflite, or a build folder (its model_int8.tflite).",
+)
+@click.option("--max-latency-ms", type=float, default=None, help="With --select: drop boards slower than this.")
+@click.option(
+    "--board",
+    "board_names",
+    multiple=True,
+    help="With --select: consider only these boards (repeat the option); default every board with a price.",
+)
+@out_option("With --select: where select.json, select.md and select.png go.", default="runs/select")
 @friendly_errors
-def boards():
-    """List the boards tinykd can build for."""
+def boards(select, model_file, max_latency_ms, board_names, out):
+    """List the boards tinykd can build for; with --select, the cheapest that run a model."""
     from ..boards import list_boards
+    from ..errors import TinykdError
 
-    for b in list_boards():
-        click.echo(
-            f"{b.name:<12} {b.cpu:<14} flash {b.flash_bytes // 1024:>5} KB  RAM {b.ram_bytes // 1024:>4} KB  "
-            f"{b.description}"
+    if not select:
+        if model_file or max_latency_ms is not None or board_names:
+            raise TinykdError("--model, --max-latency-ms and --board go with --select: add --select.")
+        click.echo(boards_table(list_boards()))
+        return
+    if not model_file:
+        raise TinykdError(
+            "--select needs the model to place: --model MODEL.tflite (or --model BUILD_FOLDER after `tinykd build`)."
         )
+    from ..experiments.board_select import select_boards
+
+    selection = select_boards(
+        model_file, out, max_latency_ms=max_latency_ms, boards=list(board_names) or None, log=click.echo
+    )
+    click.echo((Path(out) / "select.md").read_text())
+    click.echo(f"Written: {Path(out) / 'select.json'}, select.md, select.png")
+    if not selection.chosen:
+        raise SystemExit(1)
+
+
+def boards_table(boards) -> str:
+    """One line per board: core, clock, what the application may use of flash and RAM (after an
+    OS core's own share), unit price and how an image gets there."""
+    rows = [("board", "core", "MHz", "flash KB", "RAM KB", "USD", "flashed with", "")]
+    for b in boards:
+        flash = (b.flash_bytes - b.mbed_flash_allowance) // 1024
+        ram = (b.ram_bytes - b.mbed_ram_allowance) // 1024
+        price = f"{b.price_usd:.2f}" if b.price_usd is not None else "virtual"
+        rows.append(
+            (
+                b.name,
+                b.core,
+                f"{b.clock_hz / 1e6:g}",
+                str(flash),
+                str(ram),
+                price,
+                "/".join(b.flash_methods),
+                b.description,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 @click.command()

@@ -283,3 +283,26 @@ def layer_profile(profile: dict, title: str, path: Path) -> Path:
     ax.set(xlabel=f"{what} per inference", title=f"Per-layer profile on the device: {title}")
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, path)
+
+
+def board_selection(
+    points: list[tuple[str, float, float | None, bool]], max_latency_ms: float | None, title: str, path: Path
+) -> Path:
+    """Latency against unit price, one point per board (name, price, latency ms, chosen); the
+    boards not chosen (too big or too slow) are hollow."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, price, latency, chosen in points:
+        if latency is None:
+            continue
+        colour = "tab:blue" if chosen else "tab:gray"
+        ax.scatter(price, latency, s=50, facecolors=colour if chosen else "none", edgecolors=colour)
+        ax.annotate(name, (price, latency), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    if max_latency_ms is not None:
+        ax.axhline(max_latency_ms, color="tab:red", linestyle="--", linewidth=1, label="latency limit")
+        ax.legend(loc="upper right")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("unit price (USD, log scale)")
+    ax.set_ylabel("ms per inference, lower bound (log scale)")
+    ax.set_title(f"{title}: filled = fits{' and fast enough' if max_latency_ms is not None else ''}")
+    return _save(fig, path)
