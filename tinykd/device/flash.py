@@ -330,7 +330,7 @@ def _run_tool(method: str, cmd: list[str], board: Board, what_to_try: str) -> st
     return log
 
 
-def _ping_port(board: Board, port: str | None) -> str:
+def _board_port(board: Board, port: str | None) -> str:
     """The serial port to pick for `flash`: the one given, else the board's by USB vendor id."""
     if port:
         return port
@@ -347,7 +347,7 @@ def flash_arduino_cli(board: Board, fw: Firmware, port: str | None, port_timeout
     """arduino-cli upload of the sketch's existing build output (never compiles). The core does
     the 1200-baud touch, which drops the board into its bootloader (the port may change name)."""
     cli = shutil.which("arduino-cli")
-    port = _ping_port(board, port)
+    port = _board_port(board, port)
     if fw.sketch_output is not None:
         cmd = [cli, "upload", "--fqbn", board.fqbn, "--port", port, "--input-dir", str(fw.sketch_output)]
         cmd.append(str(fw.project.sketch_dir))
