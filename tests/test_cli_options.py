@@ -24,14 +24,14 @@ EXPECTED = {
     **{stage: BUILD for stage in STAGES},
     "firmware": BUILD | {"--model"},
     "flash": {"--task", "--config", "--board", "--out", "--firmware", "--elf", "--with", "--port", "--seconds"},
-    "evaluate": BUILD | {"--host", "--port", "--limit", "--model", "--random"},
+    "evaluate": BUILD | {"--host", "--port", "--limit", "--model", "--random", "--farm", "--address"},
     "data": DATA,
     "sweep": EXPERIMENT
     | RAY
     | {"--out", "--temperatures", "--alphas", "--students", "--methods", "--int8", "--baselines"},
     "fit": EXPERIMENT | DISTILL | RAY | {"--out", "--widths", "--depths", "--max-latency", "--min-epochs"},
     "reproduce": {"--quick", "--out", "--data-dir", "--seed"},
-    "boards": set(),
+    "boards": {"--select", "--model", "--max-latency-ms", "--board", "--out"},
     "doctor": {"--data-dir"},
     "bench": {"--out", "--fuzz", "--hostile", "--seed"},
 }
@@ -111,8 +111,8 @@ def test_model_runs_take_board_out_port_random_and_seed(tmp_path, monkeypatch):
 
     calls = []
 
-    def check(model, board, out, *, n, port, seed):
-        calls.append((model, board, Path(out), n, port, seed))
+    def check(model, board, out, *, n, port, seed, farm):
+        calls.append((model, board, Path(out), n, port, seed) + ((farm.address,) if farm else ()))
         return {"examples": n, "board": board, "host_vs_device": {"mismatches": 0}}
 
     class Firmware:
@@ -132,6 +132,8 @@ def test_model_runs_take_board_out_port_random_and_seed(tmp_path, monkeypatch):
     args = ["--model", "m.tflite", "--board", "nano33", "--out", "o", "--port", "/dev/null", "--random", "7"]
     assert run("evaluate", *args, "--seed", "3")[0] == 0
     assert calls[-1] == ("m.tflite", "nano33", Path("o"), 7, "/dev/null", 3)
+    assert run("evaluate", "--model", "m.tflite", "--address", "10.0.0.5:6379")[0] == 0
+    assert calls[-1][-1] == "10.0.0.5:6379", "--address reaches the device farm"
     code, output = run("firmware", "--model", "m.tflite")
     assert code == 0 and calls[-1] == ("m.tflite", DEFAULT_BOARD, Path(f"build/m-{DEFAULT_BOARD}/firmware"))
     assert f"project: build/m-{DEFAULT_BOARD}/firmware" in output

@@ -97,6 +97,10 @@ class DeviceConfig:
     limit: int = 0  # test examples streamed to the device (0 = the whole test set)
     instances: int = 2  # QEMU boards: instances side by side (its UART is slow)
     port: str = ""  # hardware boards: serial port ("" = find by USB vendor id)
+    # The device farm: stream over Ray actors, one per QEMU instance or board (tinykd.device.run.farm),
+    # on Ray embedded here (farm) or on the cluster at `address` (HOST:PORT; implies farm).
+    farm: bool = False
+    address: str = ""
 
 
 @dataclass

@@ -184,6 +184,19 @@ def flash(ctx, task, config_file, board, out, firmware_dir, elf_file, tool, port
 )
 @model_option("Any int8 .tflite: build firmware for it and check it on the device against TFLite Micro.")
 @click.option(
+    "--farm",
+    is_flag=True,
+    help="Stream over a Ray device farm: one Ray actor per QEMU instance or board (Ray embedded here unless "
+    "--address names a cluster).",
+)
+@click.option(
+    "--address",
+    type=str,
+    default=None,
+    help="Stream across the devices of every node of the Ray cluster at HOST:PORT (implies --farm): QEMU "
+    "instances spread over the nodes, or each node's boards found by USB vendor id.",
+)
+@click.option(
     "--random",
     "random_n",
     type=click.IntRange(min=1),
@@ -192,15 +205,24 @@ def flash(ctx, task, config_file, board, out, firmware_dir, elf_file, tool, port
 )
 @click.pass_context
 @friendly_errors
-def evaluate(ctx, host, port, limit, model_file, random_n, **opts):
+def evaluate(ctx, host, port, limit, model_file, farm, address, random_n, **opts):
     """Measure accuracy on the device (QEMU boards are started for you) beside the host's."""
+    if (farm or address) and (port or host):
+        raise click.UsageError("--farm/--address find the devices themselves: leave out --port and --host.", ctx)
     if model_file:
         from ..device.check import check_model_on_device
+        from ..trials import RayOptions
 
-        _refuse_build_options(ctx, used={"board", "out", "port", "seed", "random_n"})
+        _refuse_build_options(ctx, used={"board", "out", "port", "seed", "random_n", "farm", "address"})
         board, out = model_run(model_file, opts["board"], opts["out"])
         result = check_model_on_device(
-            model_file, board, out, n=100 if random_n is None else random_n, port=port, seed=opts["seed"] or 0
+            model_file,
+            board,
+            out,
+            n=100 if random_n is None else random_n,
+            port=port,
+            seed=opts["seed"] or 0,
+            farm=RayOptions(address=address) if (farm or address) else None,
         )
         click.echo(
             f"{result['examples']} random inputs on {result['board']}: "
@@ -212,6 +234,8 @@ def evaluate(ctx, host, port, limit, model_file, random_n, **opts):
         return
     refuse_given(ctx, {"random_n"}, "without --model (a build streams its test set)")
     device: dict = {"port": port} if port else {}
+    if farm or address:
+        device.update(farm=True, address=address or "")
     if limit is not None:
         device["limit"] = limit
     b = open_build(opts, device=device)

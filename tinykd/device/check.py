@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,9 +27,19 @@ from ..fuzz.compare import dequantize_f32, quantize_f32
 from .evaluate import PARTIAL_NAME, compare_with_host, random_inputs, remove_partial, run_on_device
 from .profile import PROFILE_INPUTS, profile_on_device
 
+if TYPE_CHECKING:
+    from ..trials.session import RayOptions
+
 
 def check_model_on_device(
-    tflite_path: str | Path, board: str, out_dir: str | Path, *, n: int = 100, port: str | None = None, seed: int = 0
+    tflite_path: str | Path,
+    board: str,
+    out_dir: str | Path,
+    *,
+    n: int = 100,
+    port: str | None = None,
+    seed: int = 0,
+    farm: RayOptions | None = None,
 ) -> dict:
     """Build firmware for the model, run N random inputs on the board and on the host, compare;
     profile the first few inputs layer by layer.
@@ -49,7 +60,7 @@ def check_model_on_device(
         x = random_inputs(n, math.prod(s.input_shape), seed)
         host = outputs_tflm(tflite_path, x.reshape(shape))
     partial = out_dir / PARTIAL_NAME
-    run = run_on_device(board, fw.build.elf, x, expected_sha256=s.sha256, port=port, partial=partial)
+    run = run_on_device(board, fw.build.elf, x, expected_sha256=s.sha256, port=port, partial=partial, farm=farm)
     result = {
         "board": board.name,
         "model": str(tflite_path),
@@ -74,16 +85,20 @@ def check_model_on_device(
     else:
         result["host_vs_device"] = compare_with_host(run.outputs, host.reshape(n, -1).astype(np.int8))
     k = min(n, PROFILE_INPUTS)
-    profile = profile_on_device(
-        board,
-        fw.build.elf,
-        x[:k],
-        s,
-        expected_sha256=s.sha256,
-        port=port,
-        whole_model_counts=run.counts[:k],
-        outputs=run.outputs[:k],
-    )
+    if farm is not None and not board.is_qemu:
+        # The farm's boards sit on other nodes; the per-layer profile needs one here (--port).
+        profile = {"skipped": "not run over a device farm of real boards: profile one board with --port"}
+    else:
+        profile = profile_on_device(
+            board,
+            fw.build.elf,
+            x[:k],
+            s,
+            expected_sha256=s.sha256,
+            port=port,
+            whole_model_counts=run.counts[:k],
+            outputs=run.outputs[:k],
+        )
     result.update(latency=run.latency(board.clock_hz), layer_profile=profile)
     result.update(where=run.where, link=run.link, firmware=fw.summary())
     if "layers" in profile:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +14,9 @@ from ..boards import Board, load_board
 from ..errors import TinykdError
 from .flash import find_ports
 from .run import PartialResults, PortLinks, QemuLinks, audio_job, features_job, file_digest, inputs_digest, stream_job
+
+if TYPE_CHECKING:
+    from ..trials.session import RayOptions
 
 PARTIAL_NAME = "device_partial.npz"  # the verified results of an interrupted run, beside its output
 
@@ -64,6 +69,7 @@ def run_on_device(
     progress: bool = True,
     raw_audio: bool = False,
     partial: str | os.PathLike | None = None,
+    farm: RayOptions | None = None,
 ) -> DeviceRun:
     """Run every input on the board and return outputs and counts in input order.
 
@@ -75,10 +81,32 @@ def run_on_device(
     the model whose SHA-256 is `expected_sha256`.
     partial: a file for the verified results; after an interruption (Ctrl-C, a lost device)
     the same call resumes from it. The caller removes it (remove_partial) once the final
-    results are written."""
+    results are written.
+    farm: stream over a Ray device farm (one actor per QEMU instance or board, on every node of
+    the cluster these RayOptions join, or on Ray embedded here); the results are the same."""
     board = load_board(board)
     job = audio_job(inputs) if raw_audio else features_job(inputs)
-    links = device_links(board, elf, port, instances)
+    if farm is not None:
+        if port:
+            raise TinykdError("A device farm finds its devices itself: give --port or the farm options, not both.")
+        from tinykd.device.run.farm import FarmLinks
+        from tinykd.trials import ray_session
+
+        ray_dir = Path(partial).parent if partial is not None else Path(tempfile.gettempdir())
+        with ray_session(farm, ray_dir):
+            return _stream(
+                board,
+                job,
+                FarmLinks(board, Path(elf) if elf else None, instances),
+                elf,
+                expected_sha256,
+                partial,
+                progress,
+            )
+    return _stream(board, job, device_links(board, elf, port, instances), elf, expected_sha256, partial, progress)
+
+
+def _stream(board: Board, job, links, elf, expected_sha256: str, partial, progress: bool) -> DeviceRun:
     key = {
         "format": 1,
         "kind": job.kind,

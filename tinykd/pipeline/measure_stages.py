@@ -69,6 +69,7 @@ def device(build):
     from ..evaluate import classification_result
     from ..export import tflite_io_quantization
     from ..export.convert import quantize_input
+    from ..trials.session import RayOptions
 
     d, c = build.dataset, build.config.device
     n = min(c.limit or len(d.y_test), len(d.y_test))
@@ -92,6 +93,7 @@ def device(build):
         instances=c.instances,
         raw_audio=raw_audio,
         partial=partial,
+        farm=RayOptions(address=c.address or None) if (c.farm or c.address) else None,
     )
     if run.link.get("resumed"):
         build.log(
@@ -139,6 +141,10 @@ def _layer_profile(build, firmware: dict, host_features, run) -> dict:
     from ..device.profile import PROFILE_INPUTS, profile_on_device
     from ..firmware.codegen import ModelSources
 
+    c = build.config.device
+    if (c.farm or c.address) and not build.board.is_qemu:
+        # The farm's boards sit on other nodes; the per-layer profile needs one here (--port).
+        return {"skipped": "not run over a device farm of real boards: profile one board with --port"}
     k = min(PROFILE_INPUTS, len(run.outputs))
     build.log(f"  profiling the model layer by layer on {k} test inputs")
     profile = profile_on_device(
