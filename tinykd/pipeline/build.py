@@ -226,10 +226,12 @@ class Build:
         seed: int | None = None,
         checkpoint_dir=None,
         label: str | None = None,
+        patience: int = 0,
     ):
         """Train `model` with [section]'s epochs, batch size and learning rate, distilling with
         `kd` = (method, teacher) (a recipe's `kd_pair`) or on the labels alone (None). The seed
-        is the stage's unless given; checkpoints go to the stage's folder unless given."""
+        is the stage's unless given; checkpoints go to the stage's folder unless given;
+        `patience` > 0 stops early on validation (tinykd.distill.train)."""
         import tf_keras as keras
 
         import tinykd  # noqa: F401
@@ -255,6 +257,7 @@ class Build:
             max_shift=self.config.data.jitter,
             checkpoint_dir=checkpoint_dir or self.checkpoints(stage),
             label=label or CHECKPOINT_LABEL[stage],
+            patience=patience,
         )
 
 
