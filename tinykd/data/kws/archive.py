@@ -14,7 +14,7 @@ from pathlib import Path
 from ...errors import TinykdError
 from ...fileio import atomic_path
 from ..cache import cache_dir, md5sum, sha256sum
-from .layout import check_layout, is_dataset_dir
+from .layout import KEYWORDS, check_layout, is_dataset_dir
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ ARCHIVES = {
 }
 
 
-def locate(data_dir=None, version: str = "v0.02", download: bool = True) -> Path:
+def locate(data_dir=None, version: str = "v0.02", download: bool = True, keywords=KEYWORDS) -> Path:
     """The dataset root: data_dir, else $TINYKD_DATA (or a speech_commands* folder in it),
     else the cache, else a verified download into the cache."""
     if version not in ARCHIVES:
@@ -62,9 +62,9 @@ def locate(data_dir=None, version: str = "v0.02", download: bool = True) -> Path
         root = Path(data_dir)
         for cand in (root, root / arch.folder, root / "speech_commands"):
             if is_dataset_dir(cand):
-                check_layout(cand)
+                check_layout(cand, keywords)
                 return cand
-        check_layout(root)  # raises with the precise problem
+        check_layout(root, keywords)  # raises with the precise problem
         return root
     searched = []
     if os.environ.get("TINYKD_DATA"):
@@ -73,7 +73,7 @@ def locate(data_dir=None, version: str = "v0.02", download: bool = True) -> Path
     searched.append(cache_dir() / arch.folder)
     for cand in searched:
         if is_dataset_dir(cand):
-            check_layout(cand)
+            check_layout(cand, keywords)
             return cand
     target = cache_dir() / arch.folder
     archive = cache_dir() / arch.url.rsplit("/", 1)[-1]

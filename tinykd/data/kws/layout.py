@@ -20,16 +20,23 @@ CLASS_NAMES = list(KEYWORDS) + [SILENCE, UNKNOWN]
 NOISE_DIR = "_background_noise_"
 
 
+def class_names(keywords=KEYWORDS) -> list[str]:
+    """The classes of a keyword spotter: its keywords, then _silence_ and _unknown_."""
+    return list(keywords) + [SILENCE, UNKNOWN]
+
+
+def word_folders(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and p.name != NOISE_DIR and not p.name.startswith("."))
+
+
 def is_dataset_dir(path: Path) -> bool:
     return (
-        (path / "validation_list.txt").is_file()
-        and (path / "testing_list.txt").is_file()
-        and any((path / k).is_dir() for k in KEYWORDS)
+        (path / "validation_list.txt").is_file() and (path / "testing_list.txt").is_file() and bool(word_folders(path))
     )
 
 
-def check_layout(root: Path) -> None:
-    """Raise TinykdError unless root has the Speech Commands layout with all ten keywords."""
+def check_layout(root: Path, keywords=KEYWORDS) -> None:
+    """Raise TinykdError unless root has the Speech Commands layout with a folder per keyword."""
     if not root.is_dir():
         raise TinykdError(
             f"The Speech Commands folder {root} does not exist. Pass the folder that holds the "
@@ -37,7 +44,15 @@ def check_layout(root: Path) -> None:
             "generate a synthetic one with tinykd.data.kws.synth.synthesize_kws."
         )
     missing = [n for n in ("validation_list.txt", "testing_list.txt") if not (root / n).is_file()]
-    missing += [k + "/" for k in KEYWORDS if not (root / k).is_dir()]
+    absent = [k for k in keywords if not (root / k).is_dir()]
+    if not missing and absent and tuple(keywords) != KEYWORDS:
+        raise TinykdError(
+            f"{root} has no recordings of the keyword{'s' if len(absent) > 1 else ''} {', '.join(absent)}: "
+            f"no folder {', '.join(k + '/' for k in absent)}. Its word folders are "
+            f"{', '.join(word_folders(root)) or 'none'}. Record each keyword into <word>/<speaker>_nohash_<n>.wav, "
+            "choose keywords it has (--keywords), or leave out --data-dir to synthesise them."
+        )
+    missing += [k + "/" for k in absent]
     if missing:
         raise TinykdError(
             f"{root} is not in the Speech Commands layout: missing {', '.join(missing)}. Expected "

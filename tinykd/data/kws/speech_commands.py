@@ -29,7 +29,7 @@ from ...fileio import atomic_path
 from ..cache import cache_dir
 from .archive import ARCHIVES, Archive, fetch_archive, locate  # noqa: F401  (re-exported: speech_commands.locate)
 from .layout import (
-    CLASS_NAMES,
+    CLASS_NAMES,  # noqa: F401  (re-exported)
     CLIP_SAMPLES,
     KEYWORDS,
     NOISE_DIR,
@@ -37,6 +37,7 @@ from .layout import (
     SILENCE,
     UNKNOWN,
     check_layout,
+    class_names,
     is_dataset_dir,  # noqa: F401  (re-exported)
 )
 
@@ -124,8 +125,9 @@ def split_files(root: Path, split: str) -> list[str]:
     return out
 
 
-def label_of(word: str) -> int:
-    return CLASS_NAMES.index(word) if word in KEYWORDS else CLASS_NAMES.index(UNKNOWN)
+def label_of(word: str, keywords=KEYWORDS) -> int:
+    """The class of a word folder: its keyword's position, or _unknown_ for any other word."""
+    return keywords.index(word) if word in keywords else len(keywords) + 1
 
 
 @dataclass(frozen=True)
@@ -166,27 +168,30 @@ def build_index(
     silence_percentage: float = 10.0,
     unknown_percentage: float = 10.0,
     noise: dict[str, np.ndarray] | None = None,
+    keywords=KEYWORDS,
 ) -> list[Item]:
     """The examples of one split: all keyword clips, sampled unknowns, silence cuts."""
     split = canonical_split(split)
     seed = seed if split == "train" else EVAL_SEED
+    keywords = tuple(keywords)
+    names = class_names(keywords)
     files = split_files(root, split)
-    known = [Item(label_of(f.split("/")[0]), path=f) for f in files if f.split("/")[0] in KEYWORDS]
-    pool = [f for f in files if f.split("/")[0] not in KEYWORDS]
+    known = [Item(label_of(f.split("/")[0], keywords), path=f) for f in files if f.split("/")[0] in keywords]
+    pool = [f for f in files if f.split("/")[0] not in keywords]
     n_unknown = min(len(pool), int(math.ceil(len(known) * unknown_percentage / 100.0)))
     rng = _rng(seed, split, "unknown")
     picked = sorted(rng.choice(len(pool), size=n_unknown, replace=False)) if n_unknown else []
-    unknown = [Item(CLASS_NAMES.index(UNKNOWN), path=pool[i]) for i in picked]
+    unknown = [Item(names.index(UNKNOWN), path=pool[i]) for i in picked]
     n_silence = int(math.ceil(len(known) * silence_percentage / 100.0))
     silence = []
     if n_silence:
         noise = noise if noise is not None else noise_files(root)
-        names = sorted(noise)
+        noise_names = sorted(noise)
         rng = _rng(seed, split, "silence")
         for _ in range(n_silence):
-            name = names[int(rng.integers(len(names)))]
+            name = noise_names[int(rng.integers(len(noise_names)))]
             start = int(rng.integers(len(noise[name]) - CLIP_SAMPLES + 1))
-            silence.append(Item(CLASS_NAMES.index(SILENCE), noise=name, start=start, gain=float(rng.uniform(0.0, 1.0))))
+            silence.append(Item(names.index(SILENCE), noise=name, start=start, gain=float(rng.uniform(0.0, 1.0))))
     return known + unknown + silence
 
 
@@ -204,19 +209,24 @@ def load_audio(
     limit: int = 0,
     progress: bool = True,
     version: str = "v0.02",
+    keywords=KEYWORDS,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(audio int16 [N, 16000], labels int64 [N], class names) of one split.
+
+    keywords: the word folders that are classes, in class order (then _silence_, _unknown_);
+    every other word folder is _unknown_.
 
     augment (training only): the number of augmented copies appended after the clips. In a
     copy each word clip is shifted by up to +-time_shift_ms (zero fill) and, with probability
     background_frequency, gets a noise cut at volume U(0, background_volume) added; copy k is
     seeded by (`seed`, k). limit > 0 keeps a seeded random subset (before the copies).
     """
-    root = locate(data_dir, version=version)
-    check_layout(root)
+    keywords = tuple(keywords)
+    root = locate(data_dir, version=version, keywords=keywords)
+    check_layout(root, keywords)
     split = canonical_split(split)
     noise = noise_files(root)
-    items = build_index(root, split, seed, silence_percentage, unknown_percentage, noise)
+    items = build_index(root, split, seed, silence_percentage, unknown_percentage, noise, keywords)
     if limit and limit < len(items):
         keep = np.sort(
             _rng(seed if split == "train" else EVAL_SEED, split, "limit").choice(len(items), limit, replace=False)
@@ -249,7 +259,7 @@ def load_audio(
             ]
         )
         labels = np.tile(labels, copies + 1)
-    return audio, labels, list(CLASS_NAMES)
+    return audio, labels, class_names(keywords)
 
 
 def augment_audio(
@@ -316,6 +326,7 @@ def load_kws_features(
     progress: bool = True,
     version: str = "v0.02",
     threads: int | None = None,
+    keywords=KEYWORDS,
     **audio_options,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(int8 features [N, 49, 10] from the C frontend, int64 labels [N], class names).
@@ -325,8 +336,9 @@ def load_kws_features(
     """
     from . import frontend
 
-    root = locate(data_dir, version=version)
-    check_layout(root)
+    keywords = tuple(keywords)
+    root = locate(data_dir, version=version, keywords=keywords)
+    check_layout(root, keywords)
     split = canonical_split(split)
     key_obj = {
         "root": str(root.resolve()),
@@ -338,6 +350,8 @@ def load_kws_features(
         "frontend": frontend.source_hash(),
         "options": sorted(audio_options.items()),
     }
+    if keywords != KEYWORDS:  # the ten keywords keep their old cache entries
+        key_obj["keywords"] = list(keywords)
     key = hashlib.sha256(json.dumps(key_obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_dir() / "kws_features" / f"{split}-{key}.npz"
     if cache and path.is_file():
@@ -347,7 +361,15 @@ def load_kws_features(
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache: recompute
     audio, labels, names = load_audio(
-        root, split, seed, augment=augment, limit=limit, progress=progress, version=version, **audio_options
+        root,
+        split,
+        seed,
+        augment=augment,
+        limit=limit,
+        progress=progress,
+        version=version,
+        keywords=keywords,
+        **audio_options,
     )
     bar = None
     if progress:
@@ -366,18 +388,26 @@ def load_kws_features(
     return feats, labels, names
 
 
-def load(data_dir=None, val_size: int = 0, seed: int = 0, train_limit: int = 0, test_limit: int = 0, augment: int = 0):
+def load(
+    data_dir=None,
+    val_size: int = 0,
+    seed: int = 0,
+    train_limit: int = 0,
+    test_limit: int = 0,
+    augment: int = 0,
+    keywords=KEYWORDS,
+):
     """The task interface: a Dataset of dequantised MFCC [N, 49, 10, 1] float32 (quantising
     with the frontend's scale/zero point gives back the exact int8 bytes) and class ids.
     val_size is ignored: Speech Commands has its own validation list. `augment` appends that
     many time-shifted, noise-mixed copies of the training clips (train_limit counts clips
-    before the copies)."""
+    before the copies). keywords: the classes besides _silence_ and _unknown_."""
     from ..base import Dataset
     from . import frontend
 
     out = {}
     for split, limit in (("train", train_limit), ("validation", 0), ("test", test_limit)):
-        x, y, names = load_kws_features(data_dir, split, seed, augment=augment, limit=limit)
+        x, y, names = load_kws_features(data_dir, split, seed, augment=augment, limit=limit, keywords=keywords)
         out[split] = (frontend.dequantize(x)[..., None], y)
     return Dataset(
         x_train=out["train"][0],
@@ -386,5 +416,5 @@ def load(data_dir=None, val_size: int = 0, seed: int = 0, train_limit: int = 0, 
         y_val=out["validation"][1],
         x_test=out["test"][0],
         y_test=out["test"][1],
-        class_names=list(CLASS_NAMES),
+        class_names=class_names(keywords),
     )
