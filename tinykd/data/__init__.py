@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,67 +39,31 @@ class Task:
 
 
 # ---------------------------------------------------------------------------------- kws
-
-KWS_SYNTH_CLIPS_PER_WORD = 200  # the full synthetic set: 10 x 200 keyword + 25 x 50 other clips
-
-
-def kws_synth_clips_per_word(train_limit: int, synth_clips: int = 0) -> int:
-    """Size of the synthetic set: `synth_clips` when given, else enough keyword clips for
-    `train_limit` training examples (80 % of the clips train; _unknown_ and _silence_ add
-    10 % each), the default set for 0."""
-    if synth_clips:
-        return synth_clips
-    if not train_limit:
-        return KWS_SYNTH_CLIPS_PER_WORD
-    return max(8, min(KWS_SYNTH_CLIPS_PER_WORD, math.ceil(train_limit / (10 * 0.8 * 1.2))))
+# (tinykd/data/kws/task.py: where the clips come from, the keywords, the synthetic set)
 
 
-def kws_data_root(data_dir=None, seed: int = 0, train_limit: int = 0, synth_clips: int = 0) -> Path:
-    """Where the KWS clips come from: `data_dir`, else $TINYKD_DATA when it holds Speech
-    Commands, else a synthetic set spoken by espeak-ng, generated once into
-    $TINYKD_CACHE/kws-synth-<seed>-<clips per word>."""
-    from .kws import speech_commands, synth
+def kws_data_root(data_dir=None, seed: int = 0, train_limit: int = 0, synth_clips: int = 0, keywords=()) -> Path:
+    from .kws import task
 
-    if data_dir:
-        return speech_commands.locate(data_dir, download=False)
-    env = os.environ.get("TINYKD_DATA")
-    if env:
-        base = Path(env)
-        for cand in (base / speech_commands.ARCHIVES["v0.02"].folder, base / "speech_commands", base):
-            if speech_commands.is_dataset_dir(cand):
-                speech_commands.check_layout(cand)
-                return cand
-    size = kws_synth_clips_per_word(train_limit, synth_clips)
-    root = speech_commands.cache_dir() / f"kws-synth-{seed}-{size}"
-    synth.synthesize_kws(root, clips_per_word=size, seed=seed, progress=True)
-    return root
+    return task.data_root(data_dir, seed, train_limit, synth_clips, keywords)
 
 
-def _kws_load(
-    data_dir=None,
-    val_size: int = 0,
-    seed: int = 0,
-    train_limit: int = 0,
-    test_limit: int = 0,
-    augment: int = 0,
-    synth_clips: int = 0,
-) -> Dataset:
-    from .kws import speech_commands
+def _kws_load(*args, **kwargs) -> Dataset:
+    from .kws import task
 
-    root = kws_data_root(data_dir, seed, train_limit, synth_clips)
-    return speech_commands.load(
-        root, val_size=val_size, seed=seed, train_limit=train_limit, test_limit=test_limit, augment=augment
-    )
+    return task.load(*args, **kwargs)
 
 
-def _kws_test_audio(
-    data_dir=None, seed: int = 0, train_limit: int = 0, test_limit: int = 0, augment: int = 0, synth_clips: int = 0
-) -> np.ndarray:
-    from .kws import speech_commands
+def _kws_test_audio(*args, **kwargs) -> np.ndarray:
+    from .kws import task
 
-    root = kws_data_root(data_dir, seed, train_limit, synth_clips)
-    audio, _, _ = speech_commands.load_audio(root, "test", seed, limit=test_limit, progress=False)
-    return audio
+    return task.test_audio(*args, **kwargs)
+
+
+def _kws_data_digest(*args, **kwargs) -> str:
+    from .kws import task
+
+    return task.data_digest(*args, **kwargs)
 
 
 def _kws_input_quantization() -> tuple[float, int]:
@@ -134,8 +96,9 @@ TASKS: dict[str, Task] = {
     ),
     "kws": Task(
         name="kws",
-        description="keyword spotting: 12 classes (10 words, silence, unknown) from 1 s of "
-        "16 kHz audio as 49x10 int8 MFCC (Speech Commands, or synthesised with espeak-ng)",
+        description="keyword spotting: 12 classes (10 words, silence, unknown; or your own [data] keywords) "
+        "from 1 s of 16 kHz audio as 49x10 int8 MFCC (Speech Commands, or synthesised by espeak-ng, "
+        "flite and festival)",
         load=_kws_load,
         default_teacher="ds-cnn-l",
         default_student="ds-cnn-s",
@@ -143,7 +106,8 @@ TASKS: dict[str, Task] = {
         input_quantization=_kws_input_quantization(),
         load_test_audio=_kws_test_audio,
         device_frontend="kws-mfcc",
-        data_options=("augment", "synth_clips"),
+        data_options=("augment", "synth_clips", "keywords"),
+        data_digest=_kws_data_digest,
     ),
 }
 
