@@ -26,9 +26,12 @@ class DataConfig:
     jitter: int = 2  # random shift in pixels during training (Hinton used up to 2)
     # kws: time-shifted, noise-mixed copies of the training clips added to the training set
     augment: int = 0
-    # kws without Speech Commands: keyword clips per word in the espeak-ng set (0 = 200, or
+    # kws without Speech Commands: keyword clips per word in the synthetic set (0 = 200, or
     # fewer when train_limit asks for less)
     synth_clips: int = 0
+    # kws: the keywords, the classes besides _silence_ and _unknown_ ([] = Speech Commands' ten:
+    # yes, no, up, down, left, right, on, off, stop, go); recorded in dir, or synthesised
+    keywords: list[str] = field(default_factory=list)
     # image (tinykd/data/images.py): dir names idx files, a .npz or a folder of class folders
     format: str = "auto"  # auto | idx | npz | folder
     image_size: list[int] = field(default_factory=list)  # [height, width] to resize to ([] = as stored)
@@ -291,12 +294,16 @@ def validate(config: BuildConfig) -> None:
             "[data] needs val_size >= 1 and non-negative train_limit, test_limit, jitter, augment and synth_clips."
         )
     task_options = get_task(config.task).data_options
-    unused = [k for k in ("augment", "synth_clips") if getattr(data, k) and k not in task_options]
+    unused = [k for k in ("augment", "synth_clips", "keywords") if getattr(data, k) and k not in task_options]
     if unused:
         raise TinykdError(
             f"[data] {', '.join(unused)} only apply to the kws task (task '{config.task}' ignores them). "
             "Remove them; for MNIST the training augmentation is [data] jitter."
         )
+    if data.keywords:
+        from .data.kws.synth import check_words
+
+        check_words(data.keywords, "[data] keywords")
     _validate_image_data(config, task_options)
     if config.device.limit < 0 or config.device.instances < 1:
         raise TinykdError("[device] needs limit >= 0 (0 = all) and instances >= 1.")
