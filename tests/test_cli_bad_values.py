@@ -81,9 +81,17 @@ BAD_VALUES = {
     "--max-latency": "-1",
     "--min-epochs": "-1",
     "--cpus-per-trial": "0",
+    "--keywords": "Yes,no",
+    "--recipe": "bogus",
+    "--backgrounds": "/nonexistent/noise",
+    "--real-clips": "/nonexistent/clips",
 }
 # What a command needs besides the bad option to get as far as checking it.
-REQUIRED = {"data synth-kws": ["--out", "{tmp}"], "reproduce": ["hinton-mnist"]}
+REQUIRED = {
+    "data synth-kws": ["--out", "{tmp}"],
+    "data transfer": ["--model", "{model}", "--real-clips", "{tmp}"],
+    "reproduce": ["hinton-mnist"],
+}
 # Options that only apply beside another one.
 COMPANION = {"--random": ["--model", "{model}"], "--port": ["--board", "nano33"]}
 

@@ -13,7 +13,7 @@ from tinykd.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-DATA = {"--task", "--config", "--data-dir", "--seed", "--quick"}
+DATA = {"--task", "--config", "--data-dir", "--keywords", "--seed", "--quick"}
 EXPERIMENT = DATA | {"--board", "--teacher", "--teacher-epochs", "--teacher-model", "--epochs", "--qat-epochs"}
 RAY = {"--address", "--cpus-per-trial"}
 DISTILL = {"--temperature", "--alpha", "--method"}
@@ -55,7 +55,9 @@ def run(*args):
 def test_each_command_takes_exactly_its_options():
     assert set(main.commands) == set(EXPECTED)
     assert {name: options_of(command) for name, command in main.commands.items()} == EXPECTED
-    assert options_of(main.commands["data"].commands["synth-kws"]) == {"--out", "--clips", "--seed"}
+    synth_kws = {"--out", "--clips", "--keywords", "--recipe", "--backgrounds", "--seed"}
+    assert options_of(main.commands["data"].commands["synth-kws"]) == synth_kws
+    assert options_of(main.commands["data"].commands["transfer"]) == {"--model", "--real-clips", "--keywords", "--out"}
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ CONFIG_PATHS = {
     "board": ("board",),
     "seed": ("seed",),
     "data_dir": ("data", "dir"),
+    "keywords": ("data", "keywords"),
     "epochs": ("student", "epochs"),
     "teacher_epochs": ("teacher", "epochs"),
     "qat_epochs": ("qat", "epochs"),

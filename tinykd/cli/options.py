@@ -132,6 +132,32 @@ def data_dir_option(help: str = "Folder with the dataset files (for --task image
     return click.option("--data-dir", type=click.Path(exists=True), default=None, help=help)
 
 
+class KeywordList(click.ParamType):
+    """Comma-separated keywords (marvin,sheila): plain lowercase words, each once."""
+
+    name = "WORD,WORD,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        words = [w.strip() for w in str(value).split(",")]
+        bad = [w for w in words if not (w.isascii() and w.isalpha() and w.islower())]
+        if bad:
+            self.fail(
+                f"'{value}': keywords are plain lowercase words of letters a-z separated by commas "
+                "(e.g. marvin,sheila), one folder each.",
+                param,
+                ctx,
+            )
+        if len(set(words)) != len(words):
+            self.fail(f"'{value}' names a keyword twice.", param, ctx)
+        return words
+
+
+def keywords_option(help: str = "Keywords to spot (kws), e.g. marvin,sheila: recorded in --data-dir or synthesised."):
+    return click.option("--keywords", type=KeywordList(), default=None, help=help)
+
+
 def quick_option(help: str = "Tiny data and few epochs: a smoke run in about a minute."):
     return click.option("--quick", is_flag=True, help=help)
 
@@ -143,7 +169,7 @@ def model_option(help: str):
 # ------------------------------------------------------------------ the groups commands take
 
 # What picks the data: `tinykd data`, and the start of every training command.
-data_options = compose(task_option, config_option, data_dir_option(), seed_option(), quick_option())
+data_options = compose(task_option, config_option, data_dir_option(), keywords_option(), seed_option(), quick_option())
 
 teacher_options = compose(
     click.option("--teacher", type=str, default=None, help="Teacher architecture to train (e.g. cnn, hinton-1200)."),
