@@ -27,7 +27,11 @@ def _frames(n: int, size: int, hop: int) -> int:
 def formant_shift(x: np.ndarray, factor: float, n_fft: int = 512, hop: int = 128, n_cep: int = 24) -> np.ndarray:
     """Move the spectral envelope (formants: the vocal tract) by `factor` and keep the harmonics
     (pitch) where they are: per STFT frame, the cepstrally smoothed log spectrum is read at f / factor
-    instead of f. factor > 1 sounds like a shorter vocal tract (a smaller speaker)."""
+    instead of f. factor > 1 sounds like a shorter vocal tract (a smaller speaker).
+
+    The envelope is taken from the power spectrum smoothed over ~280 Hz first: the valleys between
+    harmonics would otherwise drag the log spectrum down where harmonics are sparse, and the shift
+    would overshoot (x1.35 instead of x1.25 on a steady vowel)."""
     if abs(factor - 1.0) < 1e-6 or len(x) == 0:
         return x.copy()
     win = np.hanning(n_fft + 1)[:-1]
@@ -36,7 +40,11 @@ def formant_shift(x: np.ndarray, factor: float, n_fft: int = 512, hop: int = 128
     padded = np.concatenate([np.zeros(n_fft // 2), x, np.zeros(count * hop + n_fft)])
     idx = np.arange(n_fft)[None, :] + hop * np.arange(count)[:, None]
     spec = np.fft.rfft(padded[idx] * win, axis=1)
-    log_mag = np.log(np.abs(spec) + 1e-9)
+    kernel = np.hanning(11)[1:-1]  # 9 bins of 31.25 Hz
+    kernel /= kernel.sum()
+    power = np.pad(np.abs(spec) ** 2, ((0, 0), (4, 4)), mode="reflect")
+    smooth = sum(w * power[:, k : k + spec.shape[1]] for k, w in enumerate(kernel))
+    log_mag = 0.5 * np.log(smooth + 1e-18)
     cep = np.fft.irfft(log_mag, n_fft, axis=1)
     cep[:, n_cep : n_fft - n_cep + 1] = 0.0  # lifter: keep the slowly varying envelope
     env = np.fft.rfft(cep, axis=1).real

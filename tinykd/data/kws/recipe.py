@@ -23,7 +23,7 @@ from .engines import ENGINES, get_engine
 from .espeak import NOISE_KINDS, make_noise
 from .layout import CLIP_SAMPLES
 
-RENDER_VERSION = 1  # bump when render() or an engine's use changes the audio for the same plan
+RENDER_VERSION = 2  # bump when render() or an engine's use changes the audio for the same plan (2: formant envelope)
 
 
 @dataclass(frozen=True)
