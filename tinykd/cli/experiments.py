@@ -81,7 +81,8 @@ def sweep(temperatures, alphas, students, methods, int8, baselines, **opts):
     ray = ray_settings(opts)
     ray.check()
     config = resolve_config(opts)
-    grid = parse_grid(temperatures, alphas or f"{config.distill.alpha:g}", students, methods or config.distill.method)
+    alpha = config.distill.numbers()[1]  # "auto" (no search in a sweep): the fallback alpha
+    grid = parse_grid(temperatures, alphas or f"{alpha:g}", students, methods or config.distill.method)
     out = out_dir(opts["out"], default_sweep_dir(config))
     result = run_sweep(config, out, grid, int8=int8, baselines=baselines, ray=ray, log=log)
     click.echo(

@@ -142,7 +142,7 @@ def run_fit(
 
 def _spec(experiment: Experiment, arch: str) -> StudentSpec:
     kd = experiment.config.distill
-    return StudentSpec(arch, kd.method, kd.temperature, kd.alpha)
+    return StudentSpec(arch, kd.method, *kd.numbers())  # "auto": no search here, the fallback
 
 
 def rung_epochs(full: int, min_epochs: int) -> list[int]:
