@@ -62,13 +62,36 @@ class StudentConfig:
     learning_rate: float = 2e-3
 
 
+AUTO = "auto"
+# Where no search runs ("auto" with a method that distils from more than one model, `tinykd
+# sweep` and `tinykd fit`), "auto" means Hinton et al.'s choice for MNIST: T=20 (every T above 8
+# about as good for students of 300 units and more) and alpha=0.9, most weight on the soft
+# targets ("considerably lower weight on the second objective").
+FALLBACK_TEMPERATURE = 20.0
+FALLBACK_ALPHA = 0.9
+
+
 @dataclass
 class DistillConfig:
-    # Hinton et al. used T=20 for the 800-800 student and found every T above 8 about as
-    # good for students of 300 units and more; alpha=0.9 puts most weight on the soft
-    # targets, as the paper recommends ("considerably lower weight on the second objective").
-    temperature: float = 20.0
-    alpha: float = 0.9
+    # "auto" (or a number that fixes it): chosen by the build's search on the validation split,
+    # over search_temperatures x search_alphas (tinykd.experiments.kd_search.grid_search); what
+    # is best depends on the data, the teacher and the student (MNIST's T=20, alpha=0.9 made
+    # the student worse on harder digits), so it is measured rather than assumed.
+    temperature: float | str = AUTO
+    alpha: float | str = AUTO
+    # The grid. Hinton's paper found T=2.5-4 best for small students and everything above 8 alike
+    # for large ones, so the temperatures double from 1 to 8, then 20; alpha 0.5 (labels and teacher
+    # alike) against 0.9 (mostly the teacher). Each point is distilled for search_epochs from the
+    # same initial weights on the same batches (only T and alpha differ), on search_train training
+    # examples (0 = all): a few epochs rank the points as the full run would, for a fraction of it.
+    search_temperatures: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 20.0])
+    search_alphas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    search_epochs: int = 3
+    search_train: int = 20000
+    # The KD student and its no-KD baseline stop after this many epochs without fewer validation
+    # errors, and keep their best epoch's weights; [student] epochs is the most they train (0 = no
+    # early stopping: all epochs, the last epoch's weights).
+    patience: int = 3
     # a name registered in tinykd.distill.methods (hinton, ensemble, specialists, fitnets, rkd,
     # online, self); each method's file says which of the keys below it reads
     method: str = "hinton"
@@ -85,6 +108,16 @@ class DistillConfig:
     peer: str = ""
     # self: born-again generations after generation 0 (the no-KD baseline)
     generations: int = 1
+
+    @property
+    def searched(self) -> bool:
+        """Whether temperature or alpha is left to the build's search."""
+        return AUTO in (self.temperature, self.alpha)
+
+    def numbers(self) -> tuple[float, float]:
+        """(T, alpha) where no search runs: a fixed value as given, "auto" as the fallback."""
+        t = FALLBACK_TEMPERATURE if self.temperature == AUTO else float(self.temperature)
+        return t, FALLBACK_ALPHA if self.alpha == AUTO else float(self.alpha)
 
 
 @dataclass
@@ -135,6 +168,9 @@ QUICK: dict[str, Any] = {
     "student": {"epochs": 2},
     "qat": {"epochs": 1, "calibration_samples": 100},
     "device": {"limit": 0},
+    # The T/alpha search of a smoke run: 2 x 2 points for one epoch, trained together in one graph
+    # (a few seconds): it shows the table and the decision, not a tuned T.
+    "distill": {"search_temperatures": [2.0, 8.0], "search_alphas": [0.5, 0.9], "search_epochs": 1, "search_train": 0},
 }
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -148,7 +184,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "data": {"jitter": 0},
         "teacher": {"epochs": 20, "batch_size": 100, "learning_rate": 2e-3},
         "student": {"epochs": 30, "batch_size": 100, "learning_rate": 2e-3},
-        "distill": {"temperature": 4.0, "alpha": 0.5},
+        # Hello Edge's students are small: T from 2 to 8 (KWS had T=4, alpha=0.5 fixed before the search).
+        "distill": {"search_temperatures": [2.0, 4.0, 8.0], "search_alphas": [0.5, 0.9], "search_train": 0},
         "qat": {"epochs": 3, "batch_size": 100, "learning_rate": 1e-4, "calibration_samples": 500},
         "device": {"limit": 0},
     },
@@ -197,12 +234,26 @@ def _merge_into(values: dict, overrides: dict, source: str, path: str) -> None:
                 f"{source}: unknown setting '{where}'. Known settings{' in [' + path[:-1] + ']' if path else ''}: "
                 f"{known}. Fix or remove it (tinykd build --help shows every option)."
             )
-        if isinstance(values[key], dict):
+        if where in AUTO_KEYS:
+            values[key] = _auto_or_number(value, where, source)
+        elif isinstance(values[key], dict):
             if not isinstance(value, dict):
                 raise TinykdError(f"{source}: '{where}' must be a table ([{where}]), not {value!r}.")
             _merge_into(values[key], value, source, path=f"{where}.")
         else:
             values[key] = _coerce(values[key], value, where, source)
+
+
+# Settings that take a number or "auto" (left to the build's search).
+AUTO_KEYS = {"distill.temperature", "distill.alpha"}
+
+
+def _auto_or_number(value: Any, where: str, source: str) -> float | str:
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TinykdError(f"{source}: '{where}' must be a number or \"auto\" (chosen on validation), got {value!r}.")
 
 
 def _coerce(default: Any, value: Any, where: str, source: str) -> Any:
@@ -366,7 +417,22 @@ def _validate_distill(config: BuildConfig) -> None:
     from .distill.methods.base import check_temperature_alpha
 
     kd = config.distill
-    check_temperature_alpha(kd.temperature, kd.alpha)
+    check_temperature_alpha(*kd.numbers())
+    if not kd.search_temperatures or not all(isinstance(t, int | float) and t > 0 for t in kd.search_temperatures):
+        raise TinykdError(
+            f"[distill] search_temperatures must be a non-empty list of temperatures > 0 (got "
+            f"{kd.search_temperatures!r}), e.g. [1, 2, 4, 8, 20]."
+        )
+    if not kd.search_alphas or not all(isinstance(a, int | float) and 0 <= a <= 1 for a in kd.search_alphas):
+        raise TinykdError(
+            f"[distill] search_alphas must be a non-empty list of alphas in [0, 1] (got {kd.search_alphas!r}), "
+            "e.g. [0.5, 0.9]."
+        )
+    if kd.search_epochs < 1 or kd.search_train < 0 or kd.patience < 0:
+        raise TinykdError(
+            f"[distill] needs search_epochs >= 1, search_train >= 0 (0 = all) and patience >= 0 (0 = no early "
+            f"stopping); got {kd.search_epochs}, {kd.search_train} and {kd.patience}."
+        )
     get_recipe(kd.method)
     for recipe in RECIPES.values():
         recipe.check(config)

@@ -188,10 +188,39 @@ student_epochs_options = compose(
     click.option("--qat-epochs", type=int, default=None, help="Epochs of quantisation-aware fine-tuning."),
 )
 
+
+class AutoOrNumber(click.ParamType):
+    """A number, or "auto": left to the build's search on the validation split."""
+
+    name = "NUMBER|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) or value == "auto":
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            return float(text)
+        except ValueError:
+            self.fail(f"'{value}' is neither a number nor 'auto' (chosen on the validation split).", param, ctx)
+
+
 # How a student is distilled: `build` and the stage commands, `fit`.
 distill_options = compose(
-    click.option("--temperature", "-T", type=float, default=None, help="Distillation temperature T (> 0)."),
-    click.option("--alpha", type=float, default=None, help="Weight of the soft (teacher) loss, in [0, 1]."),
+    click.option(
+        "--temperature",
+        "-T",
+        type=AutoOrNumber(),
+        default=None,
+        help="Distillation temperature T (> 0), or auto (default): chosen on the validation split.",
+    ),
+    click.option(
+        "--alpha",
+        type=AutoOrNumber(),
+        default=None,
+        help="Weight of the soft (teacher) loss, in [0, 1], or auto (default): chosen on the validation split.",
+    ),
     click.option(
         "--method",
         type=RegistryChoice("distillation method", _method_names),

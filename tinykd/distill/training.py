@@ -26,7 +26,11 @@ from .hinton import Distiller
 class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
-    epochs: int = 0
+    epochs: int = 0  # the most it could train (the configured epochs)
+    # Early stopping (train's `patience`): the epoch whose weights the model holds (1-based) and
+    # how many it trained; None without early stopping (the last epoch's weights).
+    best_epoch: int | None = None
+    epochs_run: int | None = None
 
 
 def seed_everything(seed: int, *, fresh_session: bool = False) -> int:
@@ -133,6 +137,37 @@ class _Checkpoint(keras.callbacks.Callback):
         return self.elapsed + time.perf_counter() - self.started
 
 
+BEST_WEIGHTS = "best.weights.h5"
+
+
+def best_epoch(val_accuracy: list[float]) -> int:
+    """The 1-based epoch with the highest validation accuracy (fewest errors); the earliest on a tie."""
+    return max(range(len(val_accuracy)), key=lambda i: (val_accuracy[i], -i)) + 1
+
+
+def stopped(val_accuracy: list[float], patience: int) -> bool:
+    """Whether `patience` epochs have passed since the best one."""
+    return patience > 0 and bool(val_accuracy) and len(val_accuracy) - best_epoch(val_accuracy) >= patience
+
+
+class _EarlyStopping(keras.callbacks.Callback):
+    """Early stopping on validation accuracy: the best epoch's student weights are written to
+    `best_path` (before the epoch's checkpoint, so a resumed run finds them), training stops
+    `patience` epochs after it. The history of a resumed run carries the epochs before."""
+
+    def __init__(self, student, best_path: Path, val_accuracy: list[float], patience: int):
+        super().__init__()
+        self.student, self.best_path, self.patience = student, best_path, patience
+        self.val_accuracy = list(val_accuracy)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.val_accuracy.append(float((logs or {})["val_accuracy"]))
+        if best_epoch(self.val_accuracy) == len(self.val_accuracy):
+            self.student.save_weights(str(self.best_path))
+        if stopped(self.val_accuracy, self.patience):
+            self.model.stop_training = True
+
+
 def train(
     model: Distiller,
     x_train: np.ndarray,
@@ -147,8 +182,12 @@ def train(
     checkpoint_dir: str | Path,
     label: str = "train",
     callbacks: list[keras.callbacks.Callback] | None = None,
+    patience: int = 0,
 ) -> TrainResult:
-    """Train `model` (a Distiller) for `epochs`, resuming from `checkpoint_dir` if a run was cut short."""
+    """Train `model` (a Distiller) for `epochs`, resuming from `checkpoint_dir` if a run was cut short.
+
+    `patience` > 0 (needs `validation`): stop once that many epochs have passed without a higher
+    validation accuracy, and end with the best epoch's student weights (TrainResult.best_epoch)."""
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     batches = EpochBatches(x_train, y_train, batch_size, seed, max_shift)
@@ -179,7 +218,13 @@ def train(
     batches._order = batches._permutation()
 
     checkpointer = _Checkpoint(manager, epoch_var, history_path, history, elapsed)
-    if first_epoch < epochs:
+    early = []
+    if patience > 0:
+        if validation is None:
+            raise ValueError("early stopping (patience > 0) needs validation data")
+        seen = history.get("val_accuracy", [])
+        early = [_EarlyStopping(model.student, checkpoint_dir / BEST_WEIGHTS, seen, patience)]
+    if first_epoch < epochs and not stopped(history.get("val_accuracy", []) if early else [], patience):
         model.fit(
             batches,
             validation_data=validation,
@@ -187,6 +232,12 @@ def train(
             initial_epoch=first_epoch,
             verbose=0,
             shuffle=False,
-            callbacks=[_Progress(label, epochs, first_epoch, steps), checkpointer, *(callbacks or [])],
+            # Early stopping saves the best weights before the checkpoint records the epoch.
+            callbacks=[_Progress(label, epochs, first_epoch, steps), *early, checkpointer, *(callbacks or [])],
         )
-    return TrainResult(history=history, seconds=round(checkpointer.seconds(), 2), epochs=epochs)
+    result = TrainResult(history=history, seconds=round(checkpointer.seconds(), 2), epochs=epochs)
+    if early and history.get("val_accuracy"):
+        result.best_epoch, result.epochs_run = best_epoch(history["val_accuracy"]), len(history["val_accuracy"])
+        if result.best_epoch < result.epochs_run:
+            model.student.load_weights(str(checkpoint_dir / BEST_WEIGHTS))
+    return result

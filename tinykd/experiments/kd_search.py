@@ -1,5 +1,17 @@
-"""A search over continuous temperature and alpha for one student, on validation errors: the
-library call the per-dataset KD search builds on (no command yet).
+"""Temperature and alpha chosen on validation errors: the build's grid (`grid_search`, every
+build with `--temperature auto` / `--alpha auto`) and a search over continuous ranges through
+the trial runner (`search_temperature_alpha`, a library call).
+
+`grid_search` trains every (T, alpha) of a small grid at once, in one Keras model: each point is
+its own copy of the student, all copies start from the same initial weights and see the same
+batches (only T and alpha differ, so their differences are not seed noise), and one traced
+training step updates them all. On this project's 2-core machines that is what fits a build:
+separate trials (run_trials, Ray Tune) would each trace their own graph and start their own
+process, which costs more than the whole --quick search, and the build has its data and its
+teacher in memory already. The points are ranked by float validation errors (then validation
+loss, then grid order): test data are never looked at while choosing.
+
+`search_temperature_alpha` below samples continuous ranges with Tune instead:
 
 Tune's `BasicVariantGenerator`, seeded, draws the samples (T log-uniform, alpha uniform): the
 same seed draws the same (T, alpha) and, each point being deterministic, gives the same
@@ -13,12 +25,110 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ..config import BuildConfig
 from ..errors import TinykdError
 from ..trials import EMBEDDED, RayOptions, Trial, run_trials
 from . import points
+
+
+@dataclass
+class GridPoint:
+    temperature: float
+    alpha: float
+    val_errors: int
+    val_loss: float  # mean cross-entropy on the validation examples: breaks ties of errors
+
+    def to_dict(self) -> dict:
+        return {
+            "temperature": self.temperature,
+            "alpha": self.alpha,
+            "val_errors": self.val_errors,
+            "val_loss": round(self.val_loss, 6),
+        }
+
+
+def best_point(found: list[GridPoint]) -> GridPoint:
+    """Fewest validation errors; then the lower validation loss; then the first in grid order."""
+    return min(enumerate(found), key=lambda e: (e[1].val_errors, e[1].val_loss, e[0]))[1]
+
+
+def grid_search(
+    new_student: Callable[[], object],
+    kd_pair: Callable[[float, float], tuple[object, object]],
+    train_data: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    temperatures: list[float],
+    alphas: list[float],
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    max_shift: int = 0,
+    label: str = "T/alpha search",
+) -> list[GridPoint]:
+    """Distil the student at every (T, alpha) of temperatures x alphas (T-major) for `epochs`, one
+    point after another, and count each one's validation errors. `new_student()` builds the
+    student; `kd_pair(T, alpha)` returns the (DistillationMethod, teacher) it learns with. The
+    random generators are seeded with `seed` first: the same inputs give the same points."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from ..distill import Distiller
+    from ..distill.training import EpochBatches, _Progress, seed_everything
+
+    seed_everything(seed)
+    grid = [(float(t), float(a)) for t in temperatures for a in alphas]
+    student = new_student()
+    method, teacher = kd_pair(*grid[0])
+    # T and alpha as variables that the method's loss reads when it is traced: one training graph
+    # serves every point (tracing it costs more than a --quick point's whole training).
+    method.temperature = tf.Variable(grid[0][0], trainable=False, dtype=tf.float32)
+    method.alpha = tf.Variable(grid[0][1], trainable=False, dtype=tf.float32)
+    wrapper = Distiller(student, teacher, method=method)
+    # Every point starts from these weights (the student's and a method's own, e.g. an adapter).
+    state = list({id(v): v for v in student.weights + list(method.extra_trainable_variables())}.values())
+    initial = [v.numpy() for v in state]
+    x, y = train_data
+    steps = int(np.ceil(len(y) / batch_size))
+    # The run's own learning-rate schedule (cosine decay over its epochs), as a full run has.
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps))
+    optimizer = keras.optimizers.Adam(schedule)
+    wrapper.compile(optimizer=optimizer)
+    x_val, y_val = validation
+    y_val = np.asarray(y_val)
+    progress = _Progress(f"{label} ({len(grid)} points)", epochs * len(grid), 0, steps)
+
+    class Advance(keras.callbacks.Callback):  # one bar over every point's batches
+        def on_train_batch_end(self, batch, logs=None):
+            progress.bar.update(1)
+
+    found = []
+    try:
+        for t, a in grid:
+            for v, value in zip(state, initial, strict=True):
+                v.assign(value)
+            for v in optimizer.variables():  # a fresh Adam: step 0, zero moments
+                v.assign(tf.zeros_like(v))
+            method.temperature.assign(t)
+            method.alpha.assign(a)
+            # The same batches for every point (same seed, epoch 0 onwards).
+            batches = EpochBatches(x, y, batch_size, seed, max_shift)
+            wrapper.fit(batches, epochs=epochs, verbose=0, shuffle=False, callbacks=[Advance()])
+            logits = student.predict(x_val, batch_size=1000, verbose=0).astype(np.float64)
+            shifted = logits - logits.max(axis=-1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+            errors = int((logits.argmax(axis=-1) != y_val).sum())
+            loss = float(-log_probs[np.arange(len(y_val)), y_val].mean())
+            found.append(GridPoint(t, a, errors, loss))
+    finally:
+        progress.bar.close()
+    return found
 
 
 def search_temperature_alpha(

@@ -55,9 +55,15 @@ def _teacher_settings(c: BuildConfig):
 
 
 def distill_settings(c: BuildConfig):
-    """The [distill] settings the chosen method reads (a change to another method's keys redoes nothing)."""
+    """The [distill] settings the chosen method reads (a change to another method's keys redoes
+    nothing), the T/alpha search's when it runs, and the early stopping's patience."""
     kd = c.distill
-    return (kd.method, kd.temperature, kd.alpha) + _recipe(c).key_settings(kd)
+    settings = (kd.method, kd.temperature, kd.alpha) + _recipe(c).key_settings(kd)
+    if kd.searched and _recipe(c).single_teacher:
+        # "auto": the chosen T and alpha follow from the grid (and the stage's other settings),
+        # so a finished build is reused as it is; a new grid chooses again.
+        settings += (("search", kd.search_temperatures, kd.search_alphas, kd.search_epochs, kd.search_train),)
+    return settings + (("patience", kd.patience),)
 
 
 # The settings each stage's result depends on (besides the upstream stages it reads).
@@ -111,4 +117,4 @@ CHECKPOINT_LABEL = {
     "qat": "student_qat",
 }
 # Offsets keep each stage's random stream distinct yet fixed by the one seed.
-SEED_OFFSET = {"train-teacher": 1, "distill": 2, "baseline": 3, "qat": 4, "extra-teachers": 5}
+SEED_OFFSET = {"train-teacher": 1, "distill": 2, "baseline": 3, "qat": 4, "extra-teachers": 5, "kd-search": 6}

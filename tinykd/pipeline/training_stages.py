@@ -8,9 +8,15 @@ method adds (extra models, the teacher per stage, how the student is made) comes
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import TinykdError
+from ..fileio import write_json
+from .stages import SEED_OFFSET
 
 
 def train_teacher(build):
@@ -55,35 +61,197 @@ def extra_teachers(build):
     return build.recipe.train_extra_models(build)
 
 
+DISTILLATION = "distillation.json"
+
+
+class Resolved:
+    """The build as the method's recipe sees it in the distill and qat stages: `config` with the
+    chosen temperature and alpha in place of "auto" (everything else is the build's own: its
+    fingerprints, seeds and checkpoints still follow the configuration as given), and training
+    of the student stopping early on validation ([distill] patience)."""
+
+    def __init__(self, build, temperature: float, alpha: float):
+        import dataclasses
+
+        self._build = build
+        kd = dataclasses.replace(build.config.distill, temperature=temperature, alpha=alpha)
+        self.config = dataclasses.replace(build.config, distill=kd)
+
+    def __getattr__(self, name):
+        return getattr(self._build, name)
+
+    def train(self, stage, model, section, kd=None, **options):
+        if stage == "distill" and section == self.config.student:
+            options.setdefault("patience", self.config.distill.patience)
+        return self._build.train(stage, model, section, kd, **options)
+
+
+def choose_temperature_alpha(build) -> dict:
+    """The (T, alpha) the student learns with: as given, or, for "auto", the best of the
+    [distill] search grid on validation errors (tinykd.experiments.kd_search.grid_search)."""
+    import tf_keras as keras
+
+    from ..experiments.kd_search import best_point, grid_search
+
+    kd, d, c = build.config.distill, build.dataset, build.config.student
+    fixed_t, fixed_a = kd.numbers()
+    if not kd.searched:
+        return {"searched": False, "temperature": fixed_t, "alpha": fixed_a, "reason": "given"}
+    if not build.recipe.single_teacher:
+        build.log(
+            f"  T/alpha search skipped: method '{kd.method}' distils from more than one model; "
+            f"T = {fixed_t:g}, alpha = {fixed_a:g}"
+        )
+        return {
+            "searched": False,
+            "temperature": fixed_t,
+            "alpha": fixed_a,
+            "reason": f"method '{kd.method}' distils from more than one model: not searched, T and alpha as for MNIST",
+        }
+    temperatures = [float(kd.temperature)] if kd.temperature != "auto" else [float(t) for t in kd.search_temperatures]
+    alphas = [float(kd.alpha)] if kd.alpha != "auto" else [float(a) for a in kd.search_alphas]
+    x, y = d.x_train, d.y_train
+    if 0 < kd.search_train < len(y):
+        # A fixed random subset (the build's seed), in the training set's order.
+        rng = np.random.default_rng([build.config.seed, 6])
+        keep = np.sort(rng.choice(len(y), kd.search_train, replace=False))
+        x, y = x[keep], y[keep]
+    build.log(
+        f"  choosing T and alpha: {len(temperatures)} x {len(alphas)} points, {kd.search_epochs} epoch(s) on "
+        f"{len(y)} training examples, errors on {len(d.y_val)} validation examples"
+    )
+    started = time.perf_counter()
+
+    loaded: dict = {}  # one copy of each model the points learn from (the teacher), frozen
+
+    def load_once(name: str):
+        if name not in loaded:
+            loaded[name] = build.load_model(name)
+        return loaded[name]
+
+    def kd_pair(t: float, a: float):
+        view = Resolved(build, t, a)
+        view.load_model = load_once
+        return build.recipe.kd_pair(view, "distill")
+
+    found = grid_search(
+        lambda: build.new_model(c.arch),
+        kd_pair,
+        (x, y),
+        (d.x_val, d.y_val),
+        temperatures,
+        alphas,
+        epochs=kd.search_epochs,
+        batch_size=c.batch_size,
+        learning_rate=c.learning_rate,
+        seed=build.config.seed * 100 + SEED_OFFSET["kd-search"],
+        max_shift=build.config.data.jitter,
+    )
+    # The search's models are gone; the baseline and the student start from a fresh naming state,
+    # as they would with the search skipped.
+    keras.backend.clear_session()
+    best = best_point(found)
+    build.log(f"  chose T = {best.temperature:g}, alpha = {best.alpha:g} ({best.val_errors} validation errors)")
+    return {
+        "searched": True,
+        "temperature": best.temperature,
+        "alpha": best.alpha,
+        "temperatures": temperatures,
+        "alphas": alphas,
+        "epochs": kd.search_epochs,
+        "train_examples": int(len(y)),
+        "val_examples": int(len(d.y_val)),
+        "points": [p.to_dict() for p in found],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def distillation_record(build) -> dict:
+    """distillation.json of the distill stage: the T/alpha choice and the model shipped."""
+    path = build.out / DISTILLATION
+    if not path.exists():
+        raise TinykdError(f"{path} is missing: the distill stage did not finish. Run `tinykd distill` (or build).")
+    return json.loads(path.read_text())
+
+
 def distill(build):
     """baseline.keras (the student's architecture on the labels alone) and student.keras (as the
-    method makes it), plus whatever else the method keeps."""
+    method makes it, at the T and alpha chosen on validation), plus whatever else the method
+    keeps; distillation.json: the search, each model's best epoch and validation errors, and
+    which of the two is shipped (the one with fewer validation errors; the baseline on a tie)."""
+    from ..experiments.points import float_errors
     from ..models import count_params
 
-    c = build.config.student
+    c, d, kd = build.config.student, build.dataset, build.config.distill
+    choice = choose_temperature_alpha(build)
+    resolved = Resolved(build, choice["temperature"], choice["alpha"])
     build.seed("baseline")
     baseline = build.new_model(c.arch)
-    base_result = build.train("baseline", baseline, c)
+    base_result = build.train("baseline", baseline, c, patience=kd.patience)
     build.save_model(baseline, "baseline")
     build.save_history("baseline", base_result)
     build.seed("distill")
-    student, kd_result, extra = build.recipe.distill(build, baseline)
+    student, kd_result, extra = build.recipe.distill(resolved, baseline)
     build.save_model(student, "student")
     build.save_history("student", kd_result)
-    return ["baseline.keras", "student.keras"] + extra, {
+    val = {
+        name: float_errors(model, d.x_val, d.y_val, d.num_classes)
+        for name, model in (("baseline", baseline), ("student", student))
+    }
+    shipped = "student" if val["student"].errors < val["baseline"].errors else "baseline"
+    record = {
+        "choice": choice,
+        "temperature": choice["temperature"],
+        "alpha": choice["alpha"],
+        "patience": kd.patience,
+        "max_epochs": c.epochs,
+        "models": {
+            name: {
+                "val_errors": val[name].errors,
+                "val_total": val[name].total,
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+            }
+            for name, result in (("baseline", base_result), ("student", kd_result))
+        },
+        "shipped": shipped,
+    }
+    write_json(build.out / DISTILLATION, record)
+    v_kd, v_base = val["student"].errors, val["baseline"].errors
+    build.log(
+        f"  validation errors: KD student {v_kd}, no-KD baseline {v_base}: shipping "
+        + (
+            f"the KD student ({v_base - v_kd} fewer)"
+            if shipped == "student"
+            else "the baseline (distillation did not help on validation)"
+        )
+    )
+    return ["baseline.keras", "student.keras", DISTILLATION] + extra, {
         "params": count_params(student),
         "baseline_seconds": base_result.seconds,
         "student_seconds": kd_result.seconds,
+        "temperature": choice["temperature"],
+        "alpha": choice["alpha"],
+        "shipped": shipped,
+        "baseline_best_epoch": base_result.best_epoch,
+        "student_best_epoch": kd_result.best_epoch,
     }
 
 
 def qat(build):
-    """student_qat.h5: the student with tfmot's fake quantisation, fine-tuned still distilling."""
+    """student_qat.h5: the shipped model (distillation.json: the KD student, or the baseline when
+    distillation did not help on validation) with tfmot's fake quantisation, fine-tuned: still
+    distilling at the chosen T and alpha, or on the labels alone for the baseline."""
     from ..quantize import quantize_student
 
+    record = distillation_record(build)
+    shipped = record["shipped"]
     build.seed("qat")
-    qat_student = quantize_student(build.load_model("student"))
-    result = build.train("qat", qat_student, build.config.qat, build.recipe.kd_pair(build, "qat"))
+    qat_student = quantize_student(build.load_model(shipped))
+    kd = None
+    if shipped == "student":
+        kd = build.recipe.kd_pair(Resolved(build, record["temperature"], record["alpha"]), "qat")
+    result = build.train("qat", qat_student, build.config.qat, kd)
     name = build.save_model(qat_student, "student_qat")
     build.save_history("student_qat", result)
-    return [name], {"train_seconds": result.seconds}
+    return [name], {"train_seconds": result.seconds, "from": shipped}

@@ -140,6 +140,39 @@ def errors_vs_temperature(
     return _save(fig, path)
 
 
+def kd_search(points: list[dict], chosen: tuple[float, float], baseline: int | None, total: int, path: Path) -> Path:
+    """Validation errors of the T/alpha search, against T (log scale), one line per alpha; the
+    chosen point ringed; the no-KD baseline's validation errors (after its full training, which
+    the search's short runs are not) as a dashed line for scale."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    alphas = sorted({p["alpha"] for p in points})
+    for alpha in alphas:
+        row = sorted((p["temperature"], p["val_errors"]) for p in points if p["alpha"] == alpha)
+        ts, errors = zip(*row)
+        ax.plot(ts, errors, marker="o", label=f"alpha {alpha:g}")
+    best = next(p for p in points if (p["temperature"], p["alpha"]) == tuple(chosen))
+    ax.plot(
+        [best["temperature"]],
+        [best["val_errors"]],
+        marker="o",
+        markersize=14,
+        markerfacecolor="none",
+        markeredgecolor="black",
+        linestyle="none",
+        label=f"chosen: T {chosen[0]:g}, alpha {chosen[1]:g}",
+    )
+    if baseline is not None:
+        ax.axhline(baseline, ls="--", lw=1, color="grey", label=f"no KD, fully trained: {baseline}")
+    temperatures = sorted({p["temperature"] for p in points})
+    ax.set_xscale("log")
+    ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
+    ax.minorticks_off()
+    ax.set(xlabel="temperature T", ylabel=f"validation errors (of {total})", title="T and alpha chosen on validation")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def accuracy_vs_size(
     points: list[dict],
     front: list[int],

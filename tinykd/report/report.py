@@ -65,6 +65,20 @@ def write_report(build) -> list[Path]:
                     device["layer_profile"], f"{build.config.task} on {device['board']}", plot_dir / "layer_profile.png"
                 )
             )
+    distillation = _read_json(out / "distillation.json")
+    if distillation:
+        distillation = _distillation_summary(distillation, models, evaluation["test_examples"])
+        search = distillation["choice"]
+        if search.get("searched"):
+            written.append(
+                plots.kd_search(
+                    search["points"],
+                    (search["temperature"], search["alpha"]),
+                    distillation["models"]["baseline"]["val_errors"],
+                    search["val_examples"],
+                    plot_dir / "kd_search.png",
+                )
+            )
     records = {k: vars(v) for k, v in build.records.items()}
     tflite = out / "model_int8.tflite"
     report = {
@@ -76,6 +90,8 @@ def write_report(build) -> list[Path]:
         "int8_litert_vs_tflm_max_difference": evaluation["int8_litert_vs_tflm_max_difference"],
         "int8_litert_vs_tflm_prediction_disagreements": evaluation["int8_litert_vs_tflm_prediction_disagreements"],
         "kd_gain_errors": models["baseline"]["errors"] - models["student"]["errors"],
+        # T and alpha as chosen (on validation for "auto"), the search, and the model shipped
+        "distillation": distillation,
         "specialists": [
             {**s, "class_names": [evaluation["class_names"][k] for k in s["classes"]]}
             for s in evaluation.get("specialists", [])
@@ -95,6 +111,21 @@ def write_report(build) -> list[Path]:
     written.append(write_json(out / "report.json", report))
     written.append(write_text(out / "report.md", render_markdown(report)))
     return written
+
+
+def _distillation_summary(record: dict, models: dict, total: int) -> dict:
+    """distillation.json with the test errors beside the validation errors the choice was made on."""
+    shipped, other = record["shipped"], "baseline" if record["shipped"] == "student" else "student"
+    m = record["models"]
+    return {
+        **record,
+        "not_shipped": other,
+        "kd_helped_on_validation": m["student"]["val_errors"] < m["baseline"]["val_errors"],
+        "won_on_validation_errors": m[other]["val_errors"] - m[shipped]["val_errors"],
+        "won_on_test_errors": models[other]["errors"] - models[shipped]["errors"],
+        "test": {name: models[name]["errors"] for name in ("baseline", "student")},
+        "test_total": total,
+    }
 
 
 def _feature_examples(build, class_names: list[str], path: Path, per_kind: int = 4) -> Path:
@@ -145,10 +176,31 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _shipped_labels(report: dict) -> dict[str, str]:
+    """The QAT and int8 rows say which model they came from when the baseline was shipped."""
+    kd = report.get("distillation")
+    if not kd or kd["shipped"] != "baseline":
+        return {}
+    return {
+        "student_qat": "baseline (no KD) + QAT (fake-quant float), shipped",
+        "int8_litert": "shipped int8, from the baseline (LiteRT)",
+        "int8_tflm": "shipped int8, from the baseline (TFLite Micro)",
+    }
+
+
+def _t_alpha(report: dict) -> str:
+    c, kd = report["config"]["distill"], report.get("distillation")
+    if not kd:
+        return f"T = {c['temperature']:g}, alpha = {c['alpha']:g}"
+    how = "chosen on validation" if kd["choice"].get("searched") else "as configured"
+    return f"T = {kd['temperature']:g}, alpha = {kd['alpha']:g} ({how})"
+
+
 def render_markdown(report: dict) -> str:
     c = report["config"]
     results = report["results"]
     total = report["dataset"]["test"]
+    labels = _shipped_labels(report)
     lines = [
         f"# tinykd report: {c['task']} for {c['board']}",
         "",
@@ -159,7 +211,7 @@ def render_markdown(report: dict) -> str:
         )
         + f" ({report['model']['teacher_params']:,} parameters) distilled into "
         f"student `{c['student']['arch']}` ({report['model']['student_params']:,} parameters) with "
-        f"`{c['distill']['method']}` at T = {c['distill']['temperature']:g}, alpha = {c['distill']['alpha']:g}; "
+        f"`{c['distill']['method']}` at {_t_alpha(report)}; "
         f"QAT for {c['qat']['epochs']} epochs; int8 model {report['model']['tflite_bytes']:,} bytes. "
         f"Seed {c['seed']}.",
         "",
@@ -173,8 +225,10 @@ def render_markdown(report: dict) -> str:
     for name in sorted(results, key=_pipeline_order(method)):
         r = results[name]
         cells = [f"{r['errors']}", f"{100 * r['accuracy']:.2f} %"]
-        lines.append(f"| {model_label(name, method)} | {' | '.join(cells[::-1] if by_accuracy else cells)} |")
-    kd_sentence = kd_verdict(results, total, by_accuracy)
+        label = labels.get(name) or model_label(name, method)
+        lines.append(f"| {label} | {' | '.join(cells[::-1] if by_accuracy else cells)} |")
+    # With the choice made on validation (distillation.json), this is what test data say of it.
+    kd_sentence = kd_verdict(results, total, by_accuracy, on_test=bool(report.get("distillation")))
     if report.get("specialists"):
         lines += [
             "",
@@ -195,6 +249,8 @@ def render_markdown(report: dict) -> str:
         "compared with TFLite Micro.",
         "",
     ]
+    if report.get("distillation"):
+        lines += distillation_section(report["distillation"], by_accuracy)
     lines += _device_section(report.get("device"), report.get("firmware"))
     ref = report["reference"].get("hinton_2015_mnist_errors")
     if ref:
@@ -267,8 +323,14 @@ def _device_section(device: dict | None, firmware: dict | None) -> list[str]:
     return lines
 
 
-def kd_verdict(results: dict, total: int, by_accuracy: bool) -> str:
-    """What distillation did, said plainly: better, worse (by how much, beside the baseline) or no change."""
+def kd_verdict(results: dict, total: int, by_accuracy: bool, on_test: bool = False) -> str:
+    """What distillation did, said plainly: better, worse (by how much, beside the baseline) or no
+    change; `on_test` says that these are the test set's numbers (the build chose on validation)."""
+    text = _kd_verdict(results, total, by_accuracy)
+    return f"On the test set: {text[0].lower()}{text[1:]}" if on_test else text
+
+
+def _kd_verdict(results: dict, total: int, by_accuracy: bool) -> str:
     base, kd = results["baseline"]["errors"], results["student"]["errors"]
     gain = base - kd
     same = "the same student trained on labels alone (same epochs, same data)"
@@ -290,3 +352,80 @@ def kd_verdict(results: dict, total: int, by_accuracy: bool) -> str:
             f"{-gain} more than the {base} of {same}."
         )
     return f"Distillation made **no difference**: {kd} errors, as many as {same}."
+
+
+def distillation_section(kd: dict, by_accuracy: bool) -> list[str]:
+    """The T/alpha search (a table of validation errors, T by alpha), the early stopping, and
+    which model was shipped, by how much it won on validation and on test."""
+    choice = kd["choice"]
+    lines = ["## Distillation: T and alpha, and the model shipped", ""]
+    if choice.get("searched"):
+        points = {(p["temperature"], p["alpha"]): p for p in choice["points"]}
+        chosen = (choice["temperature"], choice["alpha"])
+        lines += [
+            f"T and alpha were chosen on the validation split: each point distilled for {choice['epochs']} "
+            f"epoch(s) on {choice['train_examples']:,} training examples from the same initial weights, its "
+            f"float errors counted on {choice['val_examples']:,} validation examples (fewest errors wins, then "
+            "the lower validation loss). The test set played no part.",
+            "",
+            "| T \\ alpha | " + " | ".join(f"{a:g}" for a in choice["alphas"]) + " |",
+            "|---:|" + "---:|" * len(choice["alphas"]),
+        ]
+        for t in choice["temperatures"]:
+            cells = []
+            for a in choice["alphas"]:
+                errors = points[(t, a)]["val_errors"]
+                cells.append(f"**{errors}** (chosen)" if (t, a) == chosen else f"{errors}")
+            lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
+        lines += ["", f"Chosen: **T = {chosen[0]:g}, alpha = {chosen[1]:g}** (plot: plots/kd_search.png).", ""]
+    else:
+        lines += [f"T = {kd['temperature']:g}, alpha = {kd['alpha']:g}: {choice.get('reason', 'as configured')}.", ""]
+    m = kd["models"]
+    for name, what in (("baseline", "No-KD baseline"), ("student", "KD student")):
+        r = m[name]
+        if r.get("best_epoch"):
+            stop = "stopped early" if r["epochs_run"] < kd["max_epochs"] else "ran every epoch"
+            lines.append(
+                f"- {what}: best validation epoch {r['best_epoch']} of {r['epochs_run']} trained "
+                f"(at most {kd['max_epochs']}, patience {kd['patience']}; {stop}), its weights kept; "
+                f"{r['val_errors']} validation errors of {r['val_total']}."
+            )
+        else:
+            lines.append(f"- {what}: {r['val_errors']} validation errors of {r['val_total']}.")
+    lines.append("")
+    test, total = kd["test"], kd["test_total"]
+    v_kd, v_base = m["student"]["val_errors"], m["baseline"]["val_errors"]
+
+    def test_words(name: str) -> str:
+        return f"{100 * (1 - test[name] / total):.2f} %" if by_accuracy else f"{test[name]} errors"
+
+    if kd["shipped"] == "student":
+        lines.append(
+            f"**Shipped: the KD student.** It won on validation by {v_base - v_kd} errors ({v_kd} against "
+            f"{v_base} for the no-KD baseline), and on test it has {test_words('student')} against "
+            f"{test_words('baseline')}"
+            + (
+                f" ({kd['won_on_test_errors']} fewer errors)."
+                if kd["won_on_test_errors"] > 0
+                else f" (on test it is {-kd['won_on_test_errors']} errors worse: the validation margin did not hold)."
+                if kd["won_on_test_errors"] < 0
+                else " (the same on test)."
+            )
+        )
+    else:
+        margin = f"{v_kd - v_base} more" if v_kd > v_base else "as many"
+        lines.append(
+            f"**Shipped: the no-KD baseline. Distillation did not help on this data:** the KD student made "
+            f"{v_kd} validation errors, {margin} than the baseline's {v_base}, so the baseline was carried into "
+            f"QAT, int8 and the firmware. On test the baseline has {test_words('baseline')} and the KD student "
+            f"{test_words('student')}"
+            + (
+                f" (the baseline {kd['won_on_test_errors']} fewer errors)."
+                if kd["won_on_test_errors"] > 0
+                else f" (there the KD student would have made {-kd['won_on_test_errors']} fewer errors)."
+                if kd["won_on_test_errors"] < 0
+                else " (the same on test)."
+            )
+        )
+    lines.append("")
+    return lines

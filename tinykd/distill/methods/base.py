@@ -60,7 +60,7 @@ def cross_entropy(y_true, logits) -> tf.Tensor:
 
 def soft_target_loss(target_log_probs, student_logits, temperature: float) -> tf.Tensor:
     """T^2 * batch mean of KL(p || softmax(s/T)), where p = exp(target_log_probs) are soft targets at T."""
-    t = tf.constant(temperature, tf.float32)
+    t = tf.cast(temperature, tf.float32)  # a number, or a variable (the T/alpha search's one graph)
     target_log_probs = tf.cast(target_log_probs, tf.float32)
     log_p_student = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / t)
     kl = tf.reduce_sum(tf.exp(target_log_probs) * (target_log_probs - log_p_student), axis=-1)

@@ -133,8 +133,8 @@ class SelfRecipe(BuildRecipe):
         generations = born_again(
             lambda: build.new_model(c.arch),
             kd.generations,
-            temperature=kd.temperature,
-            alpha=kd.alpha,
+            temperature=kd.numbers()[0],
+            alpha=kd.numbers()[1],
             first=baseline,
             label="student",
             **stage_training(build, "distill", c),

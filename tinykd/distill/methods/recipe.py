@@ -54,7 +54,8 @@ class BuildRecipe:
 
     def make(self, kd, **options) -> DistillationMethod:
         """The loss at the configured temperature and alpha."""
-        return self.method(temperature=kd.temperature, alpha=kd.alpha, **options)
+        temperature, alpha = kd.numbers()  # the build hands its recipe the chosen ones for "auto"
+        return self.method(temperature=temperature, alpha=alpha, **options)
 
     # ---- extra-teachers stage -----------------------------------------------------------------
     def extra_model_settings(self, config) -> Any:
@@ -110,6 +111,8 @@ def stage_training(build, stage: str, section) -> dict:
         "batch_size": section.batch_size,
         "learning_rate": section.learning_rate,
         "max_shift": build.config.data.jitter,
+        # The student stops early on validation as the build's own student does.
+        "patience": build.config.distill.patience if stage == "distill" else 0,
     }
 
 
