@@ -1,4 +1,6 @@
-"""`tinykd fit --board B`: sizing, rejection with sizes, ASHA (Ray Tune, embedded Ray), latency limit, errors."""
+"""`tinykd fit --board B` (here the micro:bit: 256 KB flash, 16 KB RAM, a Cortex-M0) and
+`tinykd fit --budget-usd N`: sizing, rejection with sizes, ASHA (Ray Tune, embedded Ray), latency
+limit, the cheapest board each candidate fits, errors."""
 
 import json
 
@@ -9,15 +11,16 @@ from tinykd.config import resolve
 from tinykd.experiments.fit import candidate_archs, estimate_latency_ms, next_command, parse_sizes
 from tinykd.models import build_model, count_params
 
+FLASH = 262_144  # the micro:bit's: a 784-1024-10 MLP (~0.8 MB of int8 weights) cannot fit
+
 
 def quick_fit(out, mnist_dir, widths, *extra):
-    # mps3-an547 has 512 KB of flash: a 784-1024-10 MLP (~0.8 MB of int8 weights) cannot fit.
     return quick_experiment(
         "fit",
         out,
         mnist_dir,
         "--board",
-        "mps3-an547",
+        "microbit",
         "--widths",
         widths,
         "--depths",
@@ -31,14 +34,14 @@ def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
     code, output = quick_fit(out, mnist_dir, "8,16,1024")
     assert code == 0, output
     fit = json.loads((out / "fit.json").read_text())
-    assert fit["board"] == "mps3-an547" and fit["flash_budget"] == 524_288
+    assert fit["board"] == "microbit" and fit["flash_budget"] == FLASH and fit["ram_budget"] == 16_384
     by_arch = {c["arch"]: c for c in fit["candidates"]}
     assert set(by_arch) == {"mlp-8", "mlp-16", "mlp-1024"}
 
     big = by_arch["mlp-1024"]
-    assert not big["fits"] and big["flash_used"] > big["flash_budget"] == 524_288
+    assert not big["fits"] and big["flash_used"] > big["flash_budget"] == FLASH
     assert big["flash_used"] > big["params"] >= 784 * 1024 + 1024 * 10  # at least its int8 weights
-    assert big["rejected"] == f"over flash by {big['flash_used'] - 524_288:,} B"
+    assert big["rejected"] == f"over flash by {big['flash_used'] - FLASH:,} B"
     assert big["val_errors_by_epochs"] == {}  # never trained
     for small in ("mlp-8", "mlp-16"):
         assert by_arch[small]["fits"] and by_arch[small]["rejected"] is None
@@ -58,20 +61,20 @@ def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
 
     chosen = fit["chosen"]
     assert chosen["arch"] == last["ranking"][0]
-    assert chosen["firmware"]["fits"] and chosen["firmware"]["board"] == "mps3-an547"
+    assert chosen["firmware"]["fits"] and chosen["firmware"]["board"] == "microbit"
     assert 0 <= chosen["test_errors_int8"] < chosen["test_total"] == 500
     assert (out / chosen["tflite"]).is_file()
-    assert fit["next_command"] == f"tinykd build --student {chosen['arch']} --board mps3-an547"
+    assert fit["next_command"].startswith(f"tinykd build --student {chosen['arch']} --board microbit")
     assert f"next: {fit['next_command']}" in output
     assert (out / "plots" / "fit_front.png").read_bytes()[:8] == PNG_SIGNATURE
     report = (out / "fit.md").read_text()
     assert "](plots/fit_front.png)" in report and fit["next_command"] in report
     assert "## ASHA" in report and f"| 1 | {', '.join(f'{a} {errors[a]}' for a in first['ranking'])} |" in report
-    assert f"rejected: over flash by {big['flash_used'] - 524_288:,} B" in report
+    assert f"rejected: over flash by {big['flash_used'] - FLASH:,} B" in report
 
     # The same command again: sizes, recorded rungs and the finished winner are all reused, and
     # ASHA decides on the numbers of the first run again (checkpoints have moved on since).
-    sizes = {p.name: p.stat().st_mtime_ns for p in (out / "sizes").glob("*.json")}
+    sizes = {p.name: p.stat().st_mtime_ns for p in (out / "sizes").glob("*/*.json")}
     code, output = quick_fit(out, mnist_dir, "8,16,1024")
     assert code == 0, output
     assert "int8 model finished earlier, kept" in output
@@ -82,7 +85,7 @@ def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
     limit = (by_arch["mlp-8"]["latency_ms_estimate"] + by_arch["mlp-16"]["latency_ms_estimate"]) / 2
     code, output = quick_fit(out, mnist_dir, "8,16", "--max-latency", f"{limit:.4f}")
     assert code == 0, output
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "sizes").glob("*.json")} == sizes
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "sizes").glob("*/*.json")} == sizes
     fit = json.loads((out / "fit.json").read_text())
     by_arch = {c["arch"]: c for c in fit["candidates"]}
     assert by_arch["mlp-16"]["rejected"] == (
@@ -93,8 +96,33 @@ def test_fit_rejects_what_does_not_fit_halves_and_reports(tmp_path, mnist_dir):
     # Nothing fits: a clear error with the smallest candidate's sizes (from the cache: no compile).
     code, output = quick_fit(out, mnist_dir, "1024")
     assert code == 2, output
-    assert "No candidate fits mps3-an547" in output and f"{big['flash_used']:,} B" in output
+    assert "No candidate fits microbit" in output and f"{big['flash_used']:,} B" in output
     assert "Traceback" not in output
+
+    # A price instead of a board: each candidate on the cheapest board where it fits and meets the
+    # latency limit. Both fit the $4 Pico (Cortex-M0+ at 133 MHz, ~6.6 instructions per MAC); with
+    # a limit between their Pico latencies the larger moves up to the $13.19 Nucleo-F411RE (M4 at 100 MHz).
+    from tinykd.boards import load_board
+
+    pico, nucleo = load_board("pico"), load_board("nucleo-f411re")
+    macs = {"mlp-8": 784 * 8 + 8 * 10, "mlp-16": 784 * 16 + 16 * 10}
+    limit = (estimate_latency_ms(macs["mlp-8"], pico) + estimate_latency_ms(macs["mlp-16"], pico)) / 2
+    assert estimate_latency_ms(macs["mlp-16"], nucleo) < limit
+    budget = ("--widths", "8,16", "--depths", "1", "--budget-usd", "16", "--max-latency", f"{limit:.4f}")
+    code, output = quick_experiment("fit", out, mnist_dir, *budget)
+    assert code == 0, output
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["budget_usd"] == 16 and fit["boards"][0]["board"] == "pico"
+    assert all(b["price_usd"] <= 16 for b in fit["boards"]) and "nano33" not in [b["board"] for b in fit["boards"]]
+    by_arch = {c["arch"]: c for c in fit["candidates"]}
+    assert by_arch["mlp-8"]["board"] == "pico" and by_arch["mlp-16"]["board"] == "nucleo-f411re"
+    assert fit["chosen"]["firmware"]["board"] == fit["board"] == by_arch[fit["chosen"]["arch"]]["board"]
+    assert f"--board {fit['board']}" in fit["next_command"]
+    assert "Price budget $16" in (out / "fit.md").read_text()
+    code, output = quick_experiment("fit", out, mnist_dir, "--widths", "8", "--depths", "1", "--budget-usd", "2")
+    assert code == 2 and "No board costs at most $2: the cheapest is pico at $4.00" in output
+    code, output = quick_fit(out, mnist_dir, "8", "--budget-usd", "20")
+    assert code == 2 and "leave out --board" in output
 
 
 def test_candidates_are_buildable_mlps_and_latency_scales_with_macs():
@@ -104,9 +132,13 @@ def test_candidates_are_buildable_mlps_and_latency_scales_with_macs():
     assert names == ["mlp-16", "mlp-64", "mlp-16-16", "mlp-64-64"]
     model = build_model(names[-1], (28, 28, 1), 10)
     assert count_params(model) == 784 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
-    # 1 M MACs at 1.97 instructions each on a 25 MHz core: 78.8 ms; twice the clock, half the time.
-    assert estimate_latency_ms(1_000_000, 25_000_000) == pytest.approx(78.8)
-    assert estimate_latency_ms(1_000_000, 50_000_000) == pytest.approx(39.4)
+    # 1 M MACs at 1.54 instructions each on the 25 MHz M4 of mps2-an386: 61.6 ms; on the 16 MHz
+    # Cortex-M0 of the micro:bit (no DSP: 6.63 instructions per MAC) 414.4 ms.
+    from tinykd.boards import load_board
+
+    assert estimate_latency_ms(1_000_000, load_board("mps2-an386")) == pytest.approx(61.6)
+    assert estimate_latency_ms(1_000_000, load_board("microbit")) == pytest.approx(414.375)
+    assert estimate_latency_ms(1_000_000, load_board("mps2-an385")) == pytest.approx(112.8)
 
 
 def test_next_command_carries_non_default_distillation_settings():

@@ -99,6 +99,13 @@ def sweep(temperatures, alphas, students, methods, int8, baselines, **opts):
 @click.option("--depths", default="1,2,3", show_default=True, help="Comma-separated numbers of hidden layers.")
 @click.option("--max-latency", type=float, default=None, help="Latency limit in ms (estimated from MACs).")
 @click.option(
+    "--budget-usd",
+    type=float,
+    default=None,
+    help="Instead of --board: search over every board with a unit price up to this (see `tinykd boards`); "
+    "the most accurate student wins, on the cheapest board it fits.",
+)
+@click.option(
     "--min-epochs",
     type=int,
     default=1,
@@ -107,21 +114,36 @@ def sweep(temperatures, alphas, students, methods, int8, baselines, **opts):
 )
 @ray_options
 @friendly_errors
-def fit(widths, depths, max_latency, min_epochs, **opts):
-    """Find the most accurate int8 MLP student that fits the board (flash, RAM, latency)."""
+def fit(widths, depths, max_latency, budget_usd, min_epochs, **opts):
+    """Find the most accurate int8 MLP student that fits the board (flash, RAM, latency), or the
+    boards within a price (--budget-usd)."""
+    from ..errors import TinykdError
     from ..experiments.fit import default_fit_dir, parse_sizes, run_fit
 
+    if budget_usd is not None and opts.get("board"):
+        raise TinykdError("--budget-usd searches over every board within that price: leave out --board.")
+    if budget_usd is not None and not budget_usd > 0:
+        raise TinykdError(f"--budget-usd must be a price above 0 (got {budget_usd:g}).")
     ray = ray_settings(opts)
     ray.check()
     config = resolve_config(opts)
     width_list, depth_list = parse_sizes(widths, depths)
-    out = out_dir(opts["out"], default_fit_dir(config))
+    out = out_dir(opts["out"], default_fit_dir(config, budget_usd))
     result = run_fit(
-        config, out, width_list, depth_list, max_latency_ms=max_latency, min_epochs=min_epochs, ray=ray, log=log
+        config,
+        out,
+        width_list,
+        depth_list,
+        max_latency_ms=max_latency,
+        budget_usd=budget_usd,
+        min_epochs=min_epochs,
+        ray=ray,
+        log=log,
     )
     chosen = result.chosen
     click.echo(
-        f"chosen: {chosen['arch']} ({chosen['test_errors_int8']} int8 test errors of {chosen['test_total']}, "
+        f"chosen: {chosen['arch']} on {chosen['firmware']['board']} ({chosen['test_errors_int8']} int8 test "
+        f"errors of {chosen['test_total']}, "
         f"flash {chosen['firmware']['flash_used']:,} B, RAM {chosen['firmware']['ram_used']:,} B); "
         f"report: {out / 'fit.md'}"
     )

@@ -45,6 +45,7 @@ class DeviceRun:
         if unit == "cycles":
             result["mean_ms"] = round(1000.0 * mean / clock_hz, 3)
         else:
+            result["lower_bound_ms"] = round(1000.0 * mean / clock_hz, 3)
             result["note"] = (
                 "QEMU counts executed instructions, not cycles: a real core takes "
                 "more cycles than instructions (memory waits, multi-cycle ops)."

@@ -36,10 +36,11 @@ from .fit_sizing import (
     INSTRUCTIONS_PER_MAC,
     MAX_DEPTH,
     Candidate,
+    boards_under_budget,
     candidate_archs,
     estimate_latency_ms,
     parse_sizes,
-    sized_candidate,
+    placed_candidate,
 )
 from .points import Experiment, StudentSpec
 
@@ -77,6 +78,7 @@ def run_fit(
     depths: list[int],
     *,
     max_latency_ms: float | None = None,
+    budget_usd: float | None = None,
     min_epochs: int = 1,
     ray: RayOptions = EMBEDDED,
     concurrent: int = 1,
@@ -84,7 +86,9 @@ def run_fit(
 ) -> FitResult:
     """Size, prune, ASHA, and finish the winner; see the module docstring. `concurrent` > 1 runs
     that many candidates at once: faster on a cluster, but ASHA's stops then depend on which
-    results arrive first, so the same seed may choose differently."""
+    results arrive first, so the same seed may choose differently. `budget_usd`: instead of
+    config.board, every board with a unit price up to that: each candidate is sized on the
+    cheapest board it fits, and the most accurate one wins, on its cheapest board."""
     from ..boards import load_board
 
     if config.task != "mnist":
@@ -108,35 +112,41 @@ def run_fit(
         raise TinykdError(
             f"--min-epochs must be >= 1 (got {min_epochs}): the first round trains each candidate for that many epochs."
         )
-    board = load_board(config.board)
+    boards = boards_under_budget(budget_usd) if budget_usd is not None else [load_board(config.board)]
     experiment = points.open_experiment(config, out, log=log)
+    if budget_usd is not None:
+        log(f"  boards up to ${budget_usd:g}: " + ", ".join(f"{b.name} ${b.price_usd:.2f}" for b in boards))
     candidates = [
-        sized_candidate(experiment, arch, board)
+        placed_candidate(experiment, arch, boards, max_latency_ms)
         for arch in tqdm(candidate_archs(widths, depths), desc="sizing", unit="candidate", dynamic_ncols=True)
     ]
     for c in candidates:
-        if not c.size.fits:
-            c.rejected = f"over {c.size.over_budget()}"
-        elif max_latency_ms is not None and c.latency_ms > max_latency_ms:
-            c.rejected = f"estimated {c.latency_ms:.2f} ms > {max_latency_ms:g} ms"
         log(
-            f"  {c.arch}: flash {c.size.flash_used:,} / {c.size.flash_budget:,} B, RAM {c.size.ram_used:,} / "
-            f"{c.size.ram_budget:,} B, ~{c.latency_ms:.2f} ms" + (f": rejected, {c.rejected}" if c.rejected else "")
+            f"  {c.arch} on {c.size.board}: flash {c.size.flash_used:,} / {c.size.flash_budget:,} B, RAM "
+            f"{c.size.ram_used:,} / {c.size.ram_budget:,} B, ~{c.latency_ms:.2f} ms"
+            + (f": rejected, {c.rejected}" if c.rejected else "")
         )
     kept = [c for c in candidates if not c.rejected]
     if not kept:
         smallest = min(candidates, key=lambda c: c.size.flash_used)
+        where = (
+            f"any of the {len(boards)} boards up to ${budget_usd:g}; on {smallest.size.board} (flash "
+            if budget_usd is not None
+            else f"{smallest.size.board} (flash "
+        )
         raise TinykdError(
-            f"No candidate fits {board.name} (flash {smallest.size.flash_budget:,} B, RAM "
+            f"No candidate fits {where}{smallest.size.flash_budget:,} B, RAM "
             f"{smallest.size.ram_budget:,} B"
             + (f", {max_latency_ms:g} ms" if max_latency_ms else "")
             + f"): the smallest, {smallest.arch}, needs flash {smallest.size.flash_used:,} B and RAM "
             f"{smallest.size.ram_used:,} B, ~{smallest.latency_ms:.2f} ms. Try smaller --widths or --depths"
-            + (", or a larger --max-latency." if max_latency_ms else ", or a board with more memory.")
+            + (", or a larger --max-latency." if max_latency_ms else "")
+            + (", or a larger --budget-usd." if budget_usd is not None else ", or a board with more memory.")
         )
     rungs, winner = _asha(experiment, kept, min_epochs, ray, concurrent)
+    board = load_board(winner.size.board)
     chosen = _finish(experiment, winner, board, min_epochs, ray)
-    files = write_outputs(experiment, board, candidates, rungs, chosen, max_latency_ms)
+    files = write_outputs(experiment, board, candidates, rungs, chosen, max_latency_ms, boards, budget_usd)
     return FitResult(experiment.out, chosen, candidates, files, next_command(chosen["arch"], board.name, config))
 
 
@@ -312,7 +322,7 @@ def finish_winner(experiment: Experiment, params: dict, trial: Trial) -> dict:
         "int8_accuracy": round(int8.accuracy, 6),
         "tflite": tflite.name,
         "firmware": size.to_dict(),
-        "latency_ms_estimate": round(estimate_latency_ms(size.macs, board.clock_hz), 3),
+        "latency_ms_estimate": round(estimate_latency_ms(size.macs, board), 3),
         "seconds": round(time.perf_counter() - started, 1),
     }
     trial.write(tflite.name, tflite.read_bytes())
@@ -325,5 +335,6 @@ def finish_winner(experiment: Experiment, params: dict, trial: Trial) -> dict:
     }
 
 
-def default_fit_dir(config: BuildConfig) -> Path:
-    return Path("build") / f"fit-{config.task}-{config.board}"
+def default_fit_dir(config: BuildConfig, budget_usd: float | None = None) -> Path:
+    where = config.board if budget_usd is None else f"under-{budget_usd:g}usd"
+    return Path("build") / f"fit-{config.task}-{where}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import BuildConfig, DistillConfig
 from ..fileio import write_json, write_text
-from .fit_sizing import INSTRUCTIONS_PER_MAC, Candidate
+from .fit_sizing import Candidate, instructions_per_mac
 from .pareto import pareto_front
 from .points import Experiment
 
@@ -35,6 +35,8 @@ def write_outputs(
     rungs: list[dict],
     chosen: dict,
     max_latency_ms: float | None,
+    boards: list,
+    budget_usd: float | None = None,
 ) -> list[Path]:
     """Write fit.json, fit.md and plots/fit_front.png; returns the files."""
     from ..report import plots
@@ -59,7 +61,7 @@ def write_outputs(
         for x in candidates
         if x.rejected
     ]
-    budget = candidates[0].size
+    budget = next(x.size for x in candidates if x.arch == chosen["arch"])
     plot = plots.accuracy_vs_size(
         points,
         front,
@@ -78,8 +80,11 @@ def write_outputs(
         "flash_budget": budget.flash_budget,
         "ram_budget": budget.ram_budget,
         "max_latency_ms": max_latency_ms,
-        "latency_model": f"MACs x {INSTRUCTIONS_PER_MAC} instructions/MAC (benchmarks/runtime.md, QEMU) / "
-        f"{board.clock_hz:,} Hz: a lower bound",
+        "budget_usd": budget_usd,
+        "boards": [{"board": b.name, "price_usd": b.price_usd, "core": b.core} for b in boards],
+        "latency_model": "MACs x instructions/MAC of the board's core family, counted on QEMU "
+        f"({instructions_per_mac(board)} on {board.core}; benchmarks/device.md) / the board's clock "
+        f"({board.clock_hz:,} Hz for {board.name}): a lower bound",
         "teacher": {
             "path": str(experiment.teacher_path),
             "fingerprint": experiment.teacher_id,
@@ -110,7 +115,18 @@ def _markdown(s: dict, val_total: int) -> str:
     lines = [
         f"# tinykd fit: {s['task']} on {s['board']}",
         "",
-        f"Budget: flash {s['flash_budget']:,} B, RAM {s['ram_budget']:,} B"
+        *(
+            [
+                f"Price budget ${s['budget_usd']:g}: boards "
+                + ", ".join(f"{b['board']} (${b['price_usd']:.2f}, {b['core']})" for b in s["boards"])
+                + "; each candidate was sized on the cheapest of them it fits, and the winner runs on "
+                + f"**{s['board']}**.",
+                "",
+            ]
+            if s["budget_usd"] is not None
+            else []
+        ),
+        f"Budget on {s['board']}: flash {s['flash_budget']:,} B, RAM {s['ram_budget']:,} B"
         + (f", latency {s['max_latency_ms']:g} ms" if s["max_latency_ms"] else "")
         + ".",
         "",
@@ -131,10 +147,10 @@ def _markdown(s: dict, val_total: int) -> str:
         f"Sized untrained (int8, firmware compiled for the board); latency = {s['latency_model']}. Validation "
         f"errors (of {val_total}) at each of ASHA's rungs; ★ = on the Pareto front of accuracy vs flash.",
         "",
-        "| candidate | params | MACs | flash (B) | RAM (B) | latency (ms, est.) | "
+        "| candidate | board | params | MACs | flash (B) | RAM (B) | latency (ms, est.) | "
         + " | ".join(f"val errors @ {r['epochs']} ep" for r in s["rungs"])
         + " | result |",
-        "|---|---|---|---|---|---|" + "---|" * len(s["rungs"]) + "---|",
+        "|---|---|---|---|---|---|---|" + "---|" * len(s["rungs"]) + "---|",
     ]
     for x in s["candidates"]:
         by_epochs = x["val_errors_by_epochs"]
@@ -148,7 +164,7 @@ def _markdown(s: dict, val_total: int) -> str:
             result = f"stopped by ASHA after {trained} epoch{'s' if trained > 1 else ''}"
         star = " ★" if x["arch"] in front else ""
         lines.append(
-            f"| {x['arch']}{star} | {x['params']:,} | {x['macs']:,} | {x['flash_used']:,} | "
+            f"| {x['arch']}{star} | {x['board']} | {x['params']:,} | {x['macs']:,} | {x['flash_used']:,} | "
             f"{x['ram_used']:,} | {x['latency_ms_estimate']:.2f} | " + " | ".join(cells) + f" | {result} |"
         )
     sched = s["scheduler"]

@@ -10,19 +10,26 @@ from ..errors import TinykdError
 from ..fileio import write_json
 from .points import Experiment, FirmwareSize, measure_firmware, read_finished, remove_tree
 
-# Instructions per multiply-accumulate of our runtime's FULLY_CONNECTED kernel (DSP build),
-# measured on QEMU mps2-an386 for the 784-300-300-10 MLP (benchmarks/runtime.md). QEMU counts
-# instructions; a real Cortex-M needs at least as many cycles (more with flash wait states),
-# so latencies estimated from it are lower bounds.
-INSTRUCTIONS_PER_MAC = 1.97
+# Instructions per multiply-accumulate of our runtime's FULLY_CONNECTED kernel in an MLP, counted
+# on QEMU for the --quick MNIST student (784-300-300-10; benchmarks/device.md): cores with the DSP
+# extension (M4/M7/M33/M55) on mps2-an386, the M3 on mps2-an385, the M0 (and M0+, which runs the
+# same Thumb-1 code) on microbit-qemu. QEMU counts instructions; a real core needs at least as many
+# cycles (more with flash wait states), so latencies estimated from them are lower bounds.
+INSTRUCTIONS_PER_MAC = {"dsp": 1.54, "cortex-m3": 2.82, "cortex-m0": 6.63}
 MAX_DEPTH = 4
+
+
+def instructions_per_mac(board) -> float:
+    if board.has_dsp:
+        return INSTRUCTIONS_PER_MAC["dsp"]
+    return INSTRUCTIONS_PER_MAC.get(board.cpu, INSTRUCTIONS_PER_MAC["cortex-m0"])
 
 
 @dataclass
 class Candidate:
     arch: str
-    size: FirmwareSize
-    latency_ms: float  # estimated, see INSTRUCTIONS_PER_MAC
+    size: FirmwareSize  # on `size.board`: the board it was sized for (the cheapest it fits, with a budget)
+    latency_ms: float  # estimated on that board, see INSTRUCTIONS_PER_MAC
     rejected: str = ""  # why it was dropped before training ("" = kept)
     val_errors: dict[int, int] = field(default_factory=dict)  # epochs trained -> validation errors
 
@@ -59,8 +66,41 @@ def candidate_archs(widths: list[int], depths: list[int]) -> list[str]:
     return [f"mlp-{'-'.join([str(w)] * d)}" for d in depths for w in widths]
 
 
-def estimate_latency_ms(macs: int, clock_hz: int) -> float:
-    return 1000.0 * macs * INSTRUCTIONS_PER_MAC / clock_hz
+def estimate_latency_ms(macs: int, board) -> float:
+    return 1000.0 * macs * instructions_per_mac(board) / board.clock_hz
+
+
+def boards_under_budget(budget_usd: float) -> list:
+    """The boards with a unit price of at most `budget_usd`, cheapest first."""
+    from ..boards import list_boards
+
+    priced = sorted((b for b in list_boards() if b.price_usd is not None), key=lambda b: (b.price_usd, b.name))
+    if not priced:
+        raise TinykdError("No board file has a [price]: --budget-usd has nothing to choose from.")
+    under = [b for b in priced if b.price_usd <= budget_usd]
+    if not under:
+        cheapest = priced[0]
+        raise TinykdError(
+            f"No board costs at most ${budget_usd:g}: the cheapest is {cheapest.name} at ${cheapest.price_usd:.2f} "
+            f"({cheapest.price_source}, {cheapest.price_date}). Raise --budget-usd (see `tinykd boards`)."
+        )
+    return under
+
+
+def placed_candidate(experiment: Experiment, arch: str, boards: list, max_latency_ms: float | None) -> Candidate:
+    """`arch` sized on the first of `boards` (cheapest first) where it fits and meets the latency
+    limit; when none does, on the last one tried, with why it was rejected."""
+    for board in boards:
+        c = sized_candidate(experiment, arch, board)
+        if not c.size.fits:
+            c.rejected = f"over {c.size.over_budget()}"
+        elif max_latency_ms is not None and c.latency_ms > max_latency_ms:
+            c.rejected = f"estimated {c.latency_ms:.2f} ms > {max_latency_ms:g} ms"
+        if not c.rejected:
+            return c
+    if len(boards) > 1:
+        c.rejected = f"fits none of the {len(boards)} boards (on {c.size.board}: {c.rejected})"
+    return c
 
 
 def sized_candidate(experiment: Experiment, arch: str, board) -> Candidate:
@@ -78,7 +118,7 @@ def sized_candidate(experiment: Experiment, arch: str, board) -> Candidate:
         "firmware": firmware_sources_digest(),
         "calibration_samples": c.qat.calibration_samples,
     }
-    path = experiment.out / "sizes" / f"{arch}.json"
+    path = experiment.out / "sizes" / board.name / f"{arch}.json"
     saved = read_finished(path, settings)
     if saved is None:
         work = experiment.out / "checkpoints" / f"size-{arch}"
@@ -99,4 +139,4 @@ def sized_candidate(experiment: Experiment, arch: str, board) -> Candidate:
         remove_tree(work)
     fields = {k: v for k, v in saved["size"].items() if k not in ("fits", "over_budget")}
     size = FirmwareSize(**fields)
-    return Candidate(arch, size, estimate_latency_ms(size.macs, board.clock_hz))
+    return Candidate(arch, size, estimate_latency_ms(size.macs, board))

@@ -119,9 +119,10 @@ class Build:
         return record
 
     def run_all(self) -> None:
-        """Every stage. On a hardware board the device stage waits for `tinykd flash` + `evaluate`."""
+        """Every stage. On a hardware board the device stage waits for `tinykd flash` + `evaluate`,
+        unless QEMU models the board's chip (`emulated_by`): then it runs there."""
         for stage in STAGES:
-            if stage == "device" and not self.board.is_qemu:
+            if stage == "device" and not self.board.is_qemu and not self.board.emulated_by:
                 self.log(
                     f"[device] skipped: flash the {self.board.name} with `tinykd flash`, then run "
                     "`tinykd evaluate` to measure on it"

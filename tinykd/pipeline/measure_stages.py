@@ -79,14 +79,15 @@ def device(build):
     partial = build.out / PARTIAL_NAME  # verified results of an interrupted run: resumed from
     inputs = _test_audio(build)[:n] if raw_audio else host_features
     what = "raw test clips" if raw_audio else "test examples"
+    board, elf = _device_target(build, firmware["elf"])
     build.log(
-        f"  streaming {n} {what} to {build.board.name}"
+        f"  streaming {n} {what} to {board.name}"
         + (" (features computed on the device)" if raw_audio else "")
         + (f" over {c.port}" if c.port else "")
     )
     run = run_on_device(
-        build.board,
-        firmware["elf"],
+        board,
+        elf,
         inputs,
         expected_sha256=firmware["model_sha256"],
         port=c.port or None,
@@ -104,13 +105,15 @@ def device(build):
     host_result = classification_result("host_int8_tflm", host, d.y_test[:n], d.num_classes)
     comparison = compare_with_host(run.outputs, host)
     report = {
-        "board": run.board,
+        "board": build.board.name,
+        "emulated_on": run.board if run.board != build.board.name else None,
         "where": run.where,
         "examples": n,
         "seconds": run.seconds,
         "device": result.to_dict(),
         "host_int8": host_result.to_dict(),
         "host_vs_device": comparison,
+        # At the clock of the board the build is for (an emulated chip's clock is QEMU's choice).
         "latency": run.latency(build.board.clock_hz),
         "link": run.link,
     }
@@ -128,28 +131,48 @@ def device(build):
             frontend_latency=run.frontend_latency(build.board.clock_hz),
         )
         summary += f"; feature vectors differing: {info['feature_mismatches']}"
-    report["layer_profile"] = _layer_profile(build, firmware, host_features, run)
+    report["layer_profile"] = _layer_profile(build, board, elf, firmware, host_features, run)
     write_json(build.out / "device.json", report)
     remove_partial(partial)
     build.log(summary)
     return ["device.json"], info
 
 
-def _layer_profile(build, firmware: dict, host_features, run) -> dict:
+def _device_target(build, elf: str):
+    """(board, ELF) the device stage streams to. A real board with a QEMU model of its chip
+    (`emulated_by` in its board file) is evaluated on that model when no port is given and no
+    such board is plugged in: the same port code, built for the emulated chip's wiring (e.g.
+    the Nucleo's USART2 becomes QEMU's USART1), so CI proves the board's port without it."""
+    from ..boards import load_board
+    from ..device.flash import find_ports
+    from ..firmware.build import build_firmware
+
+    board, c = build.board, build.config.device
+    if board.is_qemu or not board.emulated_by or c.port or c.farm or c.address or find_ports(board):
+        return board, elf
+    emulator = load_board(board.emulated_by)
+    build.log(f"  no {board.name} on USB: evaluating its port on QEMU {emulator.name} instead")
+    fw = build_firmware(
+        build.out / "model_int8.tflite", emulator, build.out / "firmware-emulated", build.task.device_frontend
+    )
+    return emulator, str(fw.build.elf)
+
+
+def _layer_profile(build, board, elf: str, firmware: dict, host_features, run) -> dict:
     """The model's per-layer profile on the device (tinykd.device.profile): PROFILE on the first
     few test inputs (the model's int8 input also when the device computes the features)."""
     from ..device.profile import PROFILE_INPUTS, profile_on_device
     from ..firmware.codegen import ModelSources
 
     c = build.config.device
-    if (c.farm or c.address) and not build.board.is_qemu:
+    if (c.farm or c.address) and not board.is_qemu:
         # The farm's boards sit on other nodes; the per-layer profile needs one here (--port).
         return {"skipped": "not run over a device farm of real boards: profile one board with --port"}
     k = min(PROFILE_INPUTS, len(run.outputs))
     build.log(f"  profiling the model layer by layer on {k} test inputs")
     profile = profile_on_device(
-        build.board,
-        firmware["elf"],
+        board,
+        elf,
         np.asarray(host_features[:k]).reshape(k, -1),
         ModelSources.from_dir(build.out / "firmware" / "model"),
         expected_sha256=firmware["model_sha256"],
