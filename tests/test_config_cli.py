@@ -63,7 +63,7 @@ def test_layers_apply_in_order(tmp_path):
     c = resolve(config_file=cfg, quick=True, overrides={"distill": {"alpha": 0.25}})
     assert (c.seed, c.distill.temperature, c.distill.alpha, c.student.arch) == (7, 4.0, 0.25, "mlp-30-30")
     assert c.data.train_limit == 3000  # from --quick
-    assert resolve().distill.temperature == 20.0 and resolve().student.arch == "mlp-300-300"
+    assert resolve().distill.temperature == "auto" and resolve().student.arch == "mlp-300-300"
 
 
 def test_unwritable_out_is_a_clear_error(tmp_path, mnist_dir):
