@@ -57,8 +57,10 @@ def _load_teacher(build, path: Path):
 
 
 def extra_teachers(build):
-    """The models the method needs besides the build's teacher (none for most methods)."""
-    return build.recipe.train_extra_models(build)
+    """The models the method needs besides the build's teacher (none for most methods). A method
+    reading T and alpha here, before any search, sees numbers: as given, or the fallback for "auto"
+    (what a method with extra models distils at; tinykd.config.DistillConfig.numbers)."""
+    return build.recipe.train_extra_models(Resolved(build, *build.config.distill.numbers()))
 
 
 DISTILLATION = "distillation.json"
