@@ -73,9 +73,13 @@ def test_select_with_a_latency_limit_drops_slow_boards(tmp_path):
 
 
 def test_select_says_when_nothing_fits(tmp_path, quick_build):
-    sel = select_boards(quick_build.out, tmp_path, boards=["nano33"], max_latency_ms=1e-6, log=lambda m: None)
-    assert not sel.chosen and sel.choices[0].why_not.startswith("too slow")
-    assert "No board fits" in (tmp_path / "select.md").read_text()
+    # A virtual board named on purpose is sized and timed too; it has no price ("virtual").
+    sel = select_boards(
+        quick_build.out, tmp_path, boards=["nano33", "mps2-an386"], max_latency_ms=1e-6, log=lambda m: None
+    )
+    assert not sel.chosen and all(c.why_not.startswith("too slow") for c in sel.choices)
+    text = (tmp_path / "select.md").read_text()
+    assert "No board fits" in text and "| mps2-an386 | cortex-m4f | 25 | virtual |" in text
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ import numpy as np
 from ..boards import Board, list_boards, load_board
 from ..errors import FirmwareTooLarge, TinykdError
 from ..fileio import write_json, write_text
+from .fit_sizing import instructions_per_mac
 from .points import FirmwareSize, measure_firmware
 
 # Cores QEMU does not model, and the modelled core whose instruction count stands in for theirs.
@@ -138,7 +139,7 @@ def _count_instructions(tflite: Path, board: Board, work: Path) -> int:
     return int(counts[0])
 
 
-def _timings(tflite: Path, cpus: list[str], boards: list[Board], work: Path, pool) -> dict[str, CoreTiming]:
+def _timings(tflite: Path, cpus: list[str], boards: list[Board], work: Path, pool, macs: int) -> dict[str, CoreTiming]:
     """Instructions per inference for each core, counted once per QEMU board (cores that share a
     stand-in share its count)."""
     qemu_for = {cpu: _qemu_board_for(cpu, boards) for cpu in cpus}
@@ -156,7 +157,15 @@ def _timings(tflite: Path, cpus: list[str], boards: list[Board], work: Path, poo
         if qemu is None:
             timings[cpu] = CoreTiming(cpu, None, None, f"no QEMU board models {cpu}")
         elif counts[qemu.name] is None:
-            timings[cpu] = CoreTiming(cpu, qemu.name, None, f"the model does not fit {qemu.name}, which would count it")
+            # Too big for the one QEMU board of this core (the 16 KB micro:bit): the core's
+            # instructions per MAC, counted on QEMU for an MLP, stand in for the model's own count.
+            ipm = instructions_per_mac(qemu)
+            timings[cpu] = CoreTiming(
+                cpu,
+                None,
+                round(macs * ipm),
+                f"estimated: {macs:,} MACs x {ipm} instructions/MAC (the model does not fit {qemu.name})",
+            )
         else:
             stand_in = f" ({qemu.cpu} standing in for {cpu})" if qemu.cpu != cpu else ""
             timings[cpu] = CoreTiming(cpu, qemu.name, counts[qemu.name], f"counted on {qemu.name}{stand_in}")
@@ -198,7 +207,7 @@ def select_boards(
         sizes = list(pool.map(lambda b: measure_firmware(model, b, out / "sizes" / b.name), candidates))
         cpus = sorted({b.cpu for b in candidates})
         log(f"[select] counting instructions per inference on QEMU for {', '.join(cpus)}")
-        timings = _timings(model, cpus, every, out / "timing", pool)
+        timings = _timings(model, cpus, every, out / "timing", pool, sizes[0].macs)
 
     choices = [BoardChoice(b, s, timings[b.cpu], max_latency_ms) for b, s in zip(candidates, sizes, strict=True)]
 
@@ -242,9 +251,12 @@ def selection_markdown(sel: Selection) -> str:
             rank += 1
             rank_cell = str(rank)
         instr = f"{c.timing.instructions:,}" if c.timing.instructions is not None else "—"
+        if c.timing.instructions is not None and c.timing.qemu_board is None:
+            instr = "~" + instr  # estimated from MACs, not counted for this model
         lat = f"{c.latency_ms:.2f}" if c.latency_ms is not None else "—"
+        price = f"{b.price_usd:.2f}" if b.price_usd is not None else "virtual"
         lines.append(
-            f"| {rank_cell} | {b.name} | {b.core} | {b.clock_hz / 1e6:g} | {b.price_usd:.2f} | "
+            f"| {rank_cell} | {b.name} | {b.core} | {b.clock_hz / 1e6:g} | {price} | "
             f"{s.flash_used:,} / {s.flash_budget:,} | {s.ram_used:,} / {s.ram_budget:,} | {instr} | {lat} | "
             f"{c.why_not} |"
         )
@@ -263,5 +275,6 @@ def selection_markdown(sel: Selection) -> str:
 def plot_selection(sel: Selection, path: Path) -> Path:
     from ..report.plots import board_selection
 
-    points = [(c.board.name, c.board.price_usd, c.latency_ms, not c.why_not) for c in sel.choices]
+    # A virtual board has no price to place it on the axis.
+    points = [(c.board.name, c.board.price_usd, c.latency_ms, not c.why_not) for c in sel.choices if c.board.price_usd]
     return board_selection(points, sel.max_latency_ms, sel.model.name, path)
