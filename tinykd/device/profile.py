@@ -146,8 +146,9 @@ def layer_profile(
         result["layers_sum_vs_whole_model"] = round(total / whole, 4) if whole else None
     if unit == "instructions":
         result["note"] = (
-            "QEMU counts executed instructions (SysTick under -icount shift=0, 40 per tick on "
-            "mps2-an386), not cycles: a real core takes more cycles than instructions."
+            "QEMU counts executed instructions (SysTick under -icount shift=0: one tick per "
+            "1e9 / SysTick Hz instructions, e.g. 40 on mps2-an386), not cycles: a real core takes "
+            "more cycles than instructions."
         )
     else:
         result["note"] = "Cycles from the board's counter (DWT->CYCCNT; SysTick on Cortex-M0/M0+)."
