@@ -2,14 +2,14 @@
 build with `--temperature auto` / `--alpha auto`) and a search over continuous ranges through
 the trial runner (`search_temperature_alpha`, a library call).
 
-`grid_search` trains every (T, alpha) of a small grid at once, in one Keras model: each point is
-its own copy of the student, all copies start from the same initial weights and see the same
-batches (only T and alpha differ, so their differences are not seed noise), and one traced
-training step updates them all. On this project's 2-core machines that is what fits a build:
-separate trials (run_trials, Ray Tune) would each trace their own graph and start their own
-process, which costs more than the whole --quick search, and the build has its data and its
-teacher in memory already. The points are ranked by float validation errors (then validation
-loss, then grid order): test data are never looked at while choosing.
+`grid_search` distils the student at every (T, alpha) of a small grid through one traced
+training graph: T and alpha are variables the loss reads, and before each point the student's
+weights, the optimizer's state and the batches are set back to the same start, so each point
+learns as it would alone and their differences are not seed noise. On this project's 2-core
+machines that is what fits a build: separate trials (run_trials, Ray Tune) would each start a
+process and trace their own graph, which alone costs more than the whole --quick search, and the
+build has its data and teacher in memory already. The points are ranked by float validation
+errors (then validation loss, then grid order): test data are never looked at while choosing.
 
 `search_temperature_alpha` below samples continuous ranges with Tune instead:
 
