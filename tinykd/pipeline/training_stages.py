@@ -176,12 +176,25 @@ def distillation_record(build) -> dict:
     return json.loads(path.read_text())
 
 
+def _val_errors(model, result, d):
+    """The model's float validation errors: from its training history where it holds them (the
+    epoch whose weights it kept, measured by the loop on the same examples), else counted."""
+    from ..evaluate import ClassificationResult
+    from ..experiments.points import float_errors
+
+    accuracy = result.history.get("val_accuracy")
+    if not accuracy:
+        return float_errors(model, d.x_val, d.y_val, d.num_classes)
+    total = len(d.y_val)
+    errors = round(total * (1.0 - accuracy[(result.best_epoch or len(accuracy)) - 1]))
+    return ClassificationResult("float", errors, total, [])
+
+
 def distill(build):
     """baseline.keras (the student's architecture on the labels alone) and student.keras (as the
     method makes it, at the T and alpha chosen on validation), plus whatever else the method
     keeps; distillation.json: the search, each model's best epoch and validation errors, and
     which of the two is shipped (the one with fewer validation errors; the baseline on a tie)."""
-    from ..experiments.points import float_errors
     from ..models import count_params
 
     c, d, kd = build.config.student, build.dataset, build.config.distill
@@ -197,8 +210,8 @@ def distill(build):
     build.save_model(student, "student")
     build.save_history("student", kd_result)
     val = {
-        name: float_errors(model, d.x_val, d.y_val, d.num_classes)
-        for name, model in (("baseline", baseline), ("student", student))
+        "baseline": _val_errors(baseline, base_result, d),
+        "student": _val_errors(student, kd_result, d),
     }
     shipped = "student" if val["student"].errors < val["baseline"].errors else "baseline"
     record = {
