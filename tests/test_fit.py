@@ -145,3 +145,35 @@ def test_next_command_carries_non_default_distillation_settings():
     assert next_command("mlp-64", "nano33", resolve()) == "tinykd build --student mlp-64 --board nano33"
     config = resolve(overrides={"distill": {"temperature": 4.0, "method": "rkd"}})
     assert next_command("mlp-64", "nano33", config) == "tinykd build --student mlp-64 --board nano33 --method rkd -T 4"
+
+
+def test_kws_candidates_are_ds_cnns_sized_with_the_device_frontend(tmp_path):
+    """KWS: `fit` searches DS-CNN channels x blocks; each candidate is sized with the MFCC frontend
+    the device runs (its code and the 1 s raw-audio buffer count), so a 16 KB micro:bit is refused
+    what a Nano 33 BLE takes. No training: sizes come from the untrained model."""
+    import numpy as np
+
+    from tinykd.boards import load_board
+    from tinykd.data import get_task
+    from tinykd.experiments.fit import FAMILIES
+    from tinykd.experiments.fit_sizing import placed_candidate
+    from tinykd.experiments.points import Experiment
+
+    family = FAMILIES["kws"]
+    widths, depths = parse_sizes("8", "2", family)
+    assert candidate_archs(widths, depths, family) == ["ds-cnn-8x2"]
+    model = build_model("ds-cnn-8x2", (49, 10, 1), 12)
+    pointwise = [x.name for x in model.layers if x.name in {"pw1", "pw2", "pw3"}]
+    assert model.name == "ds-cnn-8x2" and pointwise == ["pw1", "pw2"]
+
+    config = resolve(task="kws", quick=True)
+    dataset = type("Data", (), {})()
+    dataset.input_shape, dataset.num_classes = (49, 10, 1), 12
+    dataset.x_train = np.random.default_rng(0).uniform(-80, 40, (64, 49, 10, 1)).astype(np.float32)
+    experiment = Experiment(config, tmp_path, dataset, get_task("kws"), tmp_path / "t.keras", "t", log=print)
+    nano = placed_candidate(experiment, "ds-cnn-8x2", [load_board("nano33")], None)
+    assert nano.size.board == "nano33" and not nano.rejected
+    assert nano.size.ram_used > 32_000, "the 16 000-sample int16 audio buffer is part of the firmware"
+    tiny = placed_candidate(experiment, "ds-cnn-8x2", [load_board("microbit")], None)
+    assert tiny.rejected.startswith("over RAM by")
+    assert next_command("ds-cnn-8x2", "nano33", config).startswith("tinykd build --task kws --student ds-cnn-8x2")

@@ -141,7 +141,12 @@ def _firmware_of_build(opts: dict):
     help="Flash with this tool (default: the first of the board's methods that is installed).",
 )
 @flash_port_option
-@click.option("--seconds", type=float, default=3600.0, help="QEMU boards: stop the emulator after this long.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3600.0,
+    help="QEMU boards: stop the emulator after this long.",
+)
 @click.pass_context
 @friendly_errors
 def flash(ctx, task, config_file, board, out, firmware_dir, elf_file, tool, port, seconds):

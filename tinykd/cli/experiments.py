@@ -95,8 +95,18 @@ def sweep(temperatures, alphas, students, methods, int8, baselines, **opts):
 @experiment_options
 @distill_options
 @out_option("Output folder (default build/fit-<task>-<board>).")
-@click.option("--widths", default="16,32,64,128,256,512", show_default=True, help="Comma-separated layer widths.")
-@click.option("--depths", default="1,2,3", show_default=True, help="Comma-separated numbers of hidden layers.")
+@click.option(
+    "--widths",
+    default=None,
+    help="Comma-separated widths: units per hidden layer (MNIST MLPs; default 16,32,64,128,256,512) or "
+    "channels (KWS DS-CNNs; default 16,32,48,64).",
+)
+@click.option(
+    "--depths",
+    default=None,
+    help="Comma-separated depths: hidden layers (MLPs; default 1,2,3) or depthwise-separable blocks "
+    "(DS-CNNs; default 2,3,4).",
+)
 @click.option("--max-latency", type=float, default=None, help="Latency limit in ms (estimated from MACs).")
 @click.option(
     "--budget-usd",
@@ -118,7 +128,7 @@ def fit(widths, depths, max_latency, budget_usd, min_epochs, **opts):
     """Find the most accurate int8 MLP student that fits the board (flash, RAM, latency), or the
     boards within a price (--budget-usd)."""
     from ..errors import TinykdError
-    from ..experiments.fit import default_fit_dir, parse_sizes, run_fit
+    from ..experiments.fit import FAMILIES, default_fit_dir, parse_sizes, run_fit
 
     if budget_usd is not None and opts.get("board"):
         raise TinykdError("--budget-usd searches over every board within that price: leave out --board.")
@@ -127,7 +137,10 @@ def fit(widths, depths, max_latency, budget_usd, min_epochs, **opts):
     ray = ray_settings(opts)
     ray.check()
     config = resolve_config(opts)
-    width_list, depth_list = parse_sizes(widths, depths)
+    family = FAMILIES.get(config.task)
+    width_list, depth_list = (
+        parse_sizes(widths or family.widths, depths or family.depths, family) if family else (None, None)
+    )
     out = out_dir(opts["out"], default_fit_dir(config, budget_usd))
     result = run_fit(
         config,

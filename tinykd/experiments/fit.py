@@ -1,5 +1,6 @@
-"""`tinykd fit --board B`: search MLP student widths and depths for the most accurate int8
-student that fits the board's flash and RAM (and, optionally, a latency limit).
+"""`tinykd fit --board B` (or `--budget-usd N`): search student widths and depths (MLPs for
+MNIST; DS-CNN channels and blocks for keyword spotting) for the most accurate int8 student that
+fits the board's flash and RAM (and, optionally, a latency limit).
 
 1. Size every candidate without training: build it, convert the untrained model to int8,
    generate and compile the board's firmware, read flash and RAM (cached in out/sizes/).
@@ -33,6 +34,7 @@ from ..trials import EMBEDDED, RayOptions, Trial, run_trials
 from . import points
 from .fit_report import next_command, write_outputs
 from .fit_sizing import (
+    FAMILIES,
     INSTRUCTIONS_PER_MAC,
     MAX_DEPTH,
     Candidate,
@@ -45,6 +47,7 @@ from .fit_sizing import (
 from .points import Experiment, StudentSpec
 
 __all__ = [
+    "FAMILIES",
     "INSTRUCTIONS_PER_MAC",
     "MAX_DEPTH",
     "Candidate",
@@ -74,8 +77,8 @@ class FitResult:
 def run_fit(
     config: BuildConfig,
     out: str | Path,
-    widths: list[int],
-    depths: list[int],
+    widths: list[int] | None,
+    depths: list[int] | None,
     *,
     max_latency_ms: float | None = None,
     budget_usd: float | None = None,
@@ -91,11 +94,11 @@ def run_fit(
     cheapest board it fits, and the most accurate one wins, on its cheapest board."""
     from ..boards import load_board
 
-    if config.task != "mnist":
+    if config.task not in FAMILIES:
         raise TinykdError(
-            f"tinykd fit searches MLP widths and depths, which suit MNIST only; task {config.task!r} has no "
-            "searchable family yet. For keyword spotting, compare the DS-CNN students directly: "
-            "`tinykd build --task kws --student ds-cnn-s` (or ds-cnn-xs for <= 64 KB RAM)."
+            f"tinykd fit searches MLP widths and depths for MNIST and DS-CNN channels and blocks for keyword "
+            f"spotting (--task kws); task {config.task!r} has no searchable family yet. Compare students "
+            "directly with `tinykd build --student ...` (e.g. cnn-s, cnn-m, mlp-W-W)."
         )
     single_teacher = points.single_teacher_methods()
     if config.distill.method not in single_teacher:
@@ -112,13 +115,16 @@ def run_fit(
         raise TinykdError(
             f"--min-epochs must be >= 1 (got {min_epochs}): the first round trains each candidate for that many epochs."
         )
+    family = FAMILIES[config.task]
+    default_widths, default_depths = parse_sizes(family.widths, family.depths, family)
+    widths, depths = widths or default_widths, depths or default_depths
     boards = boards_under_budget(budget_usd) if budget_usd is not None else [load_board(config.board)]
     experiment = points.open_experiment(config, out, log=log)
     if budget_usd is not None:
         log(f"  boards up to ${budget_usd:g}: " + ", ".join(f"{b.name} ${b.price_usd:.2f}" for b in boards))
     candidates = [
         placed_candidate(experiment, arch, boards, max_latency_ms)
-        for arch in tqdm(candidate_archs(widths, depths), desc="sizing", unit="candidate", dynamic_ncols=True)
+        for arch in tqdm(candidate_archs(widths, depths, family), desc="sizing", unit="candidate", dynamic_ncols=True)
     ]
     for c in candidates:
         log(
@@ -309,7 +315,7 @@ def finish_winner(experiment: Experiment, params: dict, trial: Trial) -> dict:
     tflite = qat_work / f"{arch}_int8.tflite"
     points.quantize_to_int8(experiment, student, spec, qat_work, tflite)
     int8 = points.int8_test_errors(experiment, tflite)
-    size = points.measure_firmware(tflite, board, qat_work / "firmware")
+    size = points.measure_firmware(tflite, board, qat_work / "firmware", experiment.task.device_frontend)
     chosen = {
         "settings": params["settings"],
         "arch": arch,

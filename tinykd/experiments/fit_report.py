@@ -25,7 +25,8 @@ def next_command(arch: str, board: str, config: BuildConfig) -> str:
         )
         if value != base
     )
-    return f"tinykd build --student {arch} --board {board}{extra}"
+    task = f" --task {config.task}" if config.task != "mnist" else ""
+    return f"tinykd build{task} --student {arch} --board {board}{extra}"
 
 
 def write_outputs(

@@ -19,6 +19,29 @@ INSTRUCTIONS_PER_MAC = {"dsp": 1.54, "cortex-m3": 2.82, "cortex-m0": 6.63}
 MAX_DEPTH = 4
 
 
+@dataclass(frozen=True)
+class Family:
+    """The students `tinykd fit` searches for a task: a width and a depth name each candidate."""
+
+    name: str
+    widths: str  # default --widths
+    depths: str  # default --depths
+    max_depth: int
+    pattern: str  # the architecture name, from {w} and {d}
+
+    def arch(self, width: int, depth: int) -> str:
+        if self.name == "mlp":
+            return "mlp-" + "-".join([str(width)] * depth)
+        return self.pattern.format(w=width, d=depth)
+
+
+# MLPs (width = units per hidden layer, depth = hidden layers) for MNIST; for keyword spotting
+# DS-CNNs (width = channels, depth = depthwise-separable blocks): ds-cnn-s is 64x4, ds-cnn-xs 32x3.
+MLP = Family("mlp", "16,32,64,128,256,512", "1,2,3", MAX_DEPTH, "mlp-{w}...")
+DS_CNN = Family("ds-cnn", "16,32,48,64", "2,3,4", 6, "ds-cnn-{w}x{d}")
+FAMILIES = {"mnist": MLP, "kws": DS_CNN}
+
+
 def instructions_per_mac(board) -> float:
     if board.has_dsp:
         return INSTRUCTIONS_PER_MAC["dsp"]
@@ -43,7 +66,7 @@ class Candidate:
         }
 
 
-def parse_sizes(widths: str, depths: str) -> tuple[list[int], list[int]]:
+def parse_sizes(widths: str, depths: str, family: Family = MLP) -> tuple[list[int], list[int]]:
     """--widths and --depths as lists of positive integers; TinykdError naming the bad value."""
 
     def integers(option: str, text: str, example: str, upper: int | None) -> list[int]:
@@ -58,12 +81,16 @@ def parse_sizes(widths: str, depths: str) -> tuple[list[int], list[int]]:
             values.append(int(item))
         return sorted(set(values))
 
-    return (integers("--widths", widths, "32,64,128,256", None), integers("--depths", depths, "1,2,3", MAX_DEPTH))
+    return (
+        integers("--widths", widths, family.widths, None),
+        integers("--depths", depths, family.depths, family.max_depth),
+    )
 
 
-def candidate_archs(widths: list[int], depths: list[int]) -> list[str]:
-    """mlp-W, mlp-W-W, ... for every width and depth: the registry's plain ReLU MLPs."""
-    return [f"mlp-{'-'.join([str(w)] * d)}" for d in depths for w in widths]
+def candidate_archs(widths: list[int], depths: list[int], family: Family = MLP) -> list[str]:
+    """Every width at every depth: mlp-W, mlp-W-W, ... (the registry's plain ReLU MLPs) or
+    ds-cnn-WxD (DS-CNNs of W channels and D blocks)."""
+    return [family.arch(w, d) for d in depths for w in widths]
 
 
 def estimate_latency_ms(macs: int, board) -> float:
@@ -133,7 +160,7 @@ def sized_candidate(experiment: Experiment, arch: str, board) -> Candidate:
             samples=c.qat.calibration_samples,
             input_quantization=experiment.task.input_quantization,
         )
-        size = measure_firmware(tflite, board, work / "firmware")
+        size = measure_firmware(tflite, board, work / "firmware", experiment.task.device_frontend)
         saved = {"settings": settings, "size": size.to_dict()}
         write_json(path, saved)
         remove_tree(work)

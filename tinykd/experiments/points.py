@@ -256,16 +256,17 @@ def int8_test_errors(experiment: Experiment, tflite_path: Path):
     return classification_result("int8_tflm", int8_outputs_tflm(tflite_path, x_int8), d.y_test, d.num_classes)
 
 
-def measure_firmware(tflite_path: Path, board, out_dir: Path) -> FirmwareSize:
-    """Generate and compile the board's firmware for the model and read its sizes; a model
-    that does not fit is measured too (from build_firmware's FirmwareTooLarge) instead of failing."""
+def measure_firmware(tflite_path: Path, board, out_dir: Path, device_frontend: str | None = None) -> FirmwareSize:
+    """Generate and compile the board's firmware for the model (with the task's device frontend,
+    whose code and audio buffer count too) and read its sizes; a model that does not fit is
+    measured too (from build_firmware's FirmwareTooLarge) instead of failing."""
     from ..boards import load_board
     from ..firmware.build import build_firmware
     from ..firmware.codegen import generate_model_sources
 
     board = load_board(board)
     try:
-        fw = build_firmware(tflite_path, board, out_dir)
+        fw = build_firmware(tflite_path, board, out_dir, device_frontend)
     except FirmwareTooLarge as exc:
         with tempfile.TemporaryDirectory() as tmp:
             sources = generate_model_sources(tflite_path, Path(tmp) / "model")

@@ -217,6 +217,8 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 _MLP_PATTERN = re.compile(r"^mlp-(\d+(?:-\d+)*)$")
+# ds-cnn-CxB: a DS-CNN of C channels and B depthwise-separable blocks (what `tinykd fit` searches for KWS).
+_DS_CNN_PATTERN = re.compile(r"^ds-cnn-(\d+)x(\d+)$")
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
@@ -226,14 +228,18 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> ke
     match = _MLP_PATTERN.match(name)
     if match:
         return mlp(tuple(int(w) for w in match.group(1).split("-")))(input_shape, num_classes)
+    match = _DS_CNN_PATTERN.match(name)
+    if match and int(match.group(1)) >= 1 and int(match.group(2)) >= 1:
+        return ds_cnn(int(match.group(1)), int(match.group(2)))(input_shape, num_classes)
     raise TinykdError(
-        f"Unknown model '{name}'. Choose one of: {', '.join(ARCHITECTURES)}, or 'mlp-W1-W2-...' "
-        "for a plain MLP with those hidden widths (e.g. mlp-100-50)."
+        f"Unknown model '{name}'. Choose one of: {', '.join(ARCHITECTURES)}, 'mlp-W1-W2-...' "
+        "for a plain MLP with those hidden widths (e.g. mlp-100-50), or 'ds-cnn-CxB' for a KWS DS-CNN "
+        "of C channels and B blocks (e.g. ds-cnn-48x3)."
     )
 
 
 def check_model_name(name: str) -> None:
-    if name not in ARCHITECTURES and not _MLP_PATTERN.match(name):
+    if name not in ARCHITECTURES and not _MLP_PATTERN.match(name) and not _DS_CNN_PATTERN.match(name):
         build_model(name, (1,), 1)  # raises the TinykdError with the list
 
 
