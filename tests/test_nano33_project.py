@@ -153,3 +153,32 @@ def test_relative_out_dir_builds(tmp_path, monkeypatch):
     result = build_project(Path("rel") / "firmware")
     assert result.elf is not None and result.elf.is_file() and result.flash_used > 0
     assert project.root.is_absolute()
+
+
+def test_nano33_sketch_sources_build_with_an_old_arm_acle(tmp_path, monkeypatch):
+    """Issue 15, defect 1: the Arduino Mbed core compiles with its own GCC 7, whose <arm_acle.h>
+    lacks the DSP intrinsics. The sketch's portable sources (app, runtime, model: the fit check
+    compiles exactly these, with the core's flags) build and link with a stub <arm_acle.h> without
+    them first on the include path and implicit declarations as errors; the DSP code is there."""
+    from _tflite_models import ModelFactory
+    from test_runtime_acle import SPEC, STUB_ACLE
+
+    from tinykd.firmware.codegen import generate_model_sources
+
+    _require("arm-none-eabi-gcc")
+    _no_arduino_cli(monkeypatch)
+    stub = tmp_path / "old_acle"
+    stub.mkdir()
+    (stub / "arm_acle.h").write_text(STUB_ACLE)
+    model = generate_model_sources(ModelFactory(tmp_path / "m").get(SPEC, seed=5, name="acle_mix"), tmp_path / "src")
+    project = generate_project("nano33", model, tmp_path / "fw")
+    sketch_sources = {p.name for p in project.sketch_dir.glob("*.c")}
+    fitcheck_sources = {p.name for p in project.fitcheck_dir.glob("*/*.c")} - {"tkd_startup.c", "tkd_port_standin.c"}
+    assert sketch_sources == fitcheck_sources, "the fit check compiles the sketch's own C sources"
+    flags = f"EXTRA_CFLAGS=-I{stub} -Werror=implicit-function-declaration"
+    r = subprocess.run(["make", "-C", str(project.fitcheck_dir), flags], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert f"-I{stub}" in r.stdout and "implicit declaration" not in r.stderr
+    elf = project.fitcheck_dir / "build" / "firmware.elf"
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert "\tsmlad" in dis and "\tssat" in dis
