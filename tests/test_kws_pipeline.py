@@ -47,7 +47,7 @@ def test_quick_kws_build_on_synthetic_audio_runs_on_qemu_from_raw_audio(tmp_path
     build.run_all()
     out = build.out
     # the synthetic set was generated once into the cache, sized by --quick's train_limit
-    synth = Path(os.environ["TINYKD_CACHE"]) / "kws-synth-0-16"
+    (synth,) = Path(os.environ["TINYKD_CACHE"]).glob("kws-synth-0-16-*")  # -<key of the recipe>
     assert (synth / ".tinykd_synth.json").is_file() and len(list((synth / "yes").glob("*.wav"))) == 16
     d = build.dataset
     assert d.input_shape == (49, 10, 1) and d.num_classes == 12 and len(d.y_test) >= 8
