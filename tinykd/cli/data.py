@@ -33,7 +33,7 @@ def data(ctx, **opts):
 @click.option("--out", type=WritableFolder(), required=True, help="Folder to write the dataset into.")
 @click.option(
     "--clips",
-    type=click.IntRange(min=1),
+    type=int,
     default=200,
     show_default=True,
     help="Clips per keyword (other words get a quarter).",
