@@ -269,7 +269,7 @@ def generate_project(
     # Absolute: make and the size tool run inside the project, where a relative path would break.
     root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    startup = [fw / "ports" / "cortex-m" / "tkd_startup.c"]
+    startup = [fw / "ports" / "cortex-m" / n for n in ("tkd_startup.c", "tkd_cortex_m.c", "tkd_cortex_m.h")]
     meta = {"board": board.name, "kind": board.project, "model_name": model_name, "device_frontend": device_frontend}
 
     if board.project == "makefile":

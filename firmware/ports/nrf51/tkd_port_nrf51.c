@@ -4,24 +4,25 @@
  * Serial: UART0 at TKD_UART_BASE (0x40002000, NVIC line 2), 8N1 at TKD_BOARD_BAUD, on the pins
  * the board file names (micro:bit: TX P0.24, RX P0.25, wired to the DAPLink interface chip's
  * USB serial). The receiver holds a 6-byte FIFO and signals EVENTS_RXDRDY per byte; its
- * interrupt moves bytes into a small ring buffer and the main loop sleeps in WFI while the
- * ring is empty (see firmware/ports/qemu-mps for why this suits QEMU, and on hardware it
- * costs nothing). RAM is 16 KB in all, so the ring is small: the main loop only decodes
- * bytes while a frame arrives, far faster than the link delivers them.
+ * interrupt moves bytes into the ring of ../cortex-m/tkd_cortex_m.c and the main loop sleeps
+ * in WFI while the ring is empty (see there for why this suits QEMU; on hardware it costs
+ * nothing). RAM is 16 KB in all, so the micro:bit board files make the ring small
+ * (TKD_RX_RING_BYTES 64): the main loop only decodes bytes while a frame arrives, far faster
+ * than the link delivers them.
  * Clock: with TKD_NRF51_HFCLK_XTAL the 16 MHz crystal is started (with a timeout) so the
  * baud rate is crystal-accurate; the internal RC oscillator is +-2 %, enough for 8N1 but
  * not guaranteed. QEMU does not model the CLOCK block (reads as 0), so its board skips it.
- * Counter: SysTick on the CPU clock (the M0 has no DWT cycle counter); a 24-bit SysTick
- * wraps and its interrupt counts the wraps. On hardware the ticks are CPU cycles; under
- * QEMU -icount shift=0 (TKD_BOARD_COUNTER_SYSTICK_ICOUNT) a tick is 1e9 / TKD_SYSTICK_HZ
- * instructions and the port reports instructions.
+ * Counter: SysTick on the CPU clock (the M0 has no DWT cycle counter), in tkd_cortex_m.c. On
+ * hardware the ticks are CPU cycles; under QEMU -icount shift=0
+ * (TKD_BOARD_COUNTER_SYSTICK_ICOUNT) a tick is 1e9 / TKD_SYSTICK_HZ instructions and the
+ * port reports instructions.
  * Exit: Arm semihosting under QEMU only (TKD_NRF51_SEMIHOSTING); without a debugger a BKPT
  * would lock the core up, so on hardware tkd_port_exit() reports that it cannot exit.
  */
 #include <stdint.h>
 
-#include "tkd_app.h"
 #include "tkd_board.h"
+#include "tkd_cortex_m.h"
 #include "tkd_port.h"
 
 #ifndef TKD_NRF51_UART_TX_PIN
@@ -66,16 +67,6 @@
 #define CLOCK_TASKS_HFCLKSTART  REG(0x40000000u)
 #define CLOCK_EVENTS_HFCLKSTART REG(0x40000100u)
 
-#define NVIC_ISER(n) REG(0xE000E100u + 4u * (n))
-
-#define SYST_CSR           REG(0xE000E010u)
-#define SYST_RVR           REG(0xE000E014u)
-#define SYST_CVR           REG(0xE000E018u)
-#define SYST_CSR_ENABLE    0x1u
-#define SYST_CSR_TICKINT   0x2u
-#define SYST_CSR_CLKSOURCE 0x4u /* processor clock */
-#define SYST_RELOAD        0x00FFFFFFu
-
 /* BAUDRATE register value for TKD_BOARD_BAUD, from the reference manual's table (the
  * manual lists rounded values for its fractional divider, so no formula). */
 #if TKD_BOARD_BAUD == 9600
@@ -101,29 +92,11 @@
 #error "nRF51 port: [serial] baud in the board file is not a rate this port knows"
 #endif
 
-static volatile uint32_t systick_wraps;
-static uint64_t counter_start_ticks;
-
-void tkd_systick_handler(void)
-{
-    systick_wraps++;
-}
-
-static uint64_t systick_ticks(void)
-{
-    uint32_t w1, w2, v;
-    do {
-        w1 = systick_wraps;
-        v = SYST_CVR;
-        w2 = systick_wraps;
-    } while (w1 != w2);
-    return (uint64_t)w1 * (SYST_RELOAD + 1u) + (uint64_t)(SYST_RELOAD - v);
-}
-
-#define RX_RING_BYTES 64u /* power of two; see the header comment */
-static volatile uint8_t rx_ring[RX_RING_BYTES];
-static volatile uint32_t rx_head; /* written by the interrupt */
-static volatile uint32_t rx_tail; /* written by the main loop */
+#if !defined(TKD_UART_RX_IRQ) ||                                                                   \
+    !(defined(TKD_BOARD_COUNTER_SYSTICK) || defined(TKD_BOARD_COUNTER_SYSTICK_ICOUNT))
+/* The board file's [uart] rx_irq (2 for UART0) and a SysTick [counter] kind. */
+#error "nRF51 port: the board needs [uart] rx_irq and [counter] kind systick or systick-icount"
+#endif
 
 void tkd_port_irq_handler(void)
 {
@@ -133,8 +106,7 @@ void tkd_port_irq_handler(void)
         UART_ERRORSRC = UART_ERRORSRC; /* write 1 to clear the bits that are set */
     }
     while (UART_EVENTS_RXDRDY) {
-        uint32_t head = rx_head;
-        if (head - rx_tail >= RX_RING_BYTES) {
+        if (tkd_cm_rx_full()) {
             /* Full: leave the byte in the UART (its FIFO, and QEMU's flow control, hold the
              * rest) and mask the interrupt until the main loop has made room. */
             UART_INTENCLR = UART_INT_RXDRDY;
@@ -143,29 +115,13 @@ void tkd_port_irq_handler(void)
         /* Clear the event before reading RXD: the read moves the next FIFO byte into RXD and
          * raises RXDRDY again, which must not be lost. */
         UART_EVENTS_RXDRDY = 0u;
-        rx_ring[head & (RX_RING_BYTES - 1u)] = (uint8_t)(UART_RXD & 0xFFu);
-        rx_head = head + 1u;
+        tkd_cm_rx_put((uint8_t)(UART_RXD & 0xFFu));
     }
 }
 
-int tkd_port_uart_read_byte(void)
+void tkd_port_uart_rx_unmask(void)
 {
-    int c;
-    uint32_t tail;
-    __asm volatile("cpsid i" ::: "memory");
-    if (rx_tail == rx_head) {
-        /* With PRIMASK set WFI still wakes on a pending interrupt, so a byte arriving between
-         * the check and the WFI is not missed; it is taken once interrupts are enabled. */
-        __asm volatile("wfi" ::: "memory");
-        __asm volatile("cpsie i" ::: "memory");
-        return -1;
-    }
-    __asm volatile("cpsie i" ::: "memory");
-    tail = rx_tail;
-    c = rx_ring[tail & (RX_RING_BYTES - 1u)];
-    rx_tail = tail + 1u;
-    UART_INTENSET = UART_INT_RXDRDY; /* room again (re-raises a pending RXDRDY) */
-    return c;
+    UART_INTENSET = UART_INT_RXDRDY; /* re-raises a pending RXDRDY */
 }
 
 #if defined(TKD_NRF51_HFCLK_XTAL) && TKD_NRF51_HFCLK_XTAL
@@ -192,8 +148,6 @@ void tkd_port_init(void)
     GPIO_PIN_CNF(TKD_NRF51_UART_TX_PIN) = GPIO_PIN_CNF_OUTPUT;
     GPIO_PIN_CNF(TKD_NRF51_UART_RX_PIN) = GPIO_PIN_CNF_INPUT | GPIO_PIN_CNF_PULLUP;
 
-    rx_head = 0u;
-    rx_tail = 0u;
     UART_ENABLE = UART_ENABLE_ON; /* QEMU ignores every other UART register until enabled */
     UART_PSELTXD = TKD_NRF51_UART_TX_PIN;
     UART_PSELRXD = TKD_NRF51_UART_RX_PIN;
@@ -207,12 +161,9 @@ void tkd_port_init(void)
     UART_TASKS_STARTTX = 1u;
     UART_TASKS_STARTRX = 1u;
     UART_INTENSET = UART_INT_RXDRDY;
-    NVIC_ISER((uint32_t)TKD_UART_RX_IRQ / 32u) = 1u << ((uint32_t)TKD_UART_RX_IRQ % 32u);
+    tkd_cm_rx_start();
 
-    systick_wraps = 0;
-    SYST_RVR = SYST_RELOAD;
-    SYST_CVR = 0u;
-    SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CLKSOURCE;
+    tkd_cm_systick_start();
 }
 
 void tkd_port_uart_write(const uint8_t *data, uint32_t len)
@@ -228,70 +179,12 @@ void tkd_port_uart_write(const uint8_t *data, uint32_t len)
     }
 }
 
-/* Start on a tick edge, so repeated counts of the same work are equal (one tick of
- * resolution instead of one tick of jitter). */
-void tkd_port_counter_start(void)
-{
-    uint32_t v0 = SYST_CVR;
-    while (SYST_CVR == v0) {
-    }
-    counter_start_ticks = systick_ticks();
-}
-
-#if defined(TKD_BOARD_COUNTER_SYSTICK_ICOUNT)
-uint32_t tkd_port_counter_read(void)
-{
-    uint64_t ticks = systick_ticks() - counter_start_ticks;
-    uint64_t instr = ticks * 1000000000ull / (uint64_t)TKD_SYSTICK_HZ;
-    return instr > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)instr;
-}
-
-uint8_t tkd_port_counter_kind(void)
-{
-    return (uint8_t)TKD_COUNTER_INSTRUCTIONS;
-}
-#else
-uint32_t tkd_port_counter_read(void)
-{
-    uint64_t cycles = systick_ticks() - counter_start_ticks;
-    return cycles > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)cycles;
-}
-
-uint8_t tkd_port_counter_kind(void)
-{
-    return (uint8_t)TKD_COUNTER_CYCLES;
-}
-#endif
-
-const char *tkd_port_board_name(void)
-{
-    return TKD_BOARD_NAME;
-}
-
-uint32_t tkd_port_clock_hz(void)
-{
-    return (uint32_t)TKD_BOARD_CLOCK_HZ;
-}
-
 int tkd_port_exit(int code)
 {
 #if defined(TKD_NRF51_SEMIHOSTING) && TKD_NRF51_SEMIHOSTING
-    /* SYS_EXIT_EXTENDED (0x20) takes a pointer to {reason, subcode};
-     * reason 0x20026 is ADP_Stopped_ApplicationExit. */
-    volatile uint32_t block[2];
-    register uint32_t r0 __asm("r0") = 0x20u;
-    register volatile uint32_t *r1 __asm("r1") = block;
-    block[0] = 0x20026u;
-    block[1] = (uint32_t)code;
-    __asm volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
-    for (;;) {
-    }
+    tkd_cm_semihosting_exit(code);
+#else
+    (void)code;
+    return -1; /* without a debugger a BKPT would lock the core up */
 #endif
-    return -1;
-}
-
-int main(void)
-{
-    tkd_app_run();
-    return 0;
 }

@@ -13,17 +13,18 @@
  * reports 16 MHz (the link still works, the latency is honest). QEMU (TKD_STM32_CLOCK_SETUP 0)
  * does not model RCC, flash interface or PWR (reads are 0), so there the clock tree is left
  * alone and the board file's clock is the one QEMU models.
- * Serial: the USART's receive interrupt moves each byte into a ring buffer; the main loop
- * sleeps in WFI while the ring is empty (in QEMU a sleeping guest gets the next byte at once).
+ * Serial: the USART's receive interrupt moves each byte into the ring of
+ * ../cortex-m/tkd_cortex_m.c; the main loop sleeps in WFI while the ring is empty (in QEMU a
+ * sleeping guest gets the next byte at once).
  * Counter: DWT->CYCCNT (CPU cycles) on hardware; under QEMU, which does not model the DWT,
- * SysTick on the CPU clock with -icount shift=0 (instructions, see tkd_port_counter_read).
+ * SysTick on the CPU clock with -icount shift=0 (instructions, tkd_cortex_m.c).
  * Exit: semihosting under QEMU; on hardware tkd_port_exit() returns -1 (a BKPT without a
  * debugger attached would escalate to a HardFault).
  */
 #include <stdint.h>
 
-#include "tkd_app.h"
 #include "tkd_board.h"
+#include "tkd_cortex_m.h"
 #include "tkd_port.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
@@ -111,18 +112,7 @@
 #define USART_CR1_RXNEIE (1u << 5)
 #define USART_CR1_UE     (1u << 13)
 
-/* ---- core peripherals */
-#define NVIC_ISER(n) REG(0xE000E100u + 4u * (n))
-#define NVIC_ICER(n) REG(0xE000E180u + 4u * (n))
-
-#define SYST_CSR           REG(0xE000E010u)
-#define SYST_RVR           REG(0xE000E014u)
-#define SYST_CVR           REG(0xE000E018u)
-#define SYST_CSR_ENABLE    0x1u
-#define SYST_CSR_TICKINT   0x2u
-#define SYST_CSR_CLKSOURCE 0x4u /* processor clock */
-#define SYST_RELOAD        0x00FFFFFFu
-
+/* ---- data watchpoint and trace unit: the cycle counter */
 #define DEMCR              REG(0xE000EDFCu)
 #define DEMCR_TRCENA       (1u << 24)
 #define DWT_CTRL           REG(0xE0001000u)
@@ -300,52 +290,28 @@ void tkd_port_uart_write(const uint8_t *data, uint32_t len)
 }
 
 #ifdef TKD_UART_RX_IRQ
-#define RX_RING_BYTES 2048u /* power of two; > one frame (the host waits for each reply) */
-#define RX_IRQ_BIT    (1u << ((uint32_t)TKD_UART_RX_IRQ % 32u))
-#define RX_IRQ_WORD   ((uint32_t)TKD_UART_RX_IRQ / 32u)
-static volatile uint8_t rx_ring[RX_RING_BYTES];
-static volatile uint32_t rx_head; /* written by the interrupt */
-static volatile uint32_t rx_tail; /* written by the main loop */
-
 void tkd_port_irq_handler(void)
 {
     uint32_t sr;
     /* An overrun (ORE) also raises the interrupt; reading SR then DR clears both flags. */
     while ((sr = USART_SR) & (USART_SR_RXNE | USART_SR_ORE)) {
-        uint32_t head = rx_head;
-        if (head - rx_tail >= RX_RING_BYTES) {
+        if (tkd_cm_rx_full()) {
             /* Full (only under a flood): leave the byte in DR and mask the line in the NVIC
              * until the main loop has made room. Masking in the NVIC, not RXNEIE, because
              * the USART keeps its request raised until DR is read. */
-            NVIC_ICER(RX_IRQ_WORD) = RX_IRQ_BIT;
+            TKD_NVIC_ICER(TKD_RX_IRQ_WORD) = TKD_RX_IRQ_BIT;
             return;
         }
         uint8_t byte = (uint8_t)(USART_DR & 0xFFu);
         if (sr & USART_SR_RXNE) {
-            rx_ring[head & (RX_RING_BYTES - 1u)] = byte;
-            rx_head = head + 1u;
+            tkd_cm_rx_put(byte);
         }
     }
 }
 
-int tkd_port_uart_read_byte(void)
+void tkd_port_uart_rx_unmask(void)
 {
-    int c;
-    uint32_t tail;
-    __asm volatile("cpsid i" ::: "memory");
-    if (rx_tail == rx_head) {
-        /* With PRIMASK set, WFI still wakes on a pending interrupt, so a byte arriving
-         * between the check and the WFI is not missed; it is taken once interrupts are on. */
-        __asm volatile("wfi" ::: "memory");
-        __asm volatile("cpsie i" ::: "memory");
-        return -1;
-    }
-    __asm volatile("cpsie i" ::: "memory");
-    tail = rx_tail;
-    c = rx_ring[tail & (RX_RING_BYTES - 1u)];
-    rx_tail = tail + 1u;
-    NVIC_ISER(RX_IRQ_WORD) = RX_IRQ_BIT; /* room again (a no-op unless the ring was full) */
-    return c;
+    TKD_NVIC_ISER(TKD_RX_IRQ_WORD) = TKD_RX_IRQ_BIT; /* a no-op unless the ring was full */
 }
 #else
 int tkd_port_uart_read_byte(void)
@@ -385,55 +351,11 @@ uint8_t tkd_port_counter_kind(void)
     return (uint8_t)TKD_COUNTER_CYCLES;
 }
 #elif defined(TKD_BOARD_COUNTER_SYSTICK_ICOUNT)
-/* QEMU: SysTick on the CPU clock; with -icount shift=0 one instruction is 1 ns of virtual
- * time, so instructions = ticks * 1e9 / TKD_SYSTICK_HZ. The 24-bit SysTick wraps; its
- * interrupt counts the wraps. */
-static volatile uint32_t systick_wraps;
-static uint64_t counter_start_ticks;
-
-void tkd_systick_handler(void)
-{
-    systick_wraps++;
-}
-
-static uint64_t systick_ticks(void)
-{
-    uint32_t w1, w2, v;
-    do {
-        w1 = systick_wraps;
-        v = SYST_CVR;
-        w2 = systick_wraps;
-    } while (w1 != w2);
-    return (uint64_t)w1 * (SYST_RELOAD + 1u) + (uint64_t)(SYST_RELOAD - v);
-}
-
+/* QEMU: SysTick on the CPU clock counts instructions under -icount shift=0; the counter
+ * functions are tkd_cortex_m.c's. */
 static void counter_init(void)
 {
-    systick_wraps = 0;
-    SYST_RVR = SYST_RELOAD;
-    SYST_CVR = 0u;
-    SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CLKSOURCE;
-}
-
-/* Start on a tick edge, so repeated counts of the same work come out (nearly) equal. */
-void tkd_port_counter_start(void)
-{
-    uint32_t v0 = SYST_CVR;
-    while (SYST_CVR == v0) {
-    }
-    counter_start_ticks = systick_ticks();
-}
-
-uint32_t tkd_port_counter_read(void)
-{
-    uint64_t ticks = systick_ticks() - counter_start_ticks;
-    uint64_t instr = ticks * 1000000000ull / (uint64_t)TKD_SYSTICK_HZ;
-    return instr > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)instr;
-}
-
-uint8_t tkd_port_counter_kind(void)
-{
-    return (uint8_t)TKD_COUNTER_INSTRUCTIONS;
+    tkd_cm_systick_start();
 }
 #else
 #error "The stm32f4 port counts with counter kind dwt (hardware) or systick-icount (QEMU)."
@@ -448,22 +370,14 @@ void tkd_port_init(void)
 #else
     sysclk_hz = (uint32_t)TKD_BOARD_CLOCK_HZ; /* as the emulator models it */
 #endif
-#ifdef TKD_UART_RX_IRQ
-    rx_head = 0u;
-    rx_tail = 0u;
-#endif
     uart_init();
 #ifdef TKD_UART_RX_IRQ
-    NVIC_ISER(RX_IRQ_WORD) = RX_IRQ_BIT;
+    tkd_cm_rx_start();
 #endif
     counter_init();
 }
 
-const char *tkd_port_board_name(void)
-{
-    return TKD_BOARD_NAME;
-}
-
+/* The clock the set-up reached (overrides tkd_cortex_m.c's, which is the board file's). */
 uint32_t tkd_port_clock_hz(void)
 {
     return sysclk_hz;
@@ -472,25 +386,9 @@ uint32_t tkd_port_clock_hz(void)
 int tkd_port_exit(int code)
 {
 #if TKD_STM32_SEMIHOSTING
-    /* SYS_EXIT_EXTENDED (0x20) takes a pointer to {reason, subcode};
-     * reason 0x20026 is ADP_Stopped_ApplicationExit. */
-    volatile uint32_t block[2];
-    register uint32_t r0 __asm("r0") = 0x20u;
-    register volatile uint32_t *r1 __asm("r1") = block;
-    block[0] = 0x20026u;
-    block[1] = (uint32_t)code;
-    __asm volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
-    for (;;) {
-    }
-    return 0;
+    tkd_cm_semihosting_exit(code);
 #else
     (void)code;
     return -1; /* nothing to exit to: the host sees UNSUPPORTED and the board keeps serving */
 #endif
-}
-
-int main(void)
-{
-    tkd_app_run();
-    return 0;
 }
