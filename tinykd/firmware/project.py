@@ -269,7 +269,8 @@ def generate_project(
     # Absolute: make and the size tool run inside the project, where a relative path would break.
     root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    startup = [fw / "ports" / "cortex-m" / n for n in ("tkd_startup.c", "tkd_cortex_m.c", "tkd_cortex_m.h")]
+    # Bare-metal ports: start-up and the code they share (tkd_cortex_m.[ch]); Arduino's fit check: start-up only.
+    startup = sorted((fw / "ports" / "cortex-m").glob("tkd_*.[ch]" if board.project == "makefile" else "tkd_startup.c"))
     meta = {"board": board.name, "kind": board.project, "model_name": model_name, "device_frontend": device_frontend}
 
     if board.project == "makefile":

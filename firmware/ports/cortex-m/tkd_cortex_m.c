@@ -1,9 +1,6 @@
 /* tkd_cortex_m.c - the parts of the bare-metal Cortex-M ports that do not depend on the chip
  * (see tkd_cortex_m.h): receive ring, SysTick counter, semihosting exit, board name, main().
- *
- * Everything here is for a port that drives its UART itself (the board file has a [uart]
- * base). The Arduino fit check compiles this file with the start-up code too; there the
- * core owns the serial port, SysTick and main(), and this file is empty.
+ * tinykd/firmware/project.py copies it into every Makefile project beside the port.
  */
 #include <stdint.h>
 
@@ -11,8 +8,6 @@
 #include "tkd_board.h"
 #include "tkd_cortex_m.h"
 #include "tkd_port.h"
-
-#ifdef TKD_UART_BASE
 
 /* ------------------------------------------------------------------ receive ring */
 
@@ -161,5 +156,3 @@ int main(void)
     tkd_app_run();
     return 0;
 }
-
-#endif /* TKD_UART_BASE */
