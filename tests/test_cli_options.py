@@ -29,7 +29,10 @@ EXPECTED = {
     "sweep": EXPERIMENT
     | RAY
     | {"--out", "--temperatures", "--alphas", "--students", "--methods", "--int8", "--baselines"},
-    "fit": EXPERIMENT | DISTILL | RAY | {"--out", "--widths", "--depths", "--max-latency", "--budget-usd", "--min-epochs"},
+    "fit": EXPERIMENT
+    | DISTILL
+    | RAY
+    | {"--out", "--widths", "--depths", "--max-latency", "--budget-usd", "--min-epochs"},
     "reproduce": {"--quick", "--out", "--data-dir", "--seed"},
     "boards": {"--select", "--model", "--max-latency-ms", "--board", "--out"},
     "doctor": {"--data-dir"},
