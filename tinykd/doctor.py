@@ -16,6 +16,8 @@ TOOLS = {
     "make": "firmware builds (apt-get install make)",
     "cc": "host builds of the C runtime and frontend (apt-get install gcc)",
     "espeak-ng": "synthetic keyword-spotting data (apt-get install espeak-ng)",
+    "flite": "synthetic keyword-spotting data, second engine (apt-get install flite)",
+    "festival": "synthetic keyword-spotting data, third engine (apt-get install festival festvox-kallpc16k)",
 }
 # The tools `tinykd flash` uses (tinykd.device.flash), with the boards that list each.
 FLASH_TOOLS = ("arduino-cli", "openocd", "st-flash", "pyocd")
