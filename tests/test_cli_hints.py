@@ -55,6 +55,9 @@ def _fill(command: click.Command, words: list[str], tmp_path: Path) -> list[str]
                 word = kind.choices[0]
             elif isinstance(kind, click.IntRange | click.types.IntParamType):
                 word = "1"
+            elif getattr(kind, "file_okay", True) is False:
+                word = str(tmp_path / "placeholder-folder")  # an option that takes a folder
+                Path(word).mkdir(exist_ok=True)
             else:
                 word = str(tmp_path / "placeholder")
                 Path(word).touch()

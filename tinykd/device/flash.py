@@ -132,7 +132,7 @@ def find_firmware(target, board: str | Board | None = None) -> Firmware:
         if project is None:
             raise TinykdError(
                 f"{path} is not a tinykd firmware folder (no {MANIFEST} in it or in {path / 'firmware'}). "
-                "Give the folder `tinykd firmware --out` wrote, or an ELF with --elf."
+                "Give the folder `tinykd firmware --out DIR` wrote, or an ELF with --elf."
             )
     if project is None:
         if not path.is_file():
