@@ -21,7 +21,7 @@ from tinykd.errors import TinykdError
         ("fit", ["--widths", "0,16"], "--widths: '0' is not a whole number >= 1"),
         ("fit", ["--widths", "16,wide"], "--widths: 'wide' is not a whole number"),
         ("fit", ["--depths", "1,9"], "--depths: '9' is not a whole number between 1 and 4"),
-        ("fit", ["--task", "kws"], "MNIST only"),
+        ("fit", ["--task", "image"], "has no searchable family yet"),
         ("fit", ["--method", "online"], "needs extra teachers, peers or generations"),
         ("fit", ["--max-latency", "0"], "--max-latency must be > 0"),
         ("sweep", ["--temperatures", "0,4"], "every temperature must be > 0 (got 0)"),

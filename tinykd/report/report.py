@@ -190,8 +190,12 @@ def _shipped_labels(report: dict) -> dict[str, str]:
 
 def _t_alpha(report: dict) -> str:
     c, kd = report["config"]["distill"], report.get("distillation")
-    if not kd:
-        return f"T = {c['temperature']:g}, alpha = {c['alpha']:g}"
+    if not kd:  # no distill stage record (a report of a build made elsewhere): the configuration
+
+        def value(v) -> str:
+            return f"{v:g}" if isinstance(v, int | float) else str(v)
+
+        return f"T = {value(c['temperature'])}, alpha = {value(c['alpha'])}"
     how = "chosen on validation" if kd["choice"].get("searched") else "as configured"
     return f"T = {kd['temperature']:g}, alpha = {kd['alpha']:g} ({how})"
 
