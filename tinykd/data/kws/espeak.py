@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import struct
 import subprocess
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from ...errors import TinykdError
 from .layout import CLIP_SAMPLES, SAMPLE_RATE
+from .wav import parse_wav
 
 # espeak-ng English voices (no MBROLA) and variants (voices/!v).
 LANGUAGES = ("en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029")
@@ -134,26 +134,6 @@ def make_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return x / max(np.sqrt(np.mean(x * x)), 1e-12)
 
 
-def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
-    """espeak-ng --stdout writes a RIFF header with placeholder sizes: walk the chunks."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise TinykdError("espeak-ng did not produce WAV audio; check `espeak-ng --stdout test | file -`.")
-    pos, rate = 12, 0
-    while pos + 8 <= len(data):
-        cid, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        if cid == b"fmt ":
-            channels, rate = struct.unpack("<HI", data[pos + 10 : pos + 16])
-            bits = struct.unpack("<H", data[pos + 22 : pos + 24])[0]
-            if channels != 1 or bits != 16:
-                raise TinykdError(f"espeak-ng produced {channels} channels of {bits} bits; expected mono 16-bit.")
-        elif cid == b"data":
-            body = data[pos + 8 :]
-            body = body[: len(body) // 2 * 2]
-            return np.frombuffer(body, dtype="<i2").astype(np.float64) / 32768.0, rate
-        pos += 8 + size
-    raise TinykdError("espeak-ng's WAV output has no data chunk; is the espeak-ng install broken?")
-
-
 def resample(x: np.ndarray, n_out: int) -> np.ndarray:
     """Band-limited resampling to n_out samples by truncating/padding the spectrum."""
     n = len(x)
@@ -175,7 +155,7 @@ def speak(spec: ClipSpec, espeak: str | None = None) -> np.ndarray:
             f"{r.stderr.decode(errors='replace').strip() or 'no audio'}. Check that espeak-ng "
             "and its English voices (espeak-ng-data) are installed."
         )
-    x, rate = _parse_wav(r.stdout)
+    x, rate = parse_wav(r.stdout, "espeak-ng")
     rng = np.random.default_rng(spec.seed)
     # Trim leading/trailing silence.
     loud = np.flatnonzero(np.abs(x) > 0.02 * max(np.max(np.abs(x)), 1e-9))
