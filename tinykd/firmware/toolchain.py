@@ -102,7 +102,9 @@ def _fit_error(
         f"(budget {flash_budget} B) and {ram_shown} B of RAM (budget {ram_budget} B), over "
         f"{' and '.join(over)}.{extra} Flash holds code and weights, RAM the tensor arena, "
         "buffers and stack. Try a smaller student (fewer units or layers, e.g. a 784-100-10 "
-        "MLP instead of 784-300-300-10), int8 weights throughout, or a board with more memory.",
+        f"MLP instead of 784-300-300-10; `tinykd fit --board {board.name}` finds the most accurate "
+        "one that fits), or a board with more memory (`tinykd boards --select --model MODEL.tflite` "
+        "lists the boards this model fits, cheapest first).",
         board=board.name,
         flash_used=flash_used,
         flash_budget=flash_budget,
