@@ -111,6 +111,12 @@ class RemoteLink:
         value, (self.resends, self.reconnects, self.resets, self.rejected) = answer
         return value
 
+    def locate(self) -> tuple[str, str]:
+        """(node id, the device's serial address on it); the link's url names both from now on."""
+        node_id, device = self._call(self.actor.where)
+        self.url = f"{device} on node {node_id[:8]}"
+        return node_id, device
+
     def connect(self):
         return self._call(self.actor.connect)
 
@@ -229,10 +235,9 @@ class FarmLinks:
         started.append(_ActorStopper(actor))
         link = RemoteLink(actor, "device actor", cancel)
         try:
-            node_id, device = link._call(actor.where)
-            link.url = f"{device} on node {node_id[:8]}"
+            place = link.locate()
             with self._lock:
-                self.opened.append((node_id, device))
+                self.opened.append(place)
             yield link
         finally:
             with contextlib.suppress(Exception):
