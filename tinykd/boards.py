@@ -67,6 +67,15 @@ class Board:
     stack_bytes: int | None = None  # main stack reserved by the linker script; None: the default
 
     @property
+    def app_flash_bytes(self) -> int:
+        """Flash our firmware may use: the board's, less what an OS core takes (Arduino Mbed boards)."""
+        return self.flash_bytes - self.mbed_flash_allowance
+
+    @property
+    def app_ram_bytes(self) -> int:
+        return self.ram_bytes - self.mbed_ram_allowance
+
+    @property
     def flash_methods(self) -> tuple[str, ...]:
         """The ways to put an image on this board, preferred first."""
         return (self.flash_method, *(m for m in self.flash_fallbacks if m != self.flash_method))

@@ -62,8 +62,7 @@ def boards_table(boards) -> str:
     OS core's own share), unit price and how an image gets there."""
     rows = [("board", "core", "MHz", "flash KB", "RAM KB", "USD", "flashed with", "")]
     for b in boards:
-        flash = (b.flash_bytes - b.mbed_flash_allowance) // 1024
-        ram = (b.ram_bytes - b.mbed_ram_allowance) // 1024
+        flash, ram = b.app_flash_bytes // 1024, b.app_ram_bytes // 1024
         price = f"{b.price_usd:.2f}" if b.price_usd is not None else "virtual"
         rows.append(
             (

@@ -119,8 +119,8 @@ def _make(project: Project) -> BuildResult:
     root = project.make_dir
     board = project.board
     fitcheck = project.kind == "arduino"
-    flash_budget = board.flash_bytes - (board.mbed_flash_allowance if fitcheck else 0)
-    ram_budget = board.ram_bytes - (board.mbed_ram_allowance if fitcheck else 0)
+    # Only an OS core's boards have an allowance; the others' budgets are the whole board.
+    flash_budget, ram_budget = board.app_flash_bytes, board.app_ram_bytes
     jobs = str(min(2, os.cpu_count() or 1))
     r = _run([make, "-j", jobs, "--no-print-directory"], cwd=root)
     if r.returncode != 0:
