@@ -96,3 +96,56 @@ def test_pareto_front_on_a_hand_made_case():
     assert pareto_front([3], [0.1]) == [0]
     with pytest.raises(ValueError):
         pareto_front([1, 2], [0.5])
+
+
+def test_sweep_over_seeds_gives_mean_spread_and_verdict(tmp_path, mnist_dir):
+    out = tmp_path / "seeds"
+    code, output = quick_experiment(
+        "sweep", out, mnist_dir, "--epochs", "1", "--students", "mlp-16", "--temperatures", "4",
+        "--seeds", "3,4", "--no-int8",
+    )  # fmt: skip
+    assert code == 0, output
+    keys = [
+        "mlp-16__baseline__s3",
+        "mlp-16__hinton__T4__a0.9__s3",
+        "mlp-16__baseline__s4",
+        "mlp-16__hinton__T4__a0.9__s4",
+    ]
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [p["key"] for p in summary["points"]] == keys
+    by_key = {p["key"]: p for p in summary["points"]}
+    # Another seed is another student: other initial weights and batches.
+    assert by_key[keys[0]]["test_errors"] != by_key[keys[2]]["test_errors"]
+    stored = {k: json.loads((out / "points" / f"{k}.json").read_text()) for k in keys}
+    assert [stored[k]["settings"]["seed"] for k in keys] == [3, 3, 4, 4]
+
+    baseline, hinton = summary["over_seeds"]
+    assert baseline["method"] == "none" and baseline["seeds"] == [3, 4] and baseline["verdict"] == ""
+    errors = [by_key[keys[0]]["test_errors"], by_key[keys[2]]["test_errors"]]
+    assert baseline["float_errors"]["values"] == errors
+    assert baseline["float_errors"]["mean"] == pytest.approx(sum(errors) / 2)
+    assert baseline["float_errors"]["sd"] == pytest.approx(abs(errors[0] - errors[1]) / 2**0.5, abs=1e-3)
+    assert hinton["method"] == "hinton" and hinton["verdict"] in ("better", "worse", "within spread")
+    table = (out / "sweep.md").read_text()
+    assert "## Over seeds 3, 4" in table and "| mlp-16 | 3 | none (labels only) |" in table
+    assert (out / "plots" / "errors_over_seeds.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "](plots/errors_over_seeds.png)" in table
+
+
+def test_seed_verdict_needs_the_spreads_apart():
+    from tinykd.experiments.seed_stats import Spread, verdict
+
+    baseline = Spread((100, 104, 102))  # 102 ± 2
+    assert verdict(Spread((90, 92, 94)), baseline) == "better"  # 92 ± 2: 94 < 100
+    assert verdict(Spread((95, 99, 103)), baseline) == "within spread"  # 99 ± 4 reaches 100
+    assert verdict(Spread((110, 112, 114)), baseline) == "worse"
+    assert Spread((7,)).sd == 0.0 and Spread((7,)).text() == "7.0 ± 0.0"
+
+
+def test_bad_seeds_are_named():
+    from tinykd.errors import TinykdError
+    from tinykd.experiments.sweep_grid import parse_grid
+
+    with pytest.raises(TinykdError, match=r"--seeds: 'x' is not a whole number"):
+        parse_grid("4", "0.9", "mlp-16", "hinton", "0,x")
+    assert parse_grid("4", "0.9", "mlp-16", "hinton", "2,1,2").seeds == (2, 1)

@@ -61,6 +61,12 @@ def ray_settings(opts: dict):
     help="Comma-separated distillation methods that use the one teacher (default: hinton); a wrong name lists them.",
 )
 @click.option(
+    "--seeds",
+    default=None,
+    help="Comma-separated student seeds: every point trained once per seed (the teacher is --seed's), and the "
+    "summary gives each point's mean ± sd and whether it beats the no-KD baseline beyond the seeds' spread.",
+)
+@click.option(
     "--int8/--no-int8",
     default=True,
     show_default=True,
@@ -74,7 +80,7 @@ def ray_settings(opts: dict):
 )
 @ray_options
 @friendly_errors
-def sweep(temperatures, alphas, students, methods, int8, baselines, **opts):
+def sweep(temperatures, alphas, students, methods, seeds, int8, baselines, **opts):
     """Distil students over temperatures, alphas, sizes and methods; resumable; table and plots."""
     from ..experiments.sweep import default_sweep_dir, parse_grid, run_sweep
 
@@ -82,7 +88,7 @@ def sweep(temperatures, alphas, students, methods, int8, baselines, **opts):
     ray.check()
     config = resolve_config(opts)
     alpha = config.distill.numbers()[1]  # "auto" (no search in a sweep): the fallback alpha
-    grid = parse_grid(temperatures, alphas or f"{alpha:g}", students, methods or config.distill.method)
+    grid = parse_grid(temperatures, alphas or f"{alpha:g}", students, methods or config.distill.method, seeds)
     out = out_dir(opts["out"], default_sweep_dir(config))
     result = run_sweep(config, out, grid, int8=int8, baselines=baselines, ray=ray, log=log)
     click.echo(

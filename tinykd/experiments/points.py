@@ -41,6 +41,7 @@ class StudentSpec:
     method: str | None = "hinton"
     temperature: float = 20.0
     alpha: float = 0.9
+    seed: int | None = None  # None: the build's seed; a number: one of a sweep's --seeds
 
     @property
     def is_baseline(self) -> bool:
@@ -48,10 +49,18 @@ class StudentSpec:
 
     @property
     def key(self) -> str:
-        """A readable file name for the point, e.g. mlp-30-30__hinton__T4__a0.9."""
-        if self.is_baseline:
-            return f"{self.arch}__baseline"
-        return f"{self.arch}__{self.method}__T{self.temperature:g}__a{self.alpha:g}"
+        """A readable file name for the point, e.g. mlp-30-30__hinton__T4__a0.9 (+ __s2 for seed 2
+        of a sweep over seeds)."""
+        name = (
+            f"{self.arch}__baseline"
+            if self.is_baseline
+            else f"{self.arch}__{self.method}__T{self.temperature:g}__a{self.alpha:g}"
+        )
+        return name if self.seed is None else f"{name}__s{self.seed}"
+
+    def seed_or(self, default: int) -> int:
+        """The seed this student's initial weights and batches come from."""
+        return default if self.seed is None else self.seed
 
 
 @dataclass
@@ -82,7 +91,7 @@ class Experiment:
         return {
             "spec": vars(spec).copy(),
             "teacher": self.teacher_id,
-            "seed": c.seed,
+            "seed": spec.seed_or(c.seed),
             "data": self.data_settings(),
             "student": vars(c.student).copy(),
         }
@@ -158,7 +167,7 @@ def _start(experiment: Experiment, spec: StudentSpec, offset: int):
     """A run's seed (set, in a fresh Keras session) and its teacher (None for a baseline)."""
     from ..distill.training import seed_everything
 
-    seed = seed_everything(experiment.config.seed * 100 + offset, fresh_session=True)
+    seed = seed_everything(spec.seed_or(experiment.config.seed) * 100 + offset, fresh_session=True)
     # Loaded after the session reset, like every model of this run (see seed_everything).
     return seed, None if spec.is_baseline else experiment.load_teacher()
 
@@ -202,7 +211,7 @@ def train_student(experiment: Experiment, spec: StudentSpec, epochs: int, checkp
         spec,
         c.student,
         epochs=epochs,
-        seed=c.seed * 100 + _TRAIN_SEED_OFFSET,
+        seed=spec.seed_or(c.seed) * 100 + _TRAIN_SEED_OFFSET,
         checkpoint_dir=checkpoint_dir,
         label=spec.key,
     )

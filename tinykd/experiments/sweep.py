@@ -84,7 +84,7 @@ def _point_settings(experiment: Experiment, spec: StudentSpec, board) -> dict:
     c = experiment.config
     settings = {
         "task": c.task,
-        "seed": c.seed,
+        "seed": spec.seed_or(c.seed),
         "data": experiment.data_settings(),
         "teacher": experiment.teacher_id,
         "student": {
@@ -150,7 +150,7 @@ def train_point(experiment: Experiment, params: dict, trial: Trial) -> dict:
     from ..boards import load_board
 
     d = experiment.dataset
-    spec = StudentSpec(params["arch"], params["method"], params["temperature"], params["alpha"])
+    spec = StudentSpec(params["arch"], params["method"], params["temperature"], params["alpha"], params["seed"])
     settings = params["settings"]
     started = time.perf_counter()
     # Checkpoints keyed by the settings: an interrupted point resumes only under the same ones.

@@ -15,19 +15,23 @@ class SweepGrid:
     alphas: tuple[float, ...]
     students: tuple[str, ...]
     methods: tuple[str, ...]
+    # Student seeds (initial weights and batch order; the teacher is the build seed's): () trains
+    # each point once with the build's seed, several give each point's mean and spread.
+    seeds: tuple[int, ...] = ()
 
     def specs(self, baselines: bool) -> list[StudentSpec]:
-        """Every point of the grid, each student's no-KD baseline first when asked for."""
+        """Every point of the grid (each seed in turn), each student's no-KD baseline first when asked for."""
         specs = []
-        for arch in self.students:
-            if baselines:
-                specs.append(StudentSpec(arch, None, 1.0, 0.0))
-            specs += [
-                StudentSpec(arch, method, t, a)
-                for method in self.methods
-                for a in self.alphas
-                for t in self.temperatures
-            ]
+        for seed in self.seeds or (None,):
+            for arch in self.students:
+                if baselines:
+                    specs.append(StudentSpec(arch, None, 1.0, 0.0, seed))
+                specs += [
+                    StudentSpec(arch, method, t, a, seed)
+                    for method in self.methods
+                    for a in self.alphas
+                    for t in self.temperatures
+                ]
         return specs
 
     def to_dict(self) -> dict:
@@ -36,6 +40,7 @@ class SweepGrid:
             "alphas": list(self.alphas),
             "students": list(self.students),
             "methods": list(self.methods),
+            "seeds": list(self.seeds),
         }
 
 
@@ -61,7 +66,7 @@ def _numbers(option: str, text: str, example: str) -> list[float]:
     return values
 
 
-def parse_grid(temperatures: str, alphas: str, students: str, methods: str) -> SweepGrid:
+def parse_grid(temperatures: str, alphas: str, students: str, methods: str, seeds: str | None = None) -> SweepGrid:
     """The grid from the command line's comma-separated lists; TinykdError naming the bad value."""
     from ..models import check_model_name
 
@@ -95,4 +100,23 @@ def parse_grid(temperatures: str, alphas: str, students: str, methods: str) -> S
             f"teacher at each (T, alpha), which {', '.join(sweepable)} do. The other methods need extra "
             "teachers, peers or generations: compare them with `tinykd build --method NAME`."
         )
-    return SweepGrid(tuple(ts), tuple(al), tuple(archs), tuple(ms))
+    return SweepGrid(tuple(ts), tuple(al), tuple(archs), tuple(ms), _seeds(seeds))
+
+
+def _seeds(text: str | None) -> tuple[int, ...]:
+    if text is None:
+        return ()
+    seeds = []
+    for item in _items("--seeds", text, "0,1,2"):
+        try:
+            seeds.append(int(item))
+        except ValueError:
+            raise TinykdError(
+                f"--seeds: {item!r} is not a whole number. Give a comma-separated list of seeds, e.g. --seeds 0,1,2."
+            ) from None
+    bad = [s for s in seeds if s < 0]
+    if bad:
+        raise TinykdError(
+            f"--seeds: seeds are whole numbers from 0 (got {', '.join(map(str, bad))}), e.g. --seeds 0,1,2."
+        )
+    return tuple(seeds)

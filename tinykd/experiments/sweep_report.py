@@ -10,6 +10,7 @@ import numpy as np
 from ..fileio import write_json, write_text
 from .pareto import pareto_front
 from .points import Experiment, float_errors
+from .seed_stats import over_seeds
 from .sweep_grid import SweepGrid
 
 # Examples the soft-target plot chooses its one example from (the teacher's most uncertain
@@ -71,12 +72,11 @@ def write_summary(experiment: Experiment, grid: SweepGrid, points: list[dict], b
 
     out, d, c = experiment.out, experiment.dataset, experiment.config
     plot_dir = out / "plots"
-    baselines = {p["student"]: p["test_errors"] for p in points if p["method"] == "none"}
     kd = [p for p in points if p["method"] != "none"]
     total = len(d.y_test)
-    lines: dict[str, list[tuple[float, int]]] = {}
-    for p in kd:
-        lines.setdefault(_line_label(p, grid), []).append((p["temperature"], p["test_errors"]))
+    # Over several seeds the plots show each setting's mean.
+    baselines = _mean_by({p["student"]: [] for p in points if p["method"] == "none"}, points, "none")
+    lines = _mean_lines(kd, grid, lambda p: p["test_errors"])
     written = [
         plots.errors_vs_temperature(
             lines,
@@ -89,9 +89,7 @@ def write_summary(experiment: Experiment, grid: SweepGrid, points: list[dict], b
     quantized = [p for p in kd if p["int8"]]
     front_keys: list[str] = []
     if quantized:
-        int8_lines: dict[str, list[tuple[float, int]]] = {}
-        for p in quantized:
-            int8_lines.setdefault(_line_label(p, grid), []).append((p["temperature"], p["int8"]["test_errors"]))
+        int8_lines = _mean_lines(quantized, grid, lambda p: p["int8"]["test_errors"])
         written.append(
             plots.errors_vs_temperature(
                 int8_lines,
@@ -123,6 +121,19 @@ def write_summary(experiment: Experiment, grid: SweepGrid, points: list[dict], b
                 plot_dir / "accuracy_vs_flash.png",
             )
         )
+    seeds = over_seeds(points) if len(grid.seeds) > 1 else []
+    if seeds:
+        written.append(
+            plots.errors_over_seeds(
+                [
+                    (s.student, s.method, s.temperature, s.alpha, s.float_errors, s.int8_errors, s.verdict)
+                    for s in seeds
+                ],
+                total,
+                f"Test errors over {len(grid.seeds)} seeds (mean ± sd)",
+                plot_dir / "errors_over_seeds.png",
+            )
+        )
     soft_path, soft = _soft_target_plot(experiment, grid, plot_dir / "soft_targets.png")
     written.append(soft_path)
     teacher = float_errors(experiment.load_teacher(), d.x_test, d.y_test, d.num_classes)
@@ -147,17 +158,67 @@ def write_summary(experiment: Experiment, grid: SweepGrid, points: list[dict], b
         "test_examples": total,
         "val_examples": len(d.y_val),
         "points": [{k: v for k, v in p.items() if k not in _POINT_DETAILS} for p in points],
+        "over_seeds": [s.to_dict() for s in seeds],
         "pareto_front_flash": front_keys,
         "soft_targets": soft,
         "plots": [str(p.relative_to(out)) for p in written],
     }
     written.append(write_json(out / "sweep.json", summary))
-    written.append(write_text(out / "sweep.md", _markdown(summary, points, baselines)))
+    written.append(write_text(out / "sweep.md", _markdown(summary, points)))
     return written
 
 
-def _markdown(summary: dict, points: list[dict], baselines: dict[str, int]) -> str:
+def _mean_lines(points: list[dict], grid: SweepGrid, errors) -> dict[str, list[tuple[float, float]]]:
+    """Plot lines: label -> [(T, errors)], the mean over seeds where a point has several."""
+    by_t: dict[str, dict[float, list[int]]] = {}
+    for p in points:
+        by_t.setdefault(_line_label(p, grid), {}).setdefault(p["temperature"], []).append(errors(p))
+    return {label: [(t, _mean(v)) for t, v in ts.items()] for label, ts in by_t.items()}
+
+
+def _mean_by(groups: dict[str, list[int]], points: list[dict], method: str) -> dict[str, float]:
+    for p in points:
+        if p["method"] == method:
+            groups[p["student"]].append(p["test_errors"])
+    return {k: _mean(v) for k, v in groups.items()}
+
+
+def _mean(values: list[int]) -> float | int:
+    """An int for one value (one seed: the table's own number), else the mean to 0.1."""
+    return values[0] if len(values) == 1 else round(sum(values) / len(values), 1)
+
+
+def _seeds_markdown(summary: dict) -> list[str]:
+    rows = summary["over_seeds"]
+    if not rows:
+        return []
+    seeds = ", ".join(map(str, summary["grid"]["seeds"]))
+    lines = [
+        f"## Over seeds {seeds}",
+        "",
+        "Test errors as mean ± sample sd over the student seeds (initial weights and batch order; one teacher). "
+        "**better** / **worse**: the setting's mean ± sd range and its student's no-KD baseline's do not "
+        "overlap, on float errors (the baselines are not quantised); else within the seeds' spread.",
+        "",
+        "| student | method | T | α | float test errors | int8 test errors | vs no KD (float) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        kd = r["method"] != "none"
+        setting = f"{r['method']} | {r['temperature']:g} | {r['alpha']:g}" if kd else "none (labels only) | - | -"
+        f, q = r["float_errors"], r["int8_errors"]
+        int8 = f"{q['mean']:.1f} ± {q['sd']:.1f}" if q else "-"
+        judged = f"**{r['verdict']}**" if r["verdict"] in ("better", "worse") else r["verdict"]
+        lines.append(f"| {r['student']} | {setting} | {f['mean']:.1f} ± {f['sd']:.1f} | {int8} | {judged} |")
+    return lines + [""]
+
+
+def _markdown(summary: dict, points: list[dict]) -> str:
     total = summary["test_examples"]
+    # Each KD point against the baseline of its own student and seed.
+    baselines = {(p["student"], p["settings"]["seed"]): p["test_errors"] for p in points if p["method"] == "none"}
+    seeds = summary["grid"]["seeds"]
+    several = len(seeds) > 1
     g, t = summary["grid"], summary["teacher"]
     lines = [
         f"# tinykd sweep: {summary['task']}" + (f" on {summary['board']}" if summary["board"] else ""),
@@ -171,17 +232,18 @@ def _markdown(summary: dict, points: list[dict], baselines: dict[str, int]) -> s
             if summary["int8"]
             else ""
         )
-        + ". Every student of one architecture starts from the same weights and sees the same batches, "
-        "so the rows differ only in what is swept.",
+        + ". Every student of one architecture starts from the same weights and sees the same batches"
+        + (f" for one seed (seeds: {', '.join(map(str, seeds))})" if several else "")
+        + ", so the rows differ only in what is swept.",
         "",
-        f"| student | method | T | α | val errors (of {summary['val_examples']}) | test errors, float (of {total}) | "
-        "vs no KD | int8 test errors | flash (B) | RAM (B) | fits |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| student |{' seed |' if several else ''} method | T | α | val errors (of {summary['val_examples']}) | "
+        f"test errors, float (of {total}) | vs no KD | int8 test errors | flash (B) | RAM (B) | fits |",
+        "|---|" + ("---|" if several else "") + "---|---|---|---|---|---|---|---|---|---|",
     ]
     front = set(summary["pareto_front_flash"])
     for p in points:
         q, kd = p["int8"], p["method"] != "none"
-        baseline = baselines.get(p["student"])
+        baseline = baselines.get((p["student"], p["settings"]["seed"]))
         gain = f"{p['test_errors'] - baseline:+d}" if kd and baseline is not None else ""
         setting = f"{p['method']} | {p['temperature']:g} | {p['alpha']:g}" if kd else "none (labels only) | - | -"
         if q:
@@ -190,11 +252,13 @@ def _markdown(summary: dict, points: list[dict], baselines: dict[str, int]) -> s
             int8 = f"{q['test_errors']}{star} | {q['flash_used']:,} | {q['ram_used']:,} | {fits}"
         else:
             int8 = "- | - | - | -"
-        lines.append(f"| {p['student']} | {setting} | {p['val_errors']} | {p['test_errors']} | {gain} | {int8} |")
+        seed = f" {p['settings']['seed']} |" if several else ""
+        lines.append(f"| {p['student']} |{seed} {setting} | {p['val_errors']} | {p['test_errors']} | {gain} | {int8} |")
     lines += [
         "",
         "★: on the Pareto front of int8 accuracy vs flash (no other point is both smaller and better).",
         "",
+        *_seeds_markdown(summary),
         "## Plots",
         "",
     ]
@@ -202,6 +266,7 @@ def _markdown(summary: dict, points: list[dict], baselines: dict[str, int]) -> s
         "errors_vs_temperature.png": "Test errors vs temperature (float students; dashed: no-KD baselines)",
         "int8_errors_vs_temperature.png": "Test errors vs temperature (int8 students in TFLite Micro)",
         "accuracy_vs_flash.png": "int8 accuracy vs flash and RAM, with the Pareto front and the board's budgets",
+        "errors_over_seeds.png": "Test errors over seeds (mean ± sd), float and int8, against each no-KD baseline",
         "soft_targets.png": (
             f"The teacher's soft targets for test example {summary['soft_targets']['test_index']} "
             "at several temperatures"

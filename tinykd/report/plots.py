@@ -140,6 +140,37 @@ def errors_vs_temperature(
     return _save(fig, path)
 
 
+def errors_over_seeds(settings: list[tuple], total: int, title: str, path: Path) -> Path:
+    """One panel per student: each setting's test errors as mean ± sd over seeds, float (circle)
+    and int8 (square); the no-KD baseline's mean ± sd as a shaded band. `settings`: tuples of
+    (student, method, T, alpha, float Spread, int8 Spread or None, verdict)."""
+    students = list(dict.fromkeys(s[0] for s in settings))
+    rows_per = {st: [s for s in settings if s[0] == st and s[1] != "none"] for st in students}
+    height = max(2.5, 0.45 * max(len(r) for r in rows_per.values()) + 1.5)
+    fig, axes = plt.subplots(1, len(students), figsize=(6 * len(students), height), squeeze=False)
+    colours = {"better": "tab:green", "worse": "tab:red"}
+    for ax, student in zip(axes[0], students):
+        base = next((s[4] for s in settings if s[0] == student and s[1] == "none"), None)
+        if base is not None:
+            ax.axvspan(base.mean - base.sd, base.mean + base.sd, color="0.85", label=f"no KD: {base.text()}")
+            ax.axvline(base.mean, color="0.5", lw=1, ls="--")
+        rows = rows_per[student]
+        for y, (_, method, t, alpha, floats, int8, verdict) in enumerate(rows):
+            colour = colours.get(verdict, "tab:blue")
+            ax.errorbar(floats.mean, y + 0.12, xerr=floats.sd, fmt="o", color=colour, capsize=3)
+            if int8 is not None:
+                ax.errorbar(int8.mean, y - 0.12, xerr=int8.sd, fmt="s", mfc="none", color=colour, capsize=3)
+        ax.set_yticks(range(len(rows)), [f"{m} T={t:g} α={a:g}" for _, m, t, a, *_ in rows])
+        ax.set_ylim(len(rows) - 0.5, -0.5)  # first setting on top
+        ax.set(xlabel=f"test errors (of {total}): ● float, □ int8", title=student)
+        ax.grid(alpha=0.3, axis="x")
+        if base is not None:
+            ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title + "\ngreen: better than no KD beyond the spread, red: worse", fontsize=10, y=1.02)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def kd_search(points: list[dict], chosen: tuple[float, float], baseline: int | None, total: int, path: Path) -> Path:
     """Validation errors of the T/alpha search, against T (log scale), one line per alpha; the
     chosen point ringed; the no-KD baseline's validation errors (after its full training, which
