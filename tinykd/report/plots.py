@@ -155,7 +155,7 @@ def errors_over_seeds(settings: list[tuple], total: int, title: str, path: Path)
             ax.axvspan(base.mean - base.sd, base.mean + base.sd, color="0.85", label=f"no KD: {base.text()}")
             ax.axvline(base.mean, color="0.5", lw=1, ls="--")
         rows = rows_per[student]
-        for y, (_, method, t, alpha, floats, int8, verdict) in enumerate(rows):
+        for y, (*_, floats, int8, verdict) in enumerate(rows):
             colour = colours.get(verdict, "tab:blue")
             ax.errorbar(floats.mean, y + 0.12, xerr=floats.sd, fmt="o", color=colour, capsize=3)
             if int8 is not None:
