@@ -59,6 +59,29 @@ def test_raising_the_bias_in_the_model_shifts_only_that_logit():
     assert not np.allclose(after[:, 3], before[:, 3])
 
 
+def test_rows_are_judged_within_the_tolerance_and_the_title_follows():
+    from tinykd.experiments.hinton_mnist_report import title
+    from tinykd.report.hinton2015 import within_tolerance
+
+    assert within_tolerance("teacher", 77)[0] and not within_tolerance("teacher", 78)[0]
+    assert within_tolerance("teacher", 40)[0]  # better than the paper counts
+    assert within_tolerance("kd-800", 85)[0] and not within_tolerance("kd-800", 86)[0]
+    # The labels-only baseline must be close on both sides.
+    assert [within_tolerance("baseline-800", e)[0] for e in (123, 124, 168, 169)] == [False, True, True, False]
+    assert within_tolerance("kd-800", 149)[1] == "no: +101% vs the paper (needs ≤ 85)"
+
+    def rows(teacher, kd):
+        return [
+            {"name": "teacher", "errors": teacher},
+            {"name": "kd-800", "errors": kd},
+            {"name": "kd-30-T4", "errors": 1},
+        ]
+
+    assert title(rows(70, 80)).endswith(": reproduced (within ±15% of the paper's errors)")
+    assert ": 1 of 2 rows with a paper number reproduced" in title(rows(70, 149))
+    assert ": not reproduced" in title(rows(131, 149))
+
+
 def _row_files(out):
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((out / "rows").glob("*.json"))}
 
@@ -111,6 +134,16 @@ def test_quick_run_writes_every_row_with_sane_numbers(quick_run):
         assert r["experiment"] in table
     assert "on 3s" in table and "chosen on validation" in table and "| 67 |" in table
     assert (out / "errors-vs-T.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "training-curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Two quick epochs are far from the paper: the title must not claim a reproduction.
+    assert table.startswith("# Hinton, Vinyals & Dean (2015) §3, MNIST: not reproduced")
+    assert "| no: +" in table and "(needs ≤ 77)" in table and "(needs 124–168)" in table
+    # The teacher learns from every training image and is watched on the test set, once per epoch.
+    teacher = rows["teacher"]
+    assert teacher["transfer_examples"] == rows["baseline-800"]["transfer_examples"] + 500
+    assert teacher["curve"]["on"] == "test" and len(teacher["curve"]["errors"]) == teacher["settings"]["epochs"]
+    assert teacher["settings"]["optimizer"] == "sgd" and rows["kd-800"]["settings"]["optimizer"] == "adam"
+    assert rows["kd-800"]["curve"]["on"] == "val" and rows["kd-800"]["curve"]["total"] == 500
 
 
 def test_rerun_skips_finished_rows_and_a_redone_row_gives_the_same_numbers(quick_run):

@@ -168,6 +168,17 @@ class _EarlyStopping(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+OPTIMIZERS = ("adam", "sgd")
+
+
+def _optimizer(name: str, schedule):
+    if name == "adam":
+        return keras.optimizers.Adam(schedule)
+    if name == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {name!r}")
+
+
 def train(
     model: Distiller,
     x_train: np.ndarray,
@@ -183,8 +194,12 @@ def train(
     label: str = "train",
     callbacks: list[keras.callbacks.Callback] | None = None,
     patience: int = 0,
+    optimizer: str = "adam",
 ) -> TrainResult:
     """Train `model` (a Distiller) for `epochs`, resuming from `checkpoint_dir` if a run was cut short.
+
+    `optimizer`: "adam", or "sgd" (Nesterov momentum 0.9, as Hinton's dropout nets were trained),
+    either with the learning rate decayed along a cosine to zero.
 
     `patience` > 0 (needs `validation`): stop once that many epochs have passed without a higher
     validation accuracy, and end with the best epoch's student weights (TrainResult.best_epoch)."""
@@ -194,7 +209,7 @@ def train(
     steps = len(batches)
     # Cosine decay to zero over the whole stage: the last epochs settle into a minimum.
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps))
-    optimizer = keras.optimizers.Adam(schedule)
+    optimizer = _optimizer(optimizer, schedule)
     model.compile(optimizer=optimizer)
 
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)

@@ -27,19 +27,23 @@ class Architecture:
     build: Callable[[tuple[int, ...], int], keras.Model]
 
 
-def mlp(hidden: tuple[int, ...], dropout: float = 0.0, input_dropout: float = 0.0) -> Callable:
-    """Hinton's MNIST nets: flatten, ReLU hidden layers, logits. Dropout as in the paper's teacher."""
+def mlp(
+    hidden: tuple[int, ...], dropout: float = 0.0, input_dropout: float = 0.0, max_norm: float | None = None
+) -> Callable:
+    """Hinton's MNIST nets: flatten, ReLU hidden layers, logits. Dropout and the max-norm weight
+    constraint (each unit's incoming weight vector kept within a ball) as in the paper's teacher."""
 
     def build(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
         inputs = keras.Input(shape=input_shape, name="input")
         x = keras.layers.Flatten(name="flatten")(inputs)
         if input_dropout:
             x = keras.layers.Dropout(input_dropout, name="input_dropout")(x)
+        limit = keras.constraints.MaxNorm(max_norm) if max_norm else None
         for i, units in enumerate(hidden, start=1):
-            x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+            x = keras.layers.Dense(units, activation="relu", kernel_constraint=limit, name=f"fc{i}")(x)
             if dropout:
                 x = keras.layers.Dropout(dropout, name=f"dropout{i}")(x)
-        outputs = keras.layers.Dense(num_classes, name="logits")(x)
+        outputs = keras.layers.Dense(num_classes, kernel_constraint=limit, name="logits")(x)
         return keras.Model(inputs, outputs, name="mlp-" + "-".join(map(str, hidden)))
 
     return build
@@ -181,8 +185,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     for a in [
         Architecture(
             "hinton-1200",
-            "Hinton's teacher: 784-1200-1200-10, dropout 0.5 (input 0.2)",
-            mlp((1200, 1200), dropout=0.5, input_dropout=0.2),
+            "Hinton's teacher: 784-1200-1200-10, dropout 0.5 (input 0.2), max-norm 3.5",
+            mlp((1200, 1200), dropout=0.5, input_dropout=0.2, max_norm=3.5),
         ),
         Architecture(
             "cnn", "CNN teacher: 2x(conv5x5-maxpool) 16/32 filters, dense 256, dropout 0.4", cnn((16, 32), 256)
