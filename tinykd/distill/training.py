@@ -138,6 +138,7 @@ class _Checkpoint(keras.callbacks.Callback):
 
 
 BEST_WEIGHTS = "best.weights.h5"
+VALIDATION_BATCH = 1024
 
 
 def best_epoch(val_accuracy: list[float]) -> int:
@@ -243,6 +244,8 @@ def train(
         model.fit(
             batches,
             validation_data=validation,
+            # Keras would validate 32 at a time: ten times the steps, for the same counts.
+            validation_batch_size=VALIDATION_BATCH,
             epochs=epochs,
             initial_epoch=first_epoch,
             verbose=0,

@@ -18,11 +18,11 @@ class Settings:
     val_size: int = 5000
     train_limit: int = 0
     test_limit: int = 0
-    # The whole table in about 70 minutes on a quiet 2-core machine, most of it the teacher's
-    # (~9.5 s an epoch): a tenth of that teacher made 126-131 errors, not the paper's 67.
+    # The whole table within 90 minutes on a quiet 2-core machine, most of it the teacher's
+    # (~15 s an epoch): a tenth of that teacher made 126-131 errors, not the paper's 67.
     teacher_epochs: int = 300
-    big_epochs: int = 40  # the 800-800 nets
-    small_epochs: int = 30  # the 300-300 and 30-30 students
+    big_epochs: int = 25  # the 800-800 nets
+    small_epochs: int = 12  # the 300-300 and 30-30 students
     batch_size: int = 256
     learning_rate: float = 0.002  # the students' (Adam)
     # The teacher as the paper's dropout nets were trained: SGD with Nesterov momentum, a large rate.
