@@ -3,7 +3,8 @@
 Rows, each trained once and stored as its own JSON under `rows/` (skipped on a rerun with
 the same settings, so an interrupted run resumes; training itself resumes per epoch):
 
-- the teacher: 784-1200-1200-10, dropout 0.5 (input 0.2), jitter ±2 px;
+- the teacher: 784-1200-1200-10, dropout 0.5 (input 0.2), max-norm 3.5, jitter ±2 px, on all
+  60 000 training images as the paper's (SGD with Nesterov momentum);
 - 784-800-800-10 on the labels alone, no dropout, no jitter;
 - the same net distilled from the teacher at T = 20;
 - 300-300 and 30-30 students at several temperatures, and on the labels alone;
