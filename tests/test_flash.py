@@ -401,6 +401,9 @@ def test_doctor_lists_flash_tools_bossa_and_ports_matched_to_boards(tmp_path, mo
     assert not checks["pyocd"].ok and "pip install pyocd" in checks["pyocd"].detail
     arduino = checks["arduino-cli"].detail
     assert not checks["arduino-cli"].ok and "arduino-cli core install" in arduino and "arduino:mbed_nano" in arduino
+    # Seeed's core is not in Arduino's index: the command names Seeed's.
+    seeed = "`arduino-cli core install Seeeduino:mbed --additional-urls https://files.seeedstudio.com/arduino/"
+    assert seeed in arduino and "`arduino-cli core install arduino:mbed_nano`" in arduino
     assert "bossa-cli" in checks["bossac"].detail and "not a fallback" in checks["bossac"].detail
     ports = checks["serial ports"].detail
     assert "/dev/ttyACM0 (2341:805a: nano33)" in ports and "/dev/ttyACM1 (0483:374b: nucleo-f411re" in ports

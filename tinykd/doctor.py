@@ -39,7 +39,7 @@ def _version(tool: str) -> str:
 
 
 def _flash_tool_checks(boards) -> list[Check]:
-    from .device.flash import BOSSA_NOTE, INSTALL
+    from .device.flash import BOSSA_NOTE, INSTALL, core_install_command
 
     checks = []
     for tool in FLASH_TOOLS:
@@ -50,9 +50,8 @@ def _flash_tool_checks(boards) -> list[Check]:
             continue
         how = INSTALL[tool]
         if tool == "arduino-cli":
-            cores = sorted({b.fqbn.rsplit(":", 1)[0] for b in boards if b.fqbn and tool in b.flash_methods})
-            how += f", then its board cores: `arduino-cli core install {' '.join(cores or ['arduino:mbed_nano'])}`. "
-            how += BOSSA_NOTE
+            commands = sorted({core_install_command(b) for b in boards if b.fqbn and tool in b.flash_methods})
+            how += ", then its board cores: " + "; ".join(f"`{c}`" for c in commands) + ". " + BOSSA_NOTE
         checks.append(Check(tool, False, f"missing: flashes {users}; {how}"))
     bossac = shutil.which("bossac")
     if bossac:

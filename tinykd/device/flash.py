@@ -60,12 +60,20 @@ BOSSA_NOTE = (
 )
 
 
+def core_install_command(board: Board) -> str:
+    """`arduino-cli core install CORE`, with the core's package index when it is not Arduino's
+    own ([flash] core_index_url, e.g. Seeed's)."""
+    core = board.fqbn.rsplit(":", 1)[0] if board.fqbn else "arduino:mbed_nano"
+    url = board.flash_options.get("core_index_url")
+    return f"arduino-cli core install {core}" + (f" --additional-urls {url}" if url else "")
+
+
 def arduino_install_hint(board: Board) -> str:
     """What to install to upload to an Arduino board: arduino-cli and the board's core."""
     core = board.fqbn.rsplit(":", 1)[0] if board.fqbn else "arduino:mbed_nano"
     hint = (
         "Install arduino-cli (https://arduino.github.io/arduino-cli/latest/installation/), then "
-        f"`arduino-cli core install {core}` (the core brings Arduino's own bossac)."
+        f"`{core_install_command(board)}` (the core brings its own upload tool)."
     )
     if core.startswith("arduino:mbed"):
         hint += " " + BOSSA_NOTE
