@@ -123,14 +123,19 @@ def _pack(x: np.ndarray, logits: np.ndarray) -> np.ndarray:
     return np.concatenate([x.reshape(len(x), -1), logits.astype(np.float32)], axis=1)
 
 
-def _teacher_logits(ctx: Context) -> np.ndarray:
-    from ..evaluate.host import predict_logits
+def _teacher(ctx: Context):
     from ..models.store import load_model
 
     if ctx.teacher is None:
         ctx.teacher = load_model(ctx.out / "teacher.keras")
+    return ctx.teacher
+
+
+def _teacher_logits(ctx: Context) -> np.ndarray:
+    from ..evaluate.host import predict_logits
+
     if ctx.teacher_train_logits is None:
-        ctx.teacher_train_logits = predict_logits(ctx.teacher, ctx.dataset.x_train)
+        ctx.teacher_train_logits = predict_logits(_teacher(ctx), ctx.dataset.x_train)
     return ctx.teacher_train_logits
 
 
@@ -139,10 +144,12 @@ def _train_row(row: Row, ctx: Context, checkpoints: Path):
     from ..distill import Distiller, get_method, train
     from ..distill.training import seed_everything
     from ..models import build_model
+    from ..models.store import load_model
 
     s, d = ctx.settings, ctx.dataset
     x, y = d.x_train, d.y_train
-    teacher_logits = _teacher_logits(ctx) if row.temperature is not None else None
+    # Soft targets computed once, on the unshifted images, unless the row jitters its transfer set.
+    teacher_logits = _teacher_logits(ctx) if row.temperature is not None and not row.jitter else None
     if row.omit_class is not None:
         keep = y != row.omit_class
         x, y, teacher_logits = x[keep], y[keep], teacher_logits[keep]
@@ -164,6 +171,12 @@ def _train_row(row: Row, ctx: Context, checkpoints: Path):
         # left, the teacher's curve is its test errors, only watched: its schedule is fixed.
         x, y = np.concatenate([x, d.x_val]), np.concatenate([y, d.y_val])
         result = train(Distiller(model, None), x, y, (d.x_test, d.y_test), **fit_args)
+    elif row.temperature is not None and row.jitter:
+        # The teacher runs on every shifted batch: its soft targets follow the jitter. Loaded
+        # afresh after the session reset, like every model of the row.
+        teacher = load_model(ctx.out / "teacher.keras")
+        method = get_method("hinton", row.temperature, s.alpha)
+        result = train(Distiller(model, teacher, method=method), x, y, (d.x_val, d.y_val), **fit_args)
     elif teacher_logits is None:
         result = train(Distiller(model, None), x, y, (d.x_val, d.y_val), **fit_args)
     else:

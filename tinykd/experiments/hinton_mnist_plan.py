@@ -121,6 +121,16 @@ def plan(s: Settings) -> list[Row]:
         teacher_row(s),
         Row("baseline-800", "800-800, labels only, no regularisation", "mlp-800-800", s.big_epochs),
         Row("kd-800", f"800-800 distilled, T={t:g}", "mlp-800-800", s.big_epochs, temperature=t),
+        # Not in the paper: the same student with the teacher's soft targets on the ±2 px shifts the
+        # teacher itself learned from, to measure what the unshifted transfer set leaves out.
+        Row(
+            "kd-800-jitter",
+            f"800-800 distilled, T={t:g}, transfer set jittered ±{s.teacher_jitter} (not in the paper)",
+            "mlp-800-800",
+            s.big_epochs,
+            temperature=t,
+            jitter=s.teacher_jitter,
+        ),
         Row(
             "omit3",
             f"800-800 distilled, T={t:g}, no 3s in the transfer set",

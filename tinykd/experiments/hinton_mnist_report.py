@@ -162,11 +162,15 @@ def training_curves(results: list[dict], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    shown = [r for r in results if r["name"] in ("teacher", "baseline-800", "kd-800") and r.get("curve")]
+    shown = [
+        r for r in results if r["name"] in ("teacher", "baseline-800", "kd-800", "kd-800-jitter") and r.get("curve")
+    ]
     for colour, r in zip(colours, shown):
         curve = r["curve"]
         rate = 100 * np.asarray(curve["errors"]) / curve["total"]
         ax.plot(np.arange(1, len(rate) + 1), rate, color=colour, label=f"{r['name']} ({curve['on']})")
+        if r["name"] not in PAPER_ERRORS:
+            continue
         paper = PAPER_ERRORS[r["name"]] / 100  # of 10 000, in %
         ax.axhline(paper, color=colour, ls=":", lw=1)
         ax.text(
