@@ -28,6 +28,11 @@ def _wall(r: dict) -> str:
     return text
 
 
+def total_seconds(results: list[dict]) -> float:
+    """The table's time: each row's wall time, or its training time over interrupted runs when longer."""
+    return sum(max(r["wall_seconds"], r["train_seconds"]) for r in results)
+
+
 def _settings_text(r: dict) -> str:
     s = r["settings"]
     parts = [
@@ -142,7 +147,8 @@ def markdown(settings: dict, results: list[dict]) -> str:
         )
     lines += [
         "",
-        f"Total wall time of the rows: {_minutes(sum(r['wall_seconds'] for r in results))}.",
+        f"Total time of the rows: {_minutes(total_seconds(results))} (a row resumed after an interruption "
+        "counts its training over every run).",
         "",
         "![errors vs T](errors-vs-T.png)",
         "",
