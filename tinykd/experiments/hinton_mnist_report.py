@@ -162,30 +162,38 @@ def markdown(settings: dict, results: list[dict]) -> str:
 
 
 def training_curves(results: list[dict], path: Path) -> Path:
-    """Error rate per epoch of the teacher and the 800-800 nets, with the paper's rates, showing
-    how far each row still was from the paper when its schedule ended."""
+    """Error rate per epoch of the teacher and the 800-800 nets (the teacher's on test, the
+    students' on validation, which is easier than test), each ending in a star at its final test
+    error, with the paper's test errors as dotted lines: how far each row still was from the
+    paper when its schedule ended, and whether it had stopped improving."""
     from ..report.plots import _save, plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    shown = [
-        r for r in results if r["name"] in ("teacher", "baseline-800", "kd-800", "kd-800-jitter") and r.get("curve")
-    ]
+    names = ("teacher", "baseline-800", "kd-800", "kd-800-jitter")
+    shown = [r for r in results if r["name"] in names and r.get("curve")]
+    right = max((len(r["curve"]["errors"]) for r in shown), default=1)
     for colour, r in zip(colours, shown):
         curve = r["curve"]
         rate = 100 * np.asarray(curve["errors"]) / curve["total"]
-        ax.plot(np.arange(1, len(rate) + 1), rate, color=colour, label=f"{r['name']} ({curve['on']})")
-        if r["name"] not in PAPER_ERRORS:
-            continue
-        paper = PAPER_ERRORS[r["name"]] / 100  # of 10 000, in %
-        ax.axhline(paper, color=colour, ls=":", lw=1)
-        ax.text(
-            len(rate), paper, f" paper {r['name']}: {paper:.2f} %", va="bottom", ha="right", fontsize=8, color=colour
-        )
+        epochs = np.arange(1, len(rate) + 1)
+        ax.plot(epochs, rate, color=colour, lw=1.2, label=f"{r['name']} ({curve['on']} per epoch)")
+        test = 100 * r["errors"] / r["total"]
+        ax.plot([len(rate)], [test], marker="*", ms=12, color=colour, mec="black", mew=0.5)
+        if r["name"] in PAPER_ERRORS:
+            paper = 100 * PAPER_ERRORS[r["name"]] / 10_000
+            ax.axhline(paper, color=colour, ls=":", lw=1)
+            ax.text(
+                right, paper, f"paper {r['name']}: {paper:.2f} %", va="bottom", ha="right", fontsize=8, color=colour
+            )
     ax.set_yscale("log")
-    ax.set(xlabel="epoch", ylabel="error rate (%)", title="Hinton MNIST: error per epoch vs the paper's final errors")
+    ax.set(
+        xlabel="epoch",
+        ylabel="error rate (%)",
+        title="Hinton MNIST: error per epoch; ★ final test error; dotted: the paper's test errors",
+    )
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     return _save(fig, path)
 
 
