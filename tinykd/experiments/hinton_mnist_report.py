@@ -53,7 +53,7 @@ def _paper(name: str) -> str:
     if name in PAPER_ERRORS:
         return str(PAPER_ERRORS[name])
     if name.startswith("kd-"):
-        return PAPER_SMALL.get(int(name.split("-")[1]), "")
+        return PAPER_SMALL.get(int(name.split("-")[1]), "— (not in the paper)")
     return "—"
 
 
