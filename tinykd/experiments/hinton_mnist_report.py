@@ -204,8 +204,8 @@ def errors_vs_temperature(results: list[dict], path: Path) -> Path:
     by_width: dict[int, dict] = {}
     for r in results:
         s = r["settings"]
-        if s.get("omit_class") is not None or not s["arch"].startswith("mlp-"):
-            continue
+        if s.get("omit_class") is not None or s["jitter"] or not s["arch"].startswith("mlp-"):
+            continue  # the teacher and the variants of the 800-800 row are not on the T axis
         width = int(s["arch"].split("-")[1])
         entry = by_width.setdefault(width, {"T": [], "errors": [], "baseline": None})
         if "temperature" in s:
