@@ -75,7 +75,7 @@ def write_summary(experiment: Experiment, grid: SweepGrid, points: list[dict], b
     kd = [p for p in points if p["method"] != "none"]
     total = len(d.y_test)
     # Over several seeds the plots show each setting's mean.
-    baselines = _mean_by({p["student"]: [] for p in points if p["method"] == "none"}, points, "none")
+    baselines = _baseline_means(points)
     lines = _mean_lines(kd, grid, lambda p: p["test_errors"])
     written = [
         plots.errors_vs_temperature(
@@ -176,10 +176,12 @@ def _mean_lines(points: list[dict], grid: SweepGrid, errors) -> dict[str, list[t
     return {label: [(t, _mean(v)) for t, v in ts.items()] for label, ts in by_t.items()}
 
 
-def _mean_by(groups: dict[str, list[int]], points: list[dict], method: str) -> dict[str, float]:
+def _baseline_means(points: list[dict]) -> dict[str, float]:
+    """Each student's no-KD test errors (the mean over seeds)."""
+    groups: dict[str, list[int]] = {}
     for p in points:
-        if p["method"] == method:
-            groups[p["student"]].append(p["test_errors"])
+        if p["method"] == "none":
+            groups.setdefault(p["student"], []).append(p["test_errors"])
     return {k: _mean(v) for k, v in groups.items()}
 
 
