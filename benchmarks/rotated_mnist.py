@@ -50,7 +50,10 @@ def main(argv: list[str]) -> int:
         y_test=y_test,
         class_names=np.array([str(i) for i in range(10)]),
     )
-    print(f"wrote {out}: {len(y_train)} training and {len(y_test)} test images, rotated ±{MAX_DEGREES:g}°, noise sd {NOISE_SD:g}")
+    print(
+        f"wrote {out}: {len(y_train)} training and {len(y_test)} test images, "
+        f"rotated ±{MAX_DEGREES:g}°, noise sd {NOISE_SD:g}"
+    )
     return 0
 
 

@@ -76,6 +76,7 @@ BAD_VALUES = {
     "--alphas": "2",
     "--students": "bogus-arch",
     "--methods": "bogus",
+    "--seeds": "0,x",
     "--widths": "wide",
     "--depths": "deep",
     "--max-latency": "-1",

@@ -28,7 +28,7 @@ EXPECTED = {
     "data": DATA,
     "sweep": EXPERIMENT
     | RAY
-    | {"--out", "--temperatures", "--alphas", "--students", "--methods", "--int8", "--baselines"},
+    | {"--out", "--temperatures", "--alphas", "--students", "--methods", "--seeds", "--int8", "--baselines"},
     "fit": EXPERIMENT
     | DISTILL
     | RAY
