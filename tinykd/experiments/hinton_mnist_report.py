@@ -1,4 +1,5 @@
-"""The outputs of `tinykd reproduce hinton-mnist`: results.json, hinton-mnist.md and errors-vs-T.png."""
+"""The outputs of `tinykd reproduce hinton-mnist`: results.json, hinton-mnist.md, errors-vs-T.png and
+training-curves.png."""
 
 from __future__ import annotations
 
