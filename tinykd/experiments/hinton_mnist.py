@@ -123,19 +123,14 @@ def _pack(x: np.ndarray, logits: np.ndarray) -> np.ndarray:
     return np.concatenate([x.reshape(len(x), -1), logits.astype(np.float32)], axis=1)
 
 
-def _teacher(ctx: Context):
+def _teacher_logits(ctx: Context) -> np.ndarray:
+    from ..evaluate.host import predict_logits
     from ..models.store import load_model
 
     if ctx.teacher is None:
         ctx.teacher = load_model(ctx.out / "teacher.keras")
-    return ctx.teacher
-
-
-def _teacher_logits(ctx: Context) -> np.ndarray:
-    from ..evaluate.host import predict_logits
-
     if ctx.teacher_train_logits is None:
-        ctx.teacher_train_logits = predict_logits(_teacher(ctx), ctx.dataset.x_train)
+        ctx.teacher_train_logits = predict_logits(ctx.teacher, ctx.dataset.x_train)
     return ctx.teacher_train_logits
 
 
