@@ -62,6 +62,7 @@ BAD_VALUES = {
     "--temperature": "0",
     "--alpha": "1.5",
     "--method": "bogus",
+    "--ship": "sometimes",
     "--student": "bogus-arch",
     "--out": "/proc/tinykd-test/out",
     "--port": "/dev/tinykd-no-such-port",

@@ -17,7 +17,7 @@ DATA = {"--task", "--config", "--data-dir", "--keywords", "--seed", "--quick"}
 EXPERIMENT = DATA | {"--board", "--teacher", "--teacher-epochs", "--teacher-model", "--epochs", "--qat-epochs"}
 RAY = {"--address", "--cpus-per-trial"}
 DISTILL = {"--temperature", "--alpha", "--method"}
-BUILD = EXPERIMENT | DISTILL | {"--student", "--out", "--force"}
+BUILD = EXPERIMENT | DISTILL | {"--ship", "--student", "--out", "--force"}
 STAGES = ("build", "train-teacher", "distill", "qat", "convert", "export", "report")
 
 EXPECTED = {

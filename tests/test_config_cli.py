@@ -45,6 +45,15 @@ def test_unknown_config_key_is_named(tmp_path):
     assert code == 2 and "unknown setting 'distill.temprature'" in output and "temperature" in output
 
 
+def test_ship_from_a_config_file_is_checked(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[distill]\nship = "student"\n')
+    with pytest.raises(TinykdError, match="ship must be one of better, kd, baseline \\(got 'student'\\)"):
+        resolve(config_file=cfg)
+    cfg.write_text('[distill]\nship = "kd"\n')
+    assert resolve(config_file=cfg).distill.ship == "kd"
+
+
 def test_config_file_wrong_type_and_bad_toml(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[student]\nepochs = "many"\n')

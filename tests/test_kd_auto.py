@@ -189,3 +189,26 @@ def test_kd_that_loses_ships_the_baseline_and_says_so(tmp_path):
     assert "**Shipped: the no-KD baseline. Distillation did not help on this data:**" in md
     assert "shipped int8, from the baseline (TFLite Micro)" in md
     assert f"the KD student made {kd['models']['student']['val_errors']} validation errors" in md
+
+    # --ship kd carries the losing KD student on all the same, and the report says it was asked for.
+    config = resolve(
+        task="image",
+        quick=True,
+        overrides={
+            **overrides,
+            "teacher": {"model": str(tmp_path / "shifted_teacher.keras")},
+            "distill": {"ship": "kd"},
+        },
+    )
+    build = Build(config, out, log=lambda m: None)
+    build.run("report")
+    forced = json.loads((out / "report.json").read_text())
+    kd_forced, results_forced = forced["distillation"], forced["results"]
+    assert kd_forced["ship"] == "kd" and kd_forced["shipped"] == "student"
+    assert build.records["qat"].info["from"] == "student"
+    # Same seeds, same models: the forced build trains the two students to the same errors.
+    assert kd_forced["models"] == kd["models"]
+    assert abs(results_forced["int8_tflm"]["errors"] - results_forced["student"]["errors"]) <= 10
+    md = (out / "report.md").read_text()
+    assert "**Shipped: the KD student, as asked ([distill] ship = kd), not chosen on validation.**" in md
+    assert "distillation did not help on validation" in md

@@ -69,6 +69,7 @@ AUTO = "auto"
 # targets ("considerably lower weight on the second objective").
 FALLBACK_TEMPERATURE = 20.0
 FALLBACK_ALPHA = 0.9
+SHIP_CHOICES = ("better", "kd", "baseline")
 
 
 @dataclass
@@ -92,6 +93,10 @@ class DistillConfig:
     # errors, and keep their best epoch's weights; [student] epochs is the most they train (0 = no
     # early stopping: all epochs, the last epoch's weights).
     patience: int = 3
+    # Which student goes on to QAT, int8 and the firmware: "better" (the KD student or the no-KD
+    # baseline, whichever has fewer validation errors; the baseline on a tie), or always "kd" or
+    # "baseline" (to measure a method's int8 model even where it loses, or to ship labels only).
+    ship: str = "better"
     # a name registered in tinykd.distill.methods (hinton, ensemble, specialists, fitnets, rkd,
     # online, self); each method's file says which of the keys below it reads
     method: str = "hinton"
@@ -427,6 +432,12 @@ def _validate_distill(config: BuildConfig) -> None:
         raise TinykdError(
             f"[distill] search_alphas must be a non-empty list of alphas in [0, 1] (got {kd.search_alphas!r}), "
             "e.g. [0.5, 0.9]."
+        )
+    if kd.ship not in SHIP_CHOICES:
+        raise TinykdError(
+            f"[distill] ship must be one of {', '.join(SHIP_CHOICES)} (got '{kd.ship}'): better ships whichever of "
+            "the KD student and the no-KD baseline has fewer validation errors, kd and baseline ship that one "
+            "always. Use --ship better, kd or baseline."
         )
     if kd.search_epochs < 1 or kd.search_train < 0 or kd.patience < 0:
         raise TinykdError(

@@ -24,6 +24,7 @@ CONFIG_PATHS = {
     "temperature": ("distill", "temperature"),
     "alpha": ("distill", "alpha"),
     "method": ("distill", "method"),
+    "ship": ("distill", "ship"),
     "teacher": ("teacher", "arch"),
     "student": ("student", "arch"),
     "teacher_model": ("teacher", "model"),

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import click
 
 from ..boards import DEFAULT_BOARD
+from ..config import SHIP_CHOICES
 
 
 def compose(*decorators: Callable) -> Callable:
@@ -228,6 +229,14 @@ distill_options = compose(
         help="Distillation method (default hinton).",
     ),
 )
+# Only a build ships a model.
+ship_option = click.option(
+    "--ship",
+    type=click.Choice(SHIP_CHOICES),
+    default=None,
+    help="Model carried into QAT, int8 and the firmware: better (default: the KD student or the no-KD "
+    "baseline, whichever has fewer validation errors), or always kd or baseline.",
+)
 
 # The commands that train teachers and students for many students at once: `sweep`, `fit`.
 experiment_options = compose(data_options, board_option, teacher_options, student_epochs_options)
@@ -237,6 +246,7 @@ experiment_options = compose(data_options, board_option, teacher_options, studen
 build_options = compose(
     experiment_options,
     distill_options,
+    ship_option,
     click.option("--student", type=str, default=None, help="Student architecture (e.g. mlp-300-300)."),
     out_option("Build directory (default build/<task>-<board>)."),
     force_option,

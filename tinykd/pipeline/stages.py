@@ -56,14 +56,16 @@ def _teacher_settings(c: BuildConfig):
 
 def distill_settings(c: BuildConfig):
     """The [distill] settings the chosen method reads (a change to another method's keys redoes
-    nothing), the T/alpha search's when it runs, and the early stopping's patience."""
+    nothing), the T/alpha search's when it runs, the early stopping's patience, and which model ships."""
     kd = c.distill
     settings = (kd.method, kd.temperature, kd.alpha) + _recipe(c).key_settings(kd)
     if kd.searched and _recipe(c).single_teacher:
         # "auto": the chosen T and alpha follow from the grid (and the stage's other settings),
         # so a finished build is reused as it is; a new grid chooses again.
         settings += (("search", kd.search_temperatures, kd.search_alphas, kd.search_epochs, kd.search_train),)
-    return settings + (("patience", kd.patience),)
+    settings += (("patience", kd.patience),)
+    # The default ("better") adds nothing, so builds made before the key existed are reused.
+    return settings if kd.ship == "better" else settings + (("ship", kd.ship),)
 
 
 # The settings each stage's result depends on (besides the upstream stages it reads).

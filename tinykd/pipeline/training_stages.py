@@ -190,11 +190,15 @@ def _val_errors(model, result, d):
     return ClassificationResult("float", errors, total, [])
 
 
+_WHAT = {"student": "KD student", "baseline": "no-KD baseline"}
+
+
 def distill(build):
     """baseline.keras (the student's architecture on the labels alone) and student.keras (as the
     method makes it, at the T and alpha chosen on validation), plus whatever else the method
     keeps; distillation.json: the search, each model's best epoch and validation errors, and
-    which of the two is shipped (the one with fewer validation errors; the baseline on a tie)."""
+    which of the two is shipped ([distill] ship: by default the one with fewer validation errors,
+    the baseline on a tie)."""
     from ..models import count_params
 
     c, d, kd = build.config.student, build.dataset, build.config.distill
@@ -213,7 +217,8 @@ def distill(build):
         "baseline": _val_errors(baseline, base_result, d),
         "student": _val_errors(student, kd_result, d),
     }
-    shipped = "student" if val["student"].errors < val["baseline"].errors else "baseline"
+    better = "student" if val["student"].errors < val["baseline"].errors else "baseline"
+    shipped = {"better": better, "kd": "student", "baseline": "baseline"}[kd.ship]
     record = {
         "choice": choice,
         "temperature": choice["temperature"],
@@ -229,18 +234,18 @@ def distill(build):
             }
             for name, result in (("baseline", base_result), ("student", kd_result))
         },
+        "ship": kd.ship,
         "shipped": shipped,
     }
     write_json(build.out / DISTILLATION, record)
     v_kd, v_base = val["student"].errors, val["baseline"].errors
-    build.log(
-        f"  validation errors: KD student {v_kd}, no-KD baseline {v_base}: shipping "
-        + (
-            f"the KD student ({v_base - v_kd} fewer)"
-            if shipped == "student"
-            else "the baseline (distillation did not help on validation)"
-        )
-    )
+    if kd.ship != "better":
+        why = f"as asked (ship = {kd.ship}; the better on validation is the {_WHAT[better]})"
+    elif shipped == "student":
+        why = f"({v_base - v_kd} fewer)"
+    else:
+        why = "(distillation did not help on validation)"
+    build.log(f"  validation errors: KD student {v_kd}, no-KD baseline {v_base}: shipping the {_WHAT[shipped]} {why}")
     return ["baseline.keras", "student.keras", DISTILLATION] + extra, {
         "params": count_params(student),
         "baseline_seconds": base_result.seconds,

@@ -409,7 +409,20 @@ def distillation_section(kd: dict, by_accuracy: bool) -> list[str]:
     def test_words(name: str) -> str:
         return f"{100 * (1 - test[name] / total):.2f} %" if by_accuracy else f"{test[name]} errors"
 
-    if kd["shipped"] == "student":
+    if kd.get("ship", "better") != "better":
+        what = {"student": "the KD student", "baseline": "the no-KD baseline"}
+        shipped, other = kd["shipped"], kd["not_shipped"]
+        verdict = (
+            "distillation helped on validation"
+            if v_kd < v_base
+            else "distillation did not help on validation" + (" (a tie)" if v_kd == v_base else "")
+        )
+        lines.append(
+            f"**Shipped: {what[shipped]}, as asked ([distill] ship = {kd['ship']}), not chosen on validation.** "
+            f"Validation errors: KD student {v_kd}, no-KD baseline {v_base} ({verdict}). On test {what[shipped]} has "
+            f"{test_words(shipped)} and {what[other]} {test_words(other)}."
+        )
+    elif kd["shipped"] == "student":
         lines.append(
             f"**Shipped: the KD student.** It won on validation by {v_base - v_kd} errors ({v_kd} against "
             f"{v_base} for the no-KD baseline), and on test it has {test_words('student')} against "
