@@ -38,16 +38,6 @@ class Task:
     data_digest: Callable[..., str] | None = None
 
 
-# ---------------------------------------------------------------------------------- kws
-# (tinykd/data/kws/task.py: where the clips come from, the keywords, the synthetic set)
-
-
-def kws_data_root(data_dir=None, seed: int = 0, train_limit: int = 0, synth_clips: int = 0, keywords=()) -> Path:
-    from .kws import task
-
-    return task.data_root(data_dir, seed, train_limit, synth_clips, keywords)
-
-
 def _kws_load(*args, **kwargs) -> Dataset:
     from .kws import task
 
@@ -126,7 +116,7 @@ def load_dataset(config) -> Dataset:
     return task.load(
         c.dir or None,
         val_size=c.val_size,
-        seed=config.seed,
+        seed=config.data_seed,
         train_limit=c.train_limit,
         test_limit=c.test_limit,
         **options,
@@ -147,7 +137,7 @@ def load_test_audio(config) -> np.ndarray:
     task, c = get_task(config.task), config.data
     options = {name: getattr(c, name) for name in task.data_options}
     return task.load_test_audio(
-        c.dir or None, seed=config.seed, train_limit=c.train_limit, test_limit=c.test_limit, **options
+        c.dir or None, seed=config.data_seed, train_limit=c.train_limit, test_limit=c.test_limit, **options
     )
 
 
@@ -157,7 +147,6 @@ __all__ = [
     "TASKS",
     "data_digest",
     "get_task",
-    "kws_data_root",
     "load_dataset",
     "load_test_audio",
 ]
