@@ -73,7 +73,9 @@ def as_points(builds: list[dict], student: str) -> list[dict]:
         if b["seed"] not in baseline_seeds:
             baseline_seeds.add(b["seed"])
             points.append(_point(student, "none", None, None, b["seed"], r["baseline"], None))
-        points.append(_point(student, b["method"], b["temperature"], b["alpha"], b["seed"], r["student"], r["int8_tflm"]))
+        points.append(
+            _point(student, b["method"], b["temperature"], b["alpha"], b["seed"], r["student"], r["int8_tflm"])
+        )
     return sorted(points, key=lambda p: p["method"] != "none")
 
 
@@ -116,7 +118,11 @@ def markdown(args, builds: list[dict], settings) -> str:
         lines.append(
             f"| {s.method if kd else 'none (no-KD baseline)'} | {s.temperature if kd else '—'} | "
             f"{s.alpha if kd else '—'} | {' / '.join(map(str, s.float_errors.values))} | {s.float_errors.text()} | "
-            + (f"{' / '.join(map(str, s.int8_errors.values))} | {s.int8_errors.text()} | " if s.int8_errors else "— | — | ")
+            + (
+                f"{' / '.join(map(str, s.int8_errors.values))} | {s.int8_errors.text()} | "
+                if s.int8_errors
+                else "— | — | "
+            )
             + (f"{s.verdict}" if kd else "—")
             + " |"
         )
@@ -131,7 +137,9 @@ def markdown(args, builds: list[dict], settings) -> str:
     ]
     for b in builds:
         extra = {
-            k: v for k, v in b["results"].items() if k not in ("baseline", "student", "student_qat", "int8_litert", "int8_tflm")
+            k: v
+            for k, v in b["results"].items()
+            if k not in ("baseline", "student", "student_qat", "int8_litert", "int8_tflm")
         }
         stages = ", ".join(f"{k} {v:.0f}" for k, v in b["stage_seconds"].items() if v >= 1)
         lines.append(f"| {b['method']} s{b['seed']} | {', '.join(f'{k} {v}' for k, v in extra.items())} | {stages} |")
