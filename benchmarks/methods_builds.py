@@ -2,7 +2,8 @@
 sweep cannot run (ensemble, specialists, online, self), over seeds, as whole builds.
 
 `tinykd sweep --seeds` distils one student from one teacher per point; these methods need extra
-teachers, peers or generations, which only a build trains. So each (method, seed) here is one build,
+teachers, peers or generations, which only a build trains (`--methods hinton` adds Hinton's, to
+compare them with on the same baselines). So each (method, seed) here is one build,
 through `tinykd.pipeline.Build` like `tinykd evaluate --host`, with the settings of the sweep in
 benchmarks/methods.md: the teacher given (one for all), one validation split for every seed
 ([data] seed = 0), the student's epochs all run (patience 0, the last weights, as a sweep point),
@@ -29,7 +30,13 @@ from tinykd.report import plots
 
 # Each method at its own paper's setting where it has one (deep mutual learning and born-again
 # networks: T = 1, alpha = 0.5), else Hinton's MNIST setting, as in the one-seed table.
-METHOD_T_ALPHA = {"ensemble": (20.0, 0.9), "specialists": (20.0, 0.9), "online": (1.0, 0.5), "self": (1.0, 0.5)}
+METHOD_T_ALPHA = {
+    "hinton": (20.0, 0.9),
+    "ensemble": (20.0, 0.9),
+    "specialists": (20.0, 0.9),
+    "online": (1.0, 0.5),
+    "self": (1.0, 0.5),
+}
 
 
 def build_config(args, method: str, seed: int):
@@ -152,7 +159,7 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--teacher-model", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--methods", default=",".join(METHOD_T_ALPHA))
+    parser.add_argument("--methods", default="ensemble,specialists,online,self")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--student", default="mlp-300-300")
     parser.add_argument("--epochs", type=int, default=4)
@@ -162,18 +169,22 @@ def main() -> None:
     args.data_dir = str(Path(args.data_dir).resolve())
     args.teacher_model = str(Path(args.teacher_model).resolve())
     methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
-    builds = []
+    out = Path(args.out)
+    # Builds of earlier runs into the same folder (other methods or seeds) stay in the summary.
+    stored = out / "methods-builds.json"
+    builds = json.loads(stored.read_text())["builds"] if stored.exists() else []
     for method in methods:
         for seed in seeds:
             print(f"== {method}, seed {seed}", flush=True)
-            builds.append(run_one(args, method, seed))
-            out = Path(args.out)
+            builds = [b for b in builds if (b["method"], b["seed"]) != (method, seed)] + [run_one(args, method, seed)]
+            builds.sort(key=lambda b: (list(METHOD_T_ALPHA).index(b["method"]), b["seed"]))
             settings = over_seeds(as_points(builds, args.student))
-            write_json(out / "methods-builds.json", {"builds": builds, "over_seeds": [s.to_dict() for s in settings]})
+            write_json(stored, {"builds": builds, "over_seeds": [s.to_dict() for s in settings]})
             write_text(out / "methods-builds.md", markdown(args, builds, settings))
     rows = [(s.student, s.method, s.temperature, s.alpha, s.float_errors, s.int8_errors, s.verdict) for s in settings]
-    title = f"{args.task}: methods over seeds {args.seeds} (whole builds)"
-    plots.errors_over_seeds(rows, builds[0]["test_total"], title, Path(args.out) / "errors_over_seeds.png")
+    seeds_done = ",".join(map(str, sorted({b["seed"] for b in builds})))
+    title = f"{args.task}: methods over seeds {seeds_done} (whole builds)"
+    plots.errors_over_seeds(rows, builds[0]["test_total"], title, out / "errors_over_seeds.png")
 
 
 if __name__ == "__main__":
