@@ -27,9 +27,6 @@ class DataConfig:
     train_limit: int = 0  # use only this many training examples (0 = all)
     test_limit: int = 0  # evaluate on only this many test examples (0 = all)
     jitter: int = 2  # random shift in pixels during training (Hinton used up to 2)
-    # SpecAugment-style masking while training: stripes of time frames and of coefficients (kws;
-    # rows and columns of an image) masked in every training example, this many of each (0 = off)
-    masks: int = 0
     # kws: time-shifted, noise-mixed copies of the training clips added to the training set
     augment: int = 0
     # kws without Speech Commands: keyword clips per word in the synthetic set (0 = 200, or
@@ -360,11 +357,9 @@ def validate(config: BuildConfig) -> None:
                 f"(got {part.epochs}, {part.batch_size}, {part.learning_rate})."
             )
     data = config.data
-    counts = (data.train_limit, data.test_limit, data.jitter, data.masks, data.augment, data.synth_clips)
-    if data.val_size < 1 or min(counts) < 0:
+    if data.val_size < 1 or min(data.train_limit, data.test_limit, data.jitter, data.augment, data.synth_clips) < 0:
         raise TinykdError(
-            "[data] needs val_size >= 1 and non-negative train_limit, test_limit, jitter, masks, augment and "
-            f"synth_clips (got {data.val_size} and {', '.join(map(str, counts))})."
+            "[data] needs val_size >= 1 and non-negative train_limit, test_limit, jitter, augment and synth_clips."
         )
     task_options = get_task(config.task).data_options
     unused = [k for k in ("augment", "synth_clips", "keywords") if getattr(data, k) and k not in task_options]

@@ -60,35 +60,13 @@ def jitter(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.n
     return out
 
 
-def mask_stripes(inputs: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """SpecAugment-style masking (Park et al. 2019): in each example, `count` stripes of rows
-    (time frames of a KWS feature map) up to a sixth of them wide, and `count` stripes of columns
-    (its coefficients) up to a fifth wide, each refilled with the example's mean of every column
-    over the rows, so the masked values stay in the features' range (MFCCs are not zero-mean)."""
-    if count <= 0:
-        return inputs
-    out = inputs.copy()
-    n, h, w = inputs.shape[:3]
-    means = inputs.mean(axis=1, keepdims=True)  # [n, 1, w, ...]
-    max_rows, max_cols = max(1, h // 6), max(1, w // 5)
-    for i in range(n):
-        for _ in range(count):
-            size = int(rng.integers(0, max_rows + 1))
-            start = int(rng.integers(0, h - size + 1))
-            out[i, start : start + size] = means[i]
-            size = int(rng.integers(0, max_cols + 1))
-            start = int(rng.integers(0, w - size + 1))
-            out[i, :, start : start + size] = means[i, :, start : start + size]
-    return out
-
-
 class EpochBatches(keras.utils.Sequence):
-    """Batches shuffled, jittered and masked from (seed, epoch, batch): the same on every run and resume."""
+    """Batches shuffled and jittered from (seed, epoch, batch): the same on every run and resume."""
 
-    def __init__(self, x, y, batch_size: int, seed: int, max_shift: int, epoch: int = 0, masks: int = 0):
+    def __init__(self, x, y, batch_size: int, seed: int, max_shift: int, epoch: int = 0):
         super().__init__()
         self.x, self.y, self.batch_size = x, y, batch_size
-        self.seed, self.max_shift, self.masks, self.epoch = seed, max_shift, masks, epoch
+        self.seed, self.max_shift, self.epoch = seed, max_shift, epoch
         self._order = self._permutation()
 
     def _permutation(self):
@@ -100,7 +78,7 @@ class EpochBatches(keras.utils.Sequence):
     def __getitem__(self, index):
         idx = np.sort(self._order[index * self.batch_size : (index + 1) * self.batch_size])
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
-        return mask_stripes(jitter(self.x[idx], self.max_shift, rng), self.masks, rng), self.y[idx]
+        return jitter(self.x[idx], self.max_shift, rng), self.y[idx]
 
     def on_epoch_end(self):
         self.epoch += 1
@@ -218,11 +196,9 @@ def train(
     callbacks: list[keras.callbacks.Callback] | None = None,
     patience: int = 0,
     optimizer: str = "adam",
-    masks: int = 0,
 ) -> TrainResult:
     """Train `model` (a Distiller) for `epochs`, resuming from `checkpoint_dir` if a run was cut short.
 
-    `max_shift` jitters the training inputs (pixels), `masks` masks stripes of them (`mask_stripes`).
     `optimizer`: "adam", or "sgd" (Nesterov momentum 0.9, as Hinton's dropout nets were trained),
     either with the learning rate decayed along a cosine to zero.
 
@@ -230,7 +206,7 @@ def train(
     validation accuracy, and end with the best epoch's student weights (TrainResult.best_epoch)."""
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    batches = EpochBatches(x_train, y_train, batch_size, seed, max_shift, masks=masks)
+    batches = EpochBatches(x_train, y_train, batch_size, seed, max_shift)
     steps = len(batches)
     # Cosine decay to zero over the whole stage: the last epochs settle into a minimum.
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps))

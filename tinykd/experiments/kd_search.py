@@ -70,7 +70,6 @@ def grid_search(
     learning_rate: float,
     seed: int,
     max_shift: int = 0,
-    masks: int = 0,
     label: str = "T/alpha search",
 ) -> list[GridPoint]:
     """Distil the student at every (T, alpha) of temperatures x alphas (T-major) for `epochs`, one
@@ -119,7 +118,7 @@ def grid_search(
             method.temperature.assign(t)
             method.alpha.assign(a)
             # The same batches for every point (same seed, epoch 0 onwards).
-            batches = EpochBatches(x, y, batch_size, seed, max_shift, masks=masks)
+            batches = EpochBatches(x, y, batch_size, seed, max_shift)
             wrapper.fit(batches, epochs=epochs, verbose=0, shuffle=False, callbacks=[Advance()])
             logits = student.predict(x_val, batch_size=1000, verbose=0).astype(np.float64)
             shifted = logits - logits.max(axis=-1, keepdims=True)

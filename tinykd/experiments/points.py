@@ -188,7 +188,6 @@ def _learn(experiment: Experiment, model, teacher, spec: StudentSpec, section, *
         learning_rate=section.learning_rate,
         seed=seed,
         max_shift=experiment.config.data.jitter,
-        masks=experiment.config.data.masks,
         **kwargs,
     )
 

@@ -256,7 +256,6 @@ class Build:
             learning_rate=section.learning_rate,
             seed=seed,
             max_shift=self.config.data.jitter,
-            masks=self.config.data.masks,
             checkpoint_dir=checkpoint_dir or self.checkpoints(stage),
             label=label or CHECKPOINT_LABEL[stage],
             patience=patience,

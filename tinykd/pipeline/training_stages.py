@@ -148,7 +148,6 @@ def choose_temperature_alpha(build) -> dict:
         learning_rate=c.learning_rate,
         seed=build.config.seed * 100 + SEED_OFFSET["kd-search"],
         max_shift=build.config.data.jitter,
-        masks=build.config.data.masks,
     )
     # The search's models are gone; the baseline and the student start from a fresh naming state,
     # as they would with the search skipped.

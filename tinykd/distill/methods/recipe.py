@@ -111,7 +111,6 @@ def stage_training(build, stage: str, section) -> dict:
         "batch_size": section.batch_size,
         "learning_rate": section.learning_rate,
         "max_shift": build.config.data.jitter,
-        "masks": build.config.data.masks,
         # The student stops early on validation as the build's own student does.
         "patience": build.config.distill.patience if stage == "distill" else 0,
     }
