@@ -6,7 +6,7 @@ teachers, peers or generations, which only a build trains (`--methods hinton` ad
 compare them with on the same baselines). So each (method, seed) here is one build,
 through `tinykd.pipeline.Build` like `tinykd evaluate --host`, with the settings of the sweep in
 benchmarks/methods.md: the teacher given (one for all), one validation split for every seed
-([data] seed = 0), the student's epochs all run (patience 0, the last weights, as a sweep point),
+(data_seed = 0), the student's epochs all run (patience 0, the last weights, as a sweep point),
 and the KD student shipped into QAT and int8 whatever validation says (--ship kd), so that every
 method has an int8 number. Every build also trains its no-KD baseline with the same seed: those
 are the baseline's points (and a cross-check that they agree across methods).
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tinykd.config import resolve
 from tinykd.experiments.seed_stats import over_seeds
+from tinykd.experiments.sweep_report import paired_text
 from tinykd.fileio import write_json, write_text
 from tinykd.pipeline import Build
 from tinykd.report import plots
@@ -46,7 +47,8 @@ def build_config(args, method: str, seed: int):
         quick=args.quick,
         overrides={
             "seed": seed,
-            "data": {"dir": args.data_dir, "seed": 0},
+            "data_seed": 0,
+            "data": {"dir": args.data_dir},
             "teacher": {"model": args.teacher_model},
             "student": {"arch": args.student, "epochs": args.epochs},
             "distill": {"method": method, "temperature": temperature, "alpha": alpha, "patience": 0, "ship": "kd"},
@@ -117,8 +119,8 @@ def markdown(args, builds: list[dict], settings) -> str:
         f"`{args.teacher_model}`, seeds {', '.join(map(str, seeds))}, test errors of {total}.",
         "",
         "| method | T | α | float, per seed | **float mean ± sd** | int8 (TFLite Micro), per seed | "
-        "**int8 mean ± sd** | vs no KD (float) |",
-        "|---|---:|---:|---|---|---|---|---|",
+        "**int8 mean ± sd** | vs no KD (float): spreads | paired difference (float) |",
+        "|---|---:|---:|---|---|---|---|---|---|",
     ]
     for s in settings:
         kd = s.method != "none"
@@ -130,7 +132,7 @@ def markdown(args, builds: list[dict], settings) -> str:
                 if s.int8_errors
                 else "— | — | "
             )
-            + (f"{s.verdict}" if kd else "—")
+            + (f"{s.verdict} | {paired_text(s.paired.to_dict() if s.paired else None)}" if kd else "— | —")
             + " |"
         )
     mismatched = baseline_disagreements(builds)
@@ -153,6 +155,13 @@ def markdown(args, builds: list[dict], settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _summarise(args, out: Path, builds: list[dict]):
+    settings = over_seeds(as_points(builds, args.student))
+    write_json(out / "methods-builds.json", {"builds": builds, "over_seeds": [s.to_dict() for s in settings]})
+    write_text(out / "methods-builds.md", markdown(args, builds, settings))
+    return settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--task", default="mnist")
@@ -165,10 +174,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--qat-epochs", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny data: a smoke run of the script")
+    parser.add_argument("--summarise", action="store_true", help="only rewrite the summary of the builds done")
     args = parser.parse_args()
     args.data_dir = str(Path(args.data_dir).resolve())
     args.teacher_model = str(Path(args.teacher_model).resolve())
-    methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
+    methods = [] if args.summarise else args.methods.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     # Builds of earlier runs into the same folder (other methods or seeds) stay in the summary.
     stored = out / "methods-builds.json"
@@ -178,9 +189,8 @@ def main() -> None:
             print(f"== {method}, seed {seed}", flush=True)
             builds = [b for b in builds if (b["method"], b["seed"]) != (method, seed)] + [run_one(args, method, seed)]
             builds.sort(key=lambda b: (list(METHOD_T_ALPHA).index(b["method"]), b["seed"]))
-            settings = over_seeds(as_points(builds, args.student))
-            write_json(stored, {"builds": builds, "over_seeds": [s.to_dict() for s in settings]})
-            write_text(out / "methods-builds.md", markdown(args, builds, settings))
+            _summarise(args, out, builds)
+    settings = _summarise(args, out, builds)
     rows = [(s.student, s.method, s.temperature, s.alpha, s.float_errors, s.int8_errors, s.verdict) for s in settings]
     seeds_done = ",".join(map(str, sorted({b["seed"] for b in builds})))
     title = f"{args.task}: methods over seeds {seeds_done} (whole builds)"

@@ -139,15 +139,16 @@ def test_tinykd_data_env_is_used(mnist_dir, monkeypatch):
 
 
 def test_data_seed_fixes_the_split_while_the_build_seed_varies(mnist_dir):
-    """[data] seed = -1 follows --seed; a fixed one keeps one validation split for every --seed
-    (seed studies vary the training alone), and it is part of what the training stages hash."""
+    """data_seed = -1 follows --seed; a fixed one keeps one validation split for every --seed
+    (seed studies vary the training alone), and it is part of what the training stages hash, but
+    only when set: builds made before it existed keep their fingerprints."""
     from tinykd.config import resolve
     from tinykd.data import load_dataset
     from tinykd.pipeline.stages import STAGE_SETTINGS
 
     def config(seed, data_seed):
-        data = {"dir": str(mnist_dir), "val_size": 500, "train_limit": 2000, "test_limit": 10, "seed": data_seed}
-        return resolve(task="mnist", overrides={"seed": seed, "data": data})
+        data = {"dir": str(mnist_dir), "val_size": 500, "train_limit": 2000, "test_limit": 10}
+        return resolve(task="mnist", overrides={"seed": seed, "data_seed": data_seed, "data": data})
 
     follows = [load_dataset(config(s, -1)).y_val for s in (1, 2)]
     fixed = [load_dataset(config(s, 0)).y_val for s in (1, 2)]
@@ -155,5 +156,6 @@ def test_data_seed_fixes_the_split_while_the_build_seed_varies(mnist_dir):
     assert np.array_equal(fixed[0], load_dataset(config(0, -1)).y_val)
     distill = STAGE_SETTINGS["distill"]
     assert distill(config(1, 0)) != distill(config(1, -1))
-    with pytest.raises(TinykdError, match=r"\[data\] seed must be -1"):
+    assert distill(config(1, -1))[1] == 1  # unset: the seed alone, as before data_seed existed
+    with pytest.raises(TinykdError, match=r"data_seed must be -1"):
         config(0, -2)

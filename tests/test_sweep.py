@@ -126,7 +126,11 @@ def test_sweep_over_seeds_gives_mean_spread_and_verdict(tmp_path, mnist_dir):
     assert baseline["float_errors"]["mean"] == pytest.approx(sum(errors) / 2)
     assert baseline["float_errors"]["sd"] == pytest.approx(abs(errors[0] - errors[1]) / 2**0.5, abs=1e-3)
     assert hinton["method"] == "hinton" and hinton["verdict"] in ("better", "worse", "within spread")
+    # Paired: each seed's KD student against the baseline of the same seed.
+    differences = [by_key[keys[1]]["test_errors"] - errors[0], by_key[keys[3]]["test_errors"] - errors[1]]
+    assert hinton["paired"]["differences"] == differences and baseline["paired"] is None
     table = (out / "sweep.md").read_text()
+    assert "| paired difference |" in table and f"{hinton['paired']['mean']:+.1f} ± " in table
     assert "## Over seeds 3, 4" in table and "| mlp-16 | 3 | none (labels only) |" in table
     assert (out / "plots" / "errors_over_seeds.png").read_bytes()[:8] == PNG_SIGNATURE
     assert "](plots/errors_over_seeds.png)" in table
@@ -149,3 +153,35 @@ def test_bad_seeds_are_named():
     with pytest.raises(TinykdError, match=r"--seeds: 'x' is not a whole number"):
         parse_grid("4", "0.9", "mlp-16", "hinton", "0,x")
     assert parse_grid("4", "0.9", "mlp-16", "hinton", "2,1,2").seeds == (2, 1)
+
+
+def test_paired_difference_with_a_student_t_interval():
+    from tinykd.experiments.seed_stats import over_seeds
+
+    def point(method, seed, errors):
+        return {
+            "student": "mlp-8",
+            "method": method,
+            "temperature": 4.0,
+            "alpha": 0.9,
+            "int8": None,
+            "settings": {"seed": seed},
+            "test_errors": errors,
+        }
+
+    # Baselines far apart (sd 20), the method always 5-7 fewer: the spreads overlap, the pairs do not.
+    base = [point("none", s, e) for s, e in ((0, 100), (1, 140), (2, 120))]
+    kd = [point("hinton", s, e) for s, e in ((0, 95), (1, 133), (2, 114))]
+    _, hinton = over_seeds(base + kd)
+    assert hinton.verdict == "within spread"
+    p = hinton.paired
+    assert p.differences == (-5, -7, -6) and p.mean == -6 and p.sd == 1
+    low, high = p.interval()  # t(0.975, 2) = 4.303: -6 ± 4.303 / sqrt(3)
+    assert abs(low - (-6 - 2.4843)) < 1e-3 and abs(high - (-6 + 2.4843)) < 1e-3
+    assert p.verdict == "fewer errors" and hinton.to_dict()["paired"]["verdict"] == "fewer errors"
+    # A noisy difference straddles 0; more errors the other way; one pair gives no interval.
+    noisy = [point("hinton", s, e) for s, e in ((0, 90), (1, 150), (2, 119))]
+    assert over_seeds(base + noisy)[1].paired.verdict == "no difference shown"
+    worse = [point("hinton", s, e) for s, e in ((0, 110), (1, 151), (2, 129))]
+    assert over_seeds(base + worse)[1].paired.verdict == "more errors"
+    assert over_seeds(base + kd[:1])[1].paired is None

@@ -21,9 +21,6 @@ from .errors import TinykdError
 class DataConfig:
     dir: str = ""  # folder with the dataset files; "" = $TINYKD_DATA, then the cache
     val_size: int = 5000  # validation examples carved from train (fixed by the seed; image: at most 1/5 of it)
-    # The data's own seed: the validation split (kws: also the synthetic set and its mixing);
-    # -1 = the build's seed. Fixed, it lets seeds vary the training alone over one split.
-    seed: int = -1
     train_limit: int = 0  # use only this many training examples (0 = all)
     test_limit: int = 0  # evaluate on only this many test examples (0 = all)
     jitter: int = 2  # random shift in pixels during training (Hinton used up to 2)
@@ -152,6 +149,9 @@ class BuildConfig:
     task: str = "mnist"
     board: str = "mps2-an386"
     seed: int = 0
+    # The data's own seed: the validation split (kws: also the synthetic set and its mixing);
+    # -1 = the build's seed. Fixed, it lets seeds vary the training alone over one split.
+    data_seed: int = -1
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -160,9 +160,9 @@ class BuildConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
 
     @property
-    def data_seed(self) -> int:
-        """The seed the data is split (and, for kws, made) with: [data] seed, or the build's."""
-        return self.seed if self.data.seed < 0 else self.data.seed
+    def split_seed(self) -> int:
+        """The seed the data is split (and, for kws, made) with: data_seed, or the build's seed."""
+        return self.seed if self.data_seed < 0 else self.data_seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -341,9 +341,9 @@ def resolve(
 def validate(config: BuildConfig) -> None:
     if not 0 <= config.seed <= MAX_SEED:
         raise TinykdError(f"seed must be between 0 and {MAX_SEED:,} (got {config.seed}). Give another --seed.")
-    if not -1 <= config.data.seed <= MAX_SEED:
+    if not -1 <= config.data_seed <= MAX_SEED:
         raise TinykdError(
-            f"[data] seed must be -1 (the build's seed) or between 0 and {MAX_SEED:,} (got {config.data.seed})."
+            f"data_seed must be -1 (the build's seed) or between 0 and {MAX_SEED:,} (got {config.data_seed})."
         )
     from .data import get_task
     from .models import check_model_name

@@ -115,7 +115,7 @@ def load_dataset(config) -> Dataset:
     return task.load(
         c.dir or None,
         val_size=c.val_size,
-        seed=config.data_seed,
+        seed=config.split_seed,
         train_limit=c.train_limit,
         test_limit=c.test_limit,
         **options,
@@ -136,7 +136,7 @@ def load_test_audio(config) -> np.ndarray:
     task, c = get_task(config.task), config.data
     options = {name: getattr(c, name) for name in task.data_options}
     return task.load_test_audio(
-        c.dir or None, seed=config.data_seed, train_limit=c.train_limit, test_limit=c.test_limit, **options
+        c.dir or None, seed=config.split_seed, train_limit=c.train_limit, test_limit=c.test_limit, **options
     )
 
 

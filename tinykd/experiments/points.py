@@ -88,13 +88,16 @@ class Experiment:
         """What a student's weights depend on: its spec, the teacher, the seed, the data and
         the student training settings."""
         c = self.config
-        return {
+        settings = {
             "spec": vars(spec).copy(),
             "teacher": self.teacher_id,
             "seed": spec.seed_or(c.seed),
             "data": self.data_settings(),
             "student": vars(c.student).copy(),
         }
+        if c.data_seed >= 0:  # unset, points made before the setting existed still match
+            settings["data_seed"] = c.data_seed
+        return settings
 
 
 @dataclass

@@ -190,6 +190,16 @@ def _mean(values: list[int]) -> float | int:
     return values[0] if len(values) == 1 else round(sum(values) / len(values), 1)
 
 
+def paired_text(paired: dict | None) -> str:
+    """A paired difference (PairedDifference.to_dict) as a table cell."""
+    if not paired:
+        return "-"
+    low, high = paired["interval"]
+    verdict = paired["verdict"]
+    shown = f"**{verdict}**" if verdict != "no difference shown" else verdict
+    return f"{paired['mean']:+.1f} ± {paired['sd']:.1f} (CI {low:+.1f} to {high:+.1f}): {shown}"
+
+
 def _seeds_markdown(summary: dict) -> list[str]:
     rows = summary["over_seeds"]
     if not rows:
@@ -200,10 +210,12 @@ def _seeds_markdown(summary: dict) -> list[str]:
         "",
         "Test errors as mean ± sample sd over the student seeds (initial weights and batch order; one teacher). "
         "**better** / **worse**: the setting's mean ± sd range and its student's no-KD baseline's do not "
-        "overlap, on float errors (the baselines are not quantised); else within the seeds' spread.",
+        "overlap, on float errors (the baselines are not quantised); else within the seeds' spread. "
+        "**Paired**: the setting's float errors minus the baseline's of the same seed (same initial weights "
+        "and batches), mean ± sd with a 95 % Student-t interval; **fewer** / **more errors** when it excludes 0.",
         "",
-        "| student | method | T | α | float test errors | int8 test errors | vs no KD (float) |",
-        "|---|---|---|---|---|---|---|",
+        "| student | method | T | α | float test errors | int8 test errors | vs no KD (float) | paired difference |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         kd = r["method"] != "none"
@@ -211,7 +223,10 @@ def _seeds_markdown(summary: dict) -> list[str]:
         f, q = r["float_errors"], r["int8_errors"]
         int8 = f"{q['mean']:.1f} ± {q['sd']:.1f}" if q else "-"
         judged = f"**{r['verdict']}**" if r["verdict"] in ("better", "worse") else r["verdict"]
-        lines.append(f"| {r['student']} | {setting} | {f['mean']:.1f} ± {f['sd']:.1f} | {int8} | {judged} |")
+        lines.append(
+            f"| {r['student']} | {setting} | {f['mean']:.1f} ± {f['sd']:.1f} | {int8} | {judged} | "
+            f"{paired_text(r['paired'])} |"
+        )
     return lines + [""]
 
 

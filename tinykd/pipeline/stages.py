@@ -36,6 +36,12 @@ def _recipe(c: BuildConfig):
     return get_recipe(c.distill.method)
 
 
+def _seeds(c: BuildConfig):
+    """The build's seed, and the data's own where one is set (unset, builds made before the
+    setting existed keep their fingerprints)."""
+    return c.seed if c.data_seed < 0 else (c.seed, ("data_seed", c.data_seed))
+
+
 def _data_settings(c: BuildConfig):
     """What shapes the data and a digest of the files it is read from, not where they were found:
     every copy of the same files is the same data, another dataset in the same folder is not."""
@@ -70,9 +76,9 @@ def distill_settings(c: BuildConfig):
 
 # The settings each stage's result depends on (besides the upstream stages it reads).
 STAGE_SETTINGS: dict[str, Callable[[BuildConfig], Any]] = {
-    "train-teacher": lambda c: (c.task, c.seed, _data_settings(c), _teacher_settings(c)),
-    "extra-teachers": lambda c: (c.task, c.seed, _data_settings(c), _recipe(c).extra_model_settings(c)),
-    "distill": lambda c: (c.task, c.seed, _data_settings(c), c.student, distill_settings(c)),
+    "train-teacher": lambda c: (c.task, _seeds(c), _data_settings(c), _teacher_settings(c)),
+    "extra-teachers": lambda c: (c.task, _seeds(c), _data_settings(c), _recipe(c).extra_model_settings(c)),
+    "distill": lambda c: (c.task, _seeds(c), _data_settings(c), c.student, distill_settings(c)),
     "qat": lambda c: (c.qat, distill_settings(c)),
     "convert": lambda c: (c.qat.calibration_samples,),
     "export": lambda c: (),
