@@ -77,6 +77,14 @@ def test_build_runs_the_method_to_the_host_evaluation(method, mnist_dir, shared_
     # Two epochs on 1 500 examples: far from chance (270 errors of 300), teacher-made models too.
     for name in ["int8_tflm", "student", *models]:
         assert results[name]["errors"] < 0.4 * total, (name, results[name]["errors"])
+    # ensemble and specialists: T and alpha ("auto") chosen by the search with all their teachers;
+    # online and self train peers or generations alongside, so they keep the given T and alpha.
+    choice = json.loads((out / "distillation.json").read_text())["choice"]
+    if method in ("ensemble", "specialists"):
+        assert choice["searched"] and len(choice["points"]) == 4
+        assert (choice["temperature"], choice["alpha"]) in {(p["temperature"], p["alpha"]) for p in choice["points"]}
+    else:
+        assert not choice["searched"] and (choice["temperature"], choice["alpha"]) == (1.0, 0.5)
     if method == "specialists":
         groups = json.loads((out / "specialists.json").read_text())["groups"]
         assert len(groups) == 2 and all(len(g) == 2 for g in groups)

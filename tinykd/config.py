@@ -63,8 +63,8 @@ class StudentConfig:
 
 
 AUTO = "auto"
-# Where no search runs ("auto" with a method that distils from more than one model, `tinykd
-# sweep` and `tinykd fit`), "auto" means Hinton et al.'s choice for MNIST: T=20 (every T above 8
+# Where no search runs ("auto" with a method that trains peers or generations with the student,
+# `tinykd sweep` and `tinykd fit`), "auto" means Hinton et al.'s choice for MNIST: T=20 (every T above 8
 # about as good for students of 300 units and more) and alpha=0.9, most weight on the soft
 # targets ("considerably lower weight on the second objective").
 FALLBACK_TEMPERATURE = 20.0

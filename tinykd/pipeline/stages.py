@@ -65,7 +65,7 @@ def distill_settings(c: BuildConfig):
     nothing), the T/alpha search's when it runs, the early stopping's patience, and which model ships."""
     kd = c.distill
     settings = (kd.method, kd.temperature, kd.alpha) + _recipe(c).key_settings(kd)
-    if kd.searched and _recipe(c).single_teacher:
+    if kd.searched and _recipe(c).searchable:
         # "auto": the chosen T and alpha follow from the grid (and the stage's other settings),
         # so a finished build is reused as it is; a new grid chooses again.
         settings += (("search", kd.search_temperatures, kd.search_alphas, kd.search_epochs, kd.search_train),)

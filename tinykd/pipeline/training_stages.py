@@ -99,16 +99,17 @@ def choose_temperature_alpha(build) -> dict:
     fixed_t, fixed_a = kd.numbers()
     if not kd.searched:
         return {"searched": False, "temperature": fixed_t, "alpha": fixed_a, "reason": "given"}
-    if not build.recipe.single_teacher:
+    if not build.recipe.searchable:
         build.log(
-            f"  T/alpha search skipped: method '{kd.method}' distils from more than one model; "
+            f"  T/alpha search skipped: method '{kd.method}' trains peers or generations with the student; "
             f"T = {fixed_t:g}, alpha = {fixed_a:g}"
         )
         return {
             "searched": False,
             "temperature": fixed_t,
             "alpha": fixed_a,
-            "reason": f"method '{kd.method}' distils from more than one model: not searched, T and alpha as for MNIST",
+            "reason": f"method '{kd.method}' trains peers or generations with the student: not searched, "
+            "T and alpha as for MNIST",
         }
     temperatures = [float(kd.temperature)] if kd.temperature != "auto" else [float(t) for t in kd.search_temperatures]
     alphas = [float(kd.alpha)] if kd.alpha != "auto" else [float(a) for a in kd.search_alphas]

@@ -12,7 +12,8 @@ everything else, so that the build orchestrates stages and never names a method:
   generations for `self`) and what it keeps of a partner trained alongside (online's peer);
 - `evaluate_models` / `model_label`: the models it adds to the evaluation and the report;
 - `single_teacher`: whether it distils one student from the build's teacher alone at
-  (T, alpha), as `tinykd sweep` and `tinykd fit` need.
+  (T, alpha), as `tinykd sweep` and `tinykd fit` need; `searchable`: whether the build's
+  T/alpha search can run it (also the methods with extra teachers).
 
 The `build` argument of the hooks is a `tinykd.pipeline.Build`; the hooks use its public
 helpers (`dataset`, `config`, `out`, `log`, `new_model`, `load_model`, `save_model`,
@@ -43,6 +44,13 @@ class BuildRecipe:
     extra_models: bool = False
     #: Whether it distils one student from the build's teacher alone at (T, alpha).
     single_teacher: bool = False
+
+    @property
+    def searchable(self) -> bool:
+        """Whether the build's T/alpha search can distil it: one loss over models fixed before the
+        distill stage (the teacher, and the extra-teachers stage's ensemble members or specialists).
+        Peers trained alongside the student (online) and generations (self) are not."""
+        return self.single_teacher or self.extra_models
 
     # ---- configuration -------------------------------------------------------------------
     def check(self, config) -> None:
