@@ -31,6 +31,22 @@ def test_later_command_starts_from_the_recorded_quick_configuration(finished_bui
     assert snapshot(finished_build)["config.toml"] == before["config.toml"]
 
 
+def test_a_build_made_only_to_look_leaves_the_folder_as_it_was(finished_build, quick_build):
+    """Fingerprints asked of other settings (as a refusal check or a script does) rewrite nothing:
+    the folder's config.toml still describes its finished stages, so later commands reuse them."""
+    import dataclasses
+
+    from tinykd.pipeline import Build
+
+    before = snapshot(finished_build)
+    base = quick_build.config
+    changed = dataclasses.replace(base, teacher=dataclasses.replace(base.teacher, learning_rate=1e-4))
+    assert not Build(changed, finished_build, log=lambda m: None).is_done("train-teacher")
+    assert snapshot(finished_build) == before
+    result = CliRunner().invoke(main, ["export", "--out", str(finished_build)])
+    assert result.exit_code == 0 and "[export] up to date" in result.output, result.output
+
+
 @pytest.mark.parametrize(
     "args,option,stage",
     [

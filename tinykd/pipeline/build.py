@@ -60,7 +60,6 @@ class Build:
         self._check_writable()
         self.state_path = self.out / "stages.json"
         self.records: dict[str, StageRecord] = self._load_state()
-        write_text(self.out / "config.toml", config.to_toml())
 
     # ---- bookkeeping -------------------------------------------------------------------
     def _check_writable(self) -> None:
@@ -108,6 +107,9 @@ class Build:
             return self.records[stage]
         if self.force:
             self._remove_checkpoints(stage, keep=None)
+        # Recorded only when a stage runs with it: a Build made to look (fingerprints, is_done) must
+        # not leave a config.toml that no longer describes the folder's finished stages.
+        write_text(self.out / "config.toml", self.config.to_toml())
         self.log(f"[{stage}] running")
         self._fresh_keras_names()
         started = time.perf_counter()

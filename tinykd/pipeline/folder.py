@@ -1,6 +1,6 @@
 """A build folder remembers how it was made, and later commands on it start from that.
 
-`Build` writes the resolved configuration to `<out>/config.toml`. A command run later on the same
+`Build` writes the resolved configuration to `<out>/config.toml` when it runs a stage. A command run later on the same
 folder (`tinykd evaluate --out B`, `tinykd flash --out B`) resolves its configuration from that file,
 not from the task defaults, so it never retrains a KWS build as MNIST or a `--quick` build with
 full settings. An option given on the command line that would change a finished model stage
