@@ -82,7 +82,7 @@ def synth_kws(out, clips, keywords, recipe, backgrounds, seed):
     "clips",
     type=str,
     required=True,
-    help="A folder of word folders of 16 kHz WAV clips (Speech Commands layout), never trained on.",
+    help="Word folders of WAV clips (Speech Commands layout; any rate, channels, format), never trained on.",
 )
 @keywords_option("The model's keywords in class order (default: the build's, else the ten Speech Commands ones).")
 @click.option(

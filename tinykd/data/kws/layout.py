@@ -1,6 +1,7 @@
 """The Speech Commands layout on disk and its classes (the archive's, and `synth.synthesize_kws`'s):
 
-root/<word>/<speaker>_nohash_<n>.wav     1 s or shorter, 16 kHz mono int16
+root/<word>/<speaker>_nohash_<n>.wav     1 s or shorter (the archive's: 16 kHz mono int16; any WAV
+                                          is read, see wav.read_wav)
 root/validation_list.txt  root/testing_list.txt   "word/file.wav" per line
 root/_background_noise_/*.wav             long noise recordings
 """

@@ -18,7 +18,6 @@ import hashlib
 import json
 import math
 import os
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from .layout import (
     class_names,
     is_dataset_dir,  # noqa: F401  (re-exported)
 )
+from .wav import read_wav  # noqa: F401  (re-exported: speech_commands.read_wav)
 
 SPLITS = ("train", "validation", "test")
 _SPLIT_ALIASES = {
@@ -55,22 +55,6 @@ EVAL_SEED = 0x5EED  # validation/test sampling does not move with the training s
 
 
 # ------------------------------------------------------------------------------ audio
-
-
-def read_wav(path: Path) -> np.ndarray:
-    """int16 samples of a 16 kHz mono 16-bit PCM WAV file."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != SAMPLE_RATE:
-                raise TinykdError(
-                    f"{path} is {w.getnchannels()} channel(s), {8 * w.getsampwidth()}-bit, "
-                    f"{w.getframerate()} Hz; keyword spotting needs 16 kHz mono 16-bit PCM. Convert "
-                    "it, e.g. sox in.wav -r 16000 -c 1 -b 16 out.wav."
-                )
-            data = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as e:
-        raise TinykdError(f"{path} is not a readable PCM WAV file ({e}); replace or delete it.") from None
-    return np.frombuffer(data, dtype="<i2").astype(np.int16)
 
 
 def fit_length(x: np.ndarray, n: int = CLIP_SAMPLES) -> np.ndarray:

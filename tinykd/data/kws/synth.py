@@ -146,7 +146,7 @@ def check_words(words, what: str = "Words") -> tuple[str, ...]:
 
 
 def load_backgrounds(folder) -> dict[str, np.ndarray]:
-    """float noise recordings (>= 1 s, 16 kHz mono 16-bit) of a _background_noise_ folder, by name."""
+    """float noise recordings (>= 1 s; any WAV, read as 16 kHz mono) of a _background_noise_ folder, by name."""
     from .speech_commands import read_wav
 
     out = {}

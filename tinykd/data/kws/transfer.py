@@ -140,8 +140,8 @@ def read_clips(clips_dir, keywords: tuple[str, ...]) -> tuple[np.ndarray, list[s
             audio.append(fit_length(read_wav(f)))
     if not files:
         raise TinykdError(
-            f"{root} has no word folders with .wav clips; expected <word>/<name>.wav (16 kHz mono "
-            "16-bit), e.g. a Speech Commands copy or ../shared/data/speech-commands-sample."
+            f"{root} has no word folders with .wav clips; expected <word>/<name>.wav (any rate, "
+            "channels and sample format), e.g. a Speech Commands copy or ../shared/data/speech-commands-sample."
         )
     missing = [k for k in keywords if not (root / k).is_dir()]
     if len(missing) == len(keywords):
