@@ -226,3 +226,34 @@ def test_models_are_sized_from_the_input_shape(shape):
         if arch.startswith("cnn"):  # the dense layer sees a small map: pools/strides until <= 8 pixels a side
             assert max(model.get_layer("flatten").input_shape[1:3]) <= 8, arch
     assert sizes["cnn-s"] < 12_000 and sizes["cnn-s"] < sizes["cnn"]
+
+
+def test_phone_photos_and_16_bit_scans_read_as_they_look(tmp_path):
+    """A portrait photo stored sideways with an EXIF orientation is read upright (and sized upright:
+    no "different sizes" error beside upright images); a 16-bit grey PNG is scaled, not clipped white."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    upright = rng.integers(0, 256, (16, 10, 3), dtype=np.uint8)  # height 16, width 10
+    upright[:8] //= 4  # a dark top half: upside down or sideways would not match
+    root = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.roll(upright, i, axis=1)).save(root / name / f"{i}.png")
+    exif = Image.Exif()
+    exif[images.EXIF_ORIENTATION] = 6  # "rotate 90 degrees clockwise to show"
+    sideways = root / "dog" / "phone.jpg"
+    Image.fromarray(np.rot90(upright, 1)).save(sideways, quality=100, subsampling=0, exif=exif)
+    assert Image.open(sideways).size == (16, 10)  # stored 16 wide, 10 high
+    read = images._read_image(sideways, "RGB", 10, 16)
+    assert read.shape == (16, 10, 3) and np.abs(read.astype(int) - upright).mean() < 3
+    d = _load(root, test_split=0.3)
+    assert d.input_shape == (16, 10, 3) and len(d.y_train) + len(d.y_val) + len(d.y_test) == 9
+
+    grey = rng.integers(0, 256, (12, 20), dtype=np.uint16)
+    Image.fromarray(grey * 257).save(tmp_path / "scan.png")  # 16-bit: 0..65535
+    assert Image.open(tmp_path / "scan.png").mode.startswith("I")
+    assert np.array_equal(images._read_image(tmp_path / "scan.png", "L", 20, 12)[..., 0], grey)
+    as_float = Image.fromarray(grey.astype(np.float32) / 255.0, "F")
+    assert np.array_equal(np.asarray(images._eight_bit(as_float)), grey)

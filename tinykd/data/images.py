@@ -17,6 +17,8 @@ Layouts (`[data] dir` or --data-dir; `[data] format` = auto, idx, npz or folder)
   (Keras' image_dataset_from_directory layout); or the class sub-folders directly, with
   `[data] test_split` saying what fraction of each class is held out for testing (by a hash of
   the file's name, so the split never changes with the seed or when files are added).
+  Photos are turned upright by their EXIF orientation (as a phone shows them); 16-bit grey
+  images (scans, PNG16) are scaled to 8 bits, not clipped.
 
 Options: `image_size = [height, width]` resizes (bilinear) every image; `channels` = 1 (grey)
 or 3 (RGB) converts them (0: as stored); `class_names` names the classes (a folder dataset:
@@ -358,7 +360,7 @@ def read_folder_source(source: Source, image_size=(), channels: int = 0) -> Spli
         try:
             with Image.open(p) as im:
                 modes[p] = im.mode
-                sizes.setdefault(im.size, p)
+                sizes.setdefault(_upright_size(im), p)
         except (OSError, Image.DecompressionBombError) as exc:
             raise TinykdError(f"{p} cannot be read as an image ({exc}). Replace or remove it.") from None
     if not channels:
@@ -388,12 +390,39 @@ def read_folder_source(source: Source, image_size=(), channels: int = 0) -> Spli
     return Splits(out["train"][0], out["train"][1], out["test"][0], out["test"][1], names)
 
 
-def _read_image(path: Path, mode: str, width: int, height: int) -> np.ndarray:
-    """One image file as uint8 height x width x channels: converted to `mode`, resized (bilinear)."""
+EXIF_ORIENTATION = 0x0112
+SIDEWAYS = (5, 6, 7, 8)  # EXIF orientations whose upright image swaps width and height
+
+
+def _upright_size(im) -> tuple[int, int]:
+    """(width, height) as the image is shown: a phone stores a portrait photo sideways, with an
+    EXIF orientation that viewers (and _read_image) apply."""
+    width, height = im.size
+    return (height, width) if im.getexif().get(EXIF_ORIENTATION) in SIDEWAYS else (width, height)
+
+
+def _eight_bit(im):
+    """16-bit grey (PNG, TIFF scans) and 32-bit integer images scaled from 0..65535 to 0..255, float
+    images from 0..1: PIL's own convert("L") clips them instead, turning nearly every pixel white."""
     from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        scaled = np.asarray(im, dtype=np.float64) / 257.0
+    elif im.mode == "F":
+        scaled = np.asarray(im, dtype=np.float64) * 255.0
+    else:
+        return im
+    return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def _read_image(path: Path, mode: str, width: int, height: int) -> np.ndarray:
+    """One image file as uint8 height x width x channels: turned upright, brought to 8 bits,
+    converted to `mode`, resized (bilinear)."""
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as im:
+            im = _eight_bit(ImageOps.exif_transpose(im))
             im = im.convert(mode)
             if im.size != (width, height):
                 im = im.resize((width, height), Image.Resampling.BILINEAR)
