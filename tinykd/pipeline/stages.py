@@ -124,5 +124,6 @@ CHECKPOINT_LABEL = {
     "distill": "student",
     "qat": "student_qat",
 }
-# Offsets keep each stage's random stream distinct yet fixed by the one seed.
-SEED_OFFSET = {"train-teacher": 1, "distill": 2, "baseline": 3, "qat": 4, "extra-teachers": 5, "kd-search": 6}
+# Offsets keep each stage's random stream distinct yet fixed by the one seed. The no-KD baseline
+# has none of its own: it starts as the KD student does (training_stages.distill).
+SEED_OFFSET = {"train-teacher": 1, "distill": 2, "qat": 4, "extra-teachers": 5, "kd-search": 6}

@@ -205,9 +205,12 @@ def distill(build):
     c, d, kd = build.config.student, build.dataset, build.config.distill
     choice = choose_temperature_alpha(build)
     resolved = Resolved(build, choice["temperature"], choice["alpha"])
-    build.seed("baseline")
+    # The baseline and the KD student start alike (the distill stage's seed: the same initial
+    # weights, the same batches in the same order), so that their difference on validation is
+    # what distillation did, not which of two random starts was luckier.
+    build.seed("distill")
     baseline = build.new_model(c.arch)
-    base_result = build.train("baseline", baseline, c, patience=kd.patience)
+    base_result = build.train("baseline", baseline, c, seed=build.seed("distill"), patience=kd.patience)
     build.save_model(baseline, "baseline")
     build.save_history("baseline", base_result)
     build.seed("distill")
