@@ -22,7 +22,7 @@ from tinykd.errors import TinykdError
         ("fit", ["--widths", "16,wide"], "--widths: 'wide' is not a whole number"),
         ("fit", ["--depths", "1,9"], "--depths: '9' is not a whole number between 1 and 4"),
         ("fit", ["--task", "image"], "has no searchable family yet"),
-        ("fit", ["--method", "online"], "needs extra teachers, peers or generations"),
+        ("fit", ["--method", "online"], "trains peers or generations with the student"),
         ("fit", ["--max-latency", "0"], "--max-latency must be > 0"),
         ("sweep", ["--temperatures", "0,4"], "every temperature must be > 0 (got 0)"),
         ("sweep", ["--temperatures", "1,abc"], "'abc' is not a number"),

@@ -58,7 +58,8 @@ def ray_settings(opts: dict):
 @click.option(
     "--methods",
     default=None,
-    help="Comma-separated distillation methods that use the one teacher (default: hinton); a wrong name lists them.",
+    help="Comma-separated distillation methods: those over the teacher, and ensemble/specialists with their own "
+    "models trained once (default: hinton); a wrong name lists them.",
 )
 @click.option(
     "--seeds",

@@ -100,12 +100,12 @@ def run_fit(
             f"spotting (--task kws); task {config.task!r} has no searchable family yet. Compare students "
             "directly with `tinykd build --student ...` (e.g. cnn-s, cnn-m, mlp-W-W)."
         )
-    single_teacher = points.single_teacher_methods()
-    if config.distill.method not in single_teacher:
+    searchable = points.searchable_methods()
+    if config.distill.method not in searchable:
         raise TinykdError(
-            f"tinykd fit distils each candidate from one teacher; method {config.distill.method!r} needs extra "
-            f"teachers, peers or generations. Use --method {', '.join(single_teacher)} for the search, then "
-            f"`tinykd build --method {config.distill.method} --student <chosen>` for the chosen size."
+            f"tinykd fit distils each candidate from models trained before it; method {config.distill.method!r} "
+            f"trains peers or generations with the student. Use --method {', '.join(searchable)} for the search, "
+            f"then `tinykd build --method {config.distill.method} --student <chosen>` for the chosen size."
         )
     if max_latency_ms is not None and not max_latency_ms > 0:
         raise TinykdError(

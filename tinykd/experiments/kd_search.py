@@ -158,10 +158,10 @@ def search_temperature_alpha(
         raise TinykdError(f"Alphas must be a range inside [0, 1] (got {a_low:g}..{a_high:g}), e.g. 0..1.")
     check_model_name(student)
     method = config.distill.method
-    if method not in points.single_teacher_methods():
+    if method not in points.searchable_methods():
         raise TinykdError(
-            f"A T/alpha search distils one student from one teacher; method {method!r} needs more. Use one of "
-            f"{', '.join(points.single_teacher_methods())}."
+            f"A T/alpha search distils one student from models trained before it; method {method!r} trains "
+            f"peers or generations with the student. Use one of {', '.join(points.searchable_methods())}."
         )
     experiment = points.open_experiment(config, out, log=log)
     space = {

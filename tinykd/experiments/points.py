@@ -6,8 +6,11 @@ the teacher); the functions here train one student with the pipeline's own loop 
 in TFLite Micro and size its firmware for a board.
 
 Every student of one architecture starts from the same initial weights and sees the same
-batches (the seed does not depend on T, alpha or method): points of a sweep then differ only
-in what is swept, and their differences are not seed noise.
+batches (the seed does not depend on T, alpha or method; the student is built before any teacher
+is loaded): points of a sweep, the no-KD baseline included, then differ only in what is swept,
+and their differences are not seed noise. Methods with models of their own (ensemble members,
+specialists) have them trained once per experiment, around its teacher, by the pipeline's
+extra-teachers stage in out/extra-<method>/.
 """
 
 from __future__ import annotations
@@ -74,11 +77,50 @@ class Experiment:
     teacher_path: Path
     teacher_id: str  # the teacher stage's fingerprint: part of every point's settings
     log: Callable[[str], None] = print
+    _extra_builds: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def load_teacher(self):
         from ..models.store import load_model
 
         return load_model(self.teacher_path)
+
+    def extra_build(self, method: str):
+        """The build folder out/extra-<method> where a method with models of its own (ensemble
+        members, specialists) has them trained by the pipeline's extra-teachers stage, around this
+        experiment's teacher: once, and reused while its settings hold."""
+        from ..pipeline import Build
+
+        if method not in self._extra_builds:
+            c = self.config
+            config = dataclasses.replace(
+                c,
+                distill=dataclasses.replace(c.distill, method=method),
+                teacher=dataclasses.replace(c.teacher, model=str(self.teacher_path)),
+            )
+            self._extra_builds[method] = Build(config, self.out / f"extra-{method}", log=self.log)
+        return self._extra_builds[method]
+
+    def kd_pair(self, spec: StudentSpec, stage: str):
+        """(loss, teacher) a student of `spec` learns with in `stage` ("distill" or "qat"), or
+        (None, None) for a baseline: the method at the spec's T and alpha over the teacher, and for a
+        method with models of its own, over those too (its recipe's kd_pair, as in a build)."""
+        from ..distill.methods import get_method, get_recipe
+        from ..pipeline.training_stages import Resolved
+
+        if spec.is_baseline:
+            return None, None
+        if not self._has_extra_models(spec.method):
+            return get_method(spec.method, spec.temperature, spec.alpha), self.load_teacher()
+        build = self.extra_build(spec.method)
+        if not build.is_done("extra-teachers"):
+            raise RuntimeError(f"prepare_models() first: {spec.method}'s models are not trained")
+        return get_recipe(spec.method).kd_pair(Resolved(build, spec.temperature, spec.alpha), stage)
+
+    def prepare_models(self, spec: StudentSpec) -> None:
+        """Train the spec's method's own models if it has any and they are not there yet; called
+        before a run sets its seed, so that training them never changes a student's start."""
+        if not spec.is_baseline and self._has_extra_models(spec.method):
+            self.extra_build(spec.method).run("extra-teachers")
 
     def data_settings(self) -> dict:
         # Where the data was found does not matter (checksums make every copy equal).
@@ -97,7 +139,19 @@ class Experiment:
         }
         if c.data_seed >= 0:  # unset, points made before the setting existed still match
             settings["data_seed"] = c.data_seed
+        if not spec.is_baseline:
+            # Since 2026-11-30 a KD student starts where the baseline does (built before the teacher
+            # is loaded); points made before started elsewhere and are trained again.
+            settings["start"] = "baseline's"
+            if self._has_extra_models(spec.method):
+                settings["extra_models"] = self.extra_build(spec.method).fingerprint("extra-teachers")
         return settings
+
+    @staticmethod
+    def _has_extra_models(method: str) -> bool:
+        from ..distill.methods import get_recipe
+
+        return get_recipe(method).extra_models
 
 
 @dataclass
@@ -152,35 +206,30 @@ def open_experiment(config: BuildConfig, out: str | Path, log: Callable[[str], N
     )
 
 
-def single_teacher_methods() -> tuple[str, ...]:
-    """Methods that distil one student from one teacher at (T, alpha), as sweeps and fit need
-    (the registry's `single_teacher` recipes); the others need extra teachers, peers or generations."""
-    from ..distill.methods import single_teacher_methods
+def searchable_methods() -> tuple[str, ...]:
+    """Methods a sweep, fit or T/alpha search distils students with: one loss at (T, alpha) over
+    models fixed before the student trains (the teacher; ensemble members and specialists, trained
+    once per experiment). Online's peers and self's generations train with the student: not these."""
+    from ..distill.methods import searchable_methods
 
-    return single_teacher_methods()
-
-
-def _method(spec: StudentSpec):
-    from ..distill.methods import get_method
-
-    return None if spec.is_baseline else get_method(spec.method, spec.temperature, spec.alpha)
+    return searchable_methods()
 
 
-def _start(experiment: Experiment, spec: StudentSpec, offset: int):
-    """A run's seed (set, in a fresh Keras session) and its teacher (None for a baseline)."""
+def _seed(experiment: Experiment, spec: StudentSpec, offset: int) -> int:
+    """Set a run's seed, in a fresh Keras session (the method's own models trained before it)."""
     from ..distill.training import seed_everything
 
-    seed = seed_everything(spec.seed_or(experiment.config.seed) * 100 + offset, fresh_session=True)
-    # Loaded after the session reset, like every model of this run (see seed_everything).
-    return seed, None if spec.is_baseline else experiment.load_teacher()
+    experiment.prepare_models(spec)
+    return seed_everything(spec.seed_or(experiment.config.seed) * 100 + offset, fresh_session=True)
 
 
-def _learn(experiment: Experiment, model, teacher, spec: StudentSpec, section, *, epochs: int, seed: int, **kwargs):
-    """Train `model` with the spec's method and [section]'s batch size and learning rate."""
+def _learn(experiment: Experiment, model, kd, spec: StudentSpec, section, *, epochs: int, seed: int, **kwargs):
+    """Train `model` with `kd` = (loss, teacher) and [section]'s batch size and learning rate."""
     from ..distill import Distiller, train
 
     d = experiment.dataset
-    wrapper = Distiller(model, teacher, spec.temperature, spec.alpha, method=_method(spec))
+    method, teacher = kd
+    wrapper = Distiller(model, teacher, spec.temperature, spec.alpha, method=method)
     return train(
         wrapper,
         d.x_train,
@@ -205,12 +254,15 @@ def train_student(experiment: Experiment, spec: StudentSpec, epochs: int, checkp
     from ..models import build_model
 
     c, d = experiment.config, experiment.dataset
-    _, teacher = _start(experiment, spec, _INIT_SEED_OFFSET)
+    _seed(experiment, spec, _INIT_SEED_OFFSET)
+    # Built before any teacher is loaded (loading a model draws random numbers): every student of
+    # one architecture, the baseline included, starts from the same weights.
     student = build_model(spec.arch, d.input_shape, d.num_classes)
+    kd = experiment.kd_pair(spec, "distill")  # after the session reset, like every model of the run
     result = _learn(
         experiment,
         student,
-        teacher,
+        kd,
         spec,
         c.student,
         epochs=epochs,
@@ -228,12 +280,13 @@ def quantize_to_int8(experiment: Experiment, student, spec: StudentSpec, checkpo
     from ..quantize import quantize_student
 
     c, d = experiment.config, experiment.dataset
-    seed, teacher = _start(experiment, spec, _QAT_SEED_OFFSET)
+    seed = _seed(experiment, spec, _QAT_SEED_OFFSET)
+    kd = experiment.kd_pair(spec, "qat")
     qat_student = quantize_student(student)
     result = _learn(
         experiment,
         qat_student,
-        teacher,
+        kd,
         spec,
         c.qat,
         epochs=c.qat.epochs,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import TinykdError
-from .points import StudentSpec, single_teacher_methods
+from .points import StudentSpec, searchable_methods
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,13 @@ def parse_grid(temperatures: str, alphas: str, students: str, methods: str, seed
         except TinykdError as exc:
             raise TinykdError(f"--students: {exc}") from None
     ms = _items("--methods", methods, "hinton,rkd")
-    sweepable = single_teacher_methods()
+    sweepable = searchable_methods()
     bad = [m for m in ms if m not in sweepable]
     if bad:
         raise TinykdError(
-            f"--methods: {', '.join(bad)} cannot be swept; a sweep distils each student from one "
-            f"teacher at each (T, alpha), which {', '.join(sweepable)} do. The other methods need extra "
-            "teachers, peers or generations: compare them with `tinykd build --method NAME`."
+            f"--methods: {', '.join(bad)} cannot be swept; a sweep distils each student at each (T, alpha) "
+            f"from models trained before it, which {', '.join(sweepable)} do. The others train peers or "
+            "generations with the student: compare them with `tinykd build --method NAME`."
         )
     return SweepGrid(tuple(ts), tuple(al), tuple(archs), tuple(ms), _seeds(seeds))
 

@@ -28,6 +28,7 @@ from .registry import (
     get_method,
     get_recipe,
     register_method,
+    searchable_methods,
     single_teacher_methods,
     unregister_method,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "register_method",
     "unregister_method",
     "get_recipe",
+    "searchable_methods",
     "single_teacher_methods",
     "get_method",
     "DistillationMethod",

@@ -48,8 +48,14 @@ def get_recipe(name: str) -> BuildRecipe:
 
 
 def single_teacher_methods() -> tuple[str, ...]:
-    """Methods that distil one student from one teacher at (T, alpha): what sweeps and fit train."""
+    """Methods that distil one student from one teacher at (T, alpha)."""
     return tuple(name for name, recipe in RECIPES.items() if recipe.single_teacher)
+
+
+def searchable_methods() -> tuple[str, ...]:
+    """Methods that distil one student at (T, alpha) from models fixed before it trains (the teacher,
+    and the ensemble's members or the specialists): what a T/alpha search, a sweep and fit train."""
+    return tuple(name for name, recipe in RECIPES.items() if recipe.searchable)
 
 
 def get_method(
