@@ -206,8 +206,8 @@ def distill(build):
     choice = choose_temperature_alpha(build)
     resolved = Resolved(build, choice["temperature"], choice["alpha"])
     # The baseline and the KD student start alike (the distill stage's seed: the same initial
-    # weights, the same batches in the same order), so that their difference on validation is
-    # what distillation did, not which of two random starts was luckier.
+    # weights, the same batches in the same order): their difference on validation then owes
+    # nothing to two different random starts (their training still diverges: benchmarks/methods.md).
     build.seed("distill")
     baseline = build.new_model(c.arch)
     base_result = build.train("baseline", baseline, c, seed=build.seed("distill"), patience=kd.patience)
