@@ -64,3 +64,20 @@ def test_sweep_over_ensemble_trains_its_members_once_and_resumes(tmp_path, mnist
     assert code == 0, output
     assert "0 points trained, 2 finished earlier" in output
     assert (out / "extra-ensemble" / "teacher1.keras").stat().st_mtime_ns == members
+
+
+def test_the_search_takes_ensembles_and_refuses_peers(tmp_path, mnist_dir):
+    import dataclasses
+
+    import pytest
+
+    from tinykd.errors import TinykdError
+    from tinykd.experiments.kd_search import search_temperature_alpha
+
+    assert {"hinton", "ensemble", "specialists"} <= set(points.searchable_methods())
+    assert not {"online", "self"} & set(points.searchable_methods())
+    config = quick_config(mnist_dir)
+    online = dataclasses.replace(config, distill=dataclasses.replace(config.distill, method="online"))
+    with pytest.raises(TinykdError, match="'online' trains peers or generations with the student"):
+        search_temperature_alpha(online, tmp_path / "s", "mlp-8", samples=1)
+    assert not (tmp_path / "s").exists()  # refused before anything was written

@@ -164,6 +164,7 @@ def search_temperature_alpha(
             f"peers or generations with the student. Use one of {', '.join(points.searchable_methods())}."
         )
     experiment = points.open_experiment(config, out, log=log)
+    experiment.prepare_models(method)  # ensemble members, specialists: trained here once, not by each trial
     space = {
         "arch": student,
         "method": method,

@@ -77,7 +77,6 @@ class Experiment:
     teacher_path: Path
     teacher_id: str  # the teacher stage's fingerprint: part of every point's settings
     log: Callable[[str], None] = print
-    _extra_builds: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def load_teacher(self):
         from ..models.store import load_model
@@ -87,18 +86,17 @@ class Experiment:
     def extra_build(self, method: str):
         """The build folder out/extra-<method> where a method with models of its own (ensemble
         members, specialists) has them trained by the pipeline's extra-teachers stage, around this
-        experiment's teacher: once, and reused while its settings hold."""
+        experiment's teacher: once, and reused while its settings hold. (Made anew on each call:
+        cheap, and nothing of it, such as its data, travels with the experiment to trial processes.)"""
         from ..pipeline import Build
 
-        if method not in self._extra_builds:
-            c = self.config
-            config = dataclasses.replace(
-                c,
-                distill=dataclasses.replace(c.distill, method=method),
-                teacher=dataclasses.replace(c.teacher, model=str(self.teacher_path)),
-            )
-            self._extra_builds[method] = Build(config, self.out / f"extra-{method}", log=self.log)
-        return self._extra_builds[method]
+        c = self.config
+        config = dataclasses.replace(
+            c,
+            distill=dataclasses.replace(c.distill, method=method),
+            teacher=dataclasses.replace(c.teacher, model=str(self.teacher_path)),
+        )
+        return Build(config, self.out / f"extra-{method}", log=self.log)
 
     def kd_pair(self, spec: StudentSpec, stage: str):
         """(loss, teacher) a student of `spec` learns with in `stage` ("distill" or "qat"), or
@@ -113,14 +111,15 @@ class Experiment:
             return get_method(spec.method, spec.temperature, spec.alpha), self.load_teacher()
         build = self.extra_build(spec.method)
         if not build.is_done("extra-teachers"):
-            raise RuntimeError(f"prepare_models() first: {spec.method}'s models are not trained")
+            raise RuntimeError(f"prepare_models({spec.method!r}) first: its models are not trained")
         return get_recipe(spec.method).kd_pair(Resolved(build, spec.temperature, spec.alpha), stage)
 
-    def prepare_models(self, spec: StudentSpec) -> None:
-        """Train the spec's method's own models if it has any and they are not there yet; called
-        before a run sets its seed, so that training them never changes a student's start."""
-        if not spec.is_baseline and self._has_extra_models(spec.method):
-            self.extra_build(spec.method).run("extra-teachers")
+    def prepare_models(self, method: str | None) -> None:
+        """Train the method's own models if it has any and they are not there yet. Sweeps and
+        searches call it before their trials start (trials side by side would train them twice);
+        a run calls it before it sets its seed, so that training them never changes its start."""
+        if method is not None and self._has_extra_models(method):
+            self.extra_build(method).run("extra-teachers")
 
     def data_settings(self) -> dict:
         # Where the data was found does not matter (checksums make every copy equal).
@@ -219,7 +218,7 @@ def _seed(experiment: Experiment, spec: StudentSpec, offset: int) -> int:
     """Set a run's seed, in a fresh Keras session (the method's own models trained before it)."""
     from ..distill.training import seed_everything
 
-    experiment.prepare_models(spec)
+    experiment.prepare_models(spec.method)
     return seed_everything(spec.seed_or(experiment.config.seed) * 100 + offset, fresh_session=True)
 
 
