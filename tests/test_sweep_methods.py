@@ -28,6 +28,7 @@ def test_every_student_starts_from_the_baselines_weights_and_ensembles_get_their
         StudentSpec("mlp-16", "specialists", 2.0, 0.5),
     ]
     for spec in specs:
+        experiment.prepare_models(spec.method)
         points.train_student(experiment, spec, 1, tmp_path / "ckpt" / spec.key)
     start = seen[specs[0].key][0]
     for spec in specs[1:]:
@@ -58,6 +59,10 @@ def test_sweep_over_ensemble_trains_its_members_once_and_resumes(tmp_path, mnist
     assert kd["method"] == "ensemble" and kd["int8"]["test_total"] == 500 and 0 <= kd["int8"]["test_errors"] < 500
     stages = json.loads((out / "extra-ensemble" / "stages.json").read_text())
     assert set(stages) == {"train-teacher", "extra-teachers"}
+    # The point learned from the members its settings name: the ones the driver trained (trials
+    # only read them).
+    point = json.loads((out / "points" / "mlp-16__ensemble__T4__a0.9.json").read_text())
+    assert point["settings"]["extra_models"] == stages["extra-teachers"]["fingerprint"]
     members = (out / "extra-ensemble" / "teacher1.keras").stat().st_mtime_ns
 
     code, output = quick_experiment("sweep", out, mnist_dir, *args)

@@ -109,15 +109,14 @@ class Experiment:
             return None, None
         if not self._has_extra_models(spec.method):
             return get_method(spec.method, spec.temperature, spec.alpha), self.load_teacher()
+        # Read, never trained, here: in a sweep this runs in trial processes, and the models are the
+        # ones the driver trained (prepare_models) and fingerprinted into the point's settings.
         build = self.extra_build(spec.method)
-        if not build.is_done("extra-teachers"):
-            raise RuntimeError(f"prepare_models({spec.method!r}) first: its models are not trained")
         return get_recipe(spec.method).kd_pair(Resolved(build, spec.temperature, spec.alpha), stage)
 
     def prepare_models(self, method: str | None) -> None:
-        """Train the method's own models if it has any and they are not there yet. Sweeps and
-        searches call it before their trials start (trials side by side would train them twice);
-        a run calls it before it sets its seed, so that training them never changes its start."""
+        """Train the method's own models if it has any and they are not there yet: what sweeps, fit
+        and searches do before their trials start, and a caller of train_student must do first."""
         if method is not None and self._has_extra_models(method):
             self.extra_build(method).run("extra-teachers")
 
@@ -138,12 +137,18 @@ class Experiment:
         }
         if c.data_seed >= 0:  # unset, points made before the setting existed still match
             settings["data_seed"] = c.data_seed
-        if not spec.is_baseline:
-            # Since 2026-11-30 a KD student starts where the baseline does (built before the teacher
-            # is loaded); points made before started elsewhere and are trained again.
-            settings["start"] = "baseline's"
-            if self._has_extra_models(spec.method):
-                settings["extra_models"] = self.extra_build(spec.method).fingerprint("extra-teachers")
+        return settings | self.kd_settings(spec)
+
+    def kd_settings(self, spec: StudentSpec) -> dict:
+        """What a KD student depends on besides its spec and the teacher (part of every point's
+        settings in sweeps, fit and searches): its start, and the method's own models."""
+        if spec.is_baseline:
+            return {}
+        # Since 2026-11-30 a KD student starts where the baseline does (built before the teacher is
+        # loaded); points made before started elsewhere and are trained again.
+        settings = {"start": "baseline's"}
+        if self._has_extra_models(spec.method):
+            settings["extra_models"] = self.extra_build(spec.method).fingerprint("extra-teachers")
         return settings
 
     @staticmethod
@@ -215,10 +220,9 @@ def searchable_methods() -> tuple[str, ...]:
 
 
 def _seed(experiment: Experiment, spec: StudentSpec, offset: int) -> int:
-    """Set a run's seed, in a fresh Keras session (the method's own models trained before it)."""
+    """Set a run's seed, in a fresh Keras session."""
     from ..distill.training import seed_everything
 
-    experiment.prepare_models(spec.method)
     return seed_everything(spec.seed_or(experiment.config.seed) * 100 + offset, fresh_session=True)
 
 
@@ -244,7 +248,8 @@ def _learn(experiment: Experiment, model, kd, spec: StudentSpec, section, *, epo
 
 
 def train_student(experiment: Experiment, spec: StudentSpec, epochs: int, checkpoint_dir: Path):
-    """Build the student from its fixed initial weights and train it for `epochs` in total.
+    """Build the student from its fixed initial weights and train it for `epochs` in total (a
+    method with models of its own needs `experiment.prepare_models(method)` first).
 
     A checkpoint in `checkpoint_dir` from a shorter run is continued, not restarted (the
     successive halving of `tinykd fit` trains survivors further this way). Returns

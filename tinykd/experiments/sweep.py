@@ -102,7 +102,7 @@ def _point_settings(experiment: Experiment, spec: StudentSpec, board) -> dict:
     }
     if board is not None and not spec.is_baseline:
         settings["int8"] = {"qat": vars(c.qat).copy(), "board": board.name}
-    return settings
+    return settings | experiment.kd_settings(spec)
 
 
 def _measure(experiment: Experiment, point: dict, board, work: Path) -> None:
