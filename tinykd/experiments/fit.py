@@ -119,8 +119,7 @@ def run_fit(
     default_widths, default_depths = parse_sizes(family.widths, family.depths, family)
     widths, depths = widths or default_widths, depths or default_depths
     boards = boards_under_budget(budget_usd) if budget_usd is not None else [load_board(config.board)]
-    experiment = points.open_experiment(config, out, log=log)
-    experiment.prepare_models(config.distill.method)  # ensemble members, specialists: once, before the trials
+    experiment = points.open_experiment(config, out, log=log, methods=[config.distill.method])
     if budget_usd is not None:
         log(f"  boards up to ${budget_usd:g}: " + ", ".join(f"{b.name} ${b.price_usd:.2f}" for b in boards))
     candidates = [

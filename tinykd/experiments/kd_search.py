@@ -163,8 +163,7 @@ def search_temperature_alpha(
             f"A T/alpha search distils one student from models trained before it; method {method!r} trains "
             f"peers or generations with the student. Use one of {', '.join(points.searchable_methods())}."
         )
-    experiment = points.open_experiment(config, out, log=log)
-    experiment.prepare_models(method)  # ensemble members, specialists: trained here once, not by each trial
+    experiment = points.open_experiment(config, out, log=log, methods=[method])
     space = {
         "arch": student,
         "method": method,

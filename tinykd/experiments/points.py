@@ -110,13 +110,13 @@ class Experiment:
         if not self._has_extra_models(spec.method):
             return get_method(spec.method, spec.temperature, spec.alpha), self.load_teacher()
         # Read, never trained, here: in a sweep this runs in trial processes, and the models are the
-        # ones the driver trained (prepare_models) and fingerprinted into the point's settings.
+        # ones the driver trained (open_experiment) and fingerprinted into the point's settings.
         build = self.extra_build(spec.method)
         return get_recipe(spec.method).kd_pair(Resolved(build, spec.temperature, spec.alpha), stage)
 
     def prepare_models(self, method: str | None) -> None:
-        """Train the method's own models if it has any and they are not there yet: what sweeps, fit
-        and searches do before their trials start, and a caller of train_student must do first."""
+        """Train the method's own models if it has any and they are not there yet: what
+        open_experiment does for its methods, and a caller of train_student must do first."""
         if method is not None and self._has_extra_models(method):
             self.extra_build(method).run("extra-teachers")
 
@@ -191,15 +191,17 @@ class FirmwareSize:
         return {**dataclasses.asdict(self), "fits": self.fits, "over_budget": self.over_budget()}
 
 
-def open_experiment(config: BuildConfig, out: str | Path, log: Callable[[str], None] = print) -> Experiment:
+def open_experiment(config: BuildConfig, out: str | Path, log: Callable[[str], None] = print, methods=()) -> Experiment:
     """Load the data and get the teacher through the pipeline's train-teacher stage in
     out/teacher: trained once and reused while its settings hold, or, with [teacher] model
-    (--teacher-model), the given file, checked against the task and known by its bytes."""
+    (--teacher-model), the given file, checked against the task and known by its bytes. The
+    models of their own that `methods` need (ensemble members, specialists) are trained here too,
+    once, before any trial starts (trials side by side would train them twice)."""
     from ..pipeline import Build
 
     teacher_build = Build(config, Path(out) / "teacher", log=log)  # also checks that out is writable
     teacher_build.run("train-teacher")
-    return Experiment(
+    experiment = Experiment(
         config,
         Path(out),
         teacher_build.dataset,
@@ -208,6 +210,9 @@ def open_experiment(config: BuildConfig, out: str | Path, log: Callable[[str], N
         teacher_build.fingerprint("train-teacher"),
         log,
     )
+    for method in dict.fromkeys(methods):
+        experiment.prepare_models(method)
+    return experiment
 
 
 def searchable_methods() -> tuple[str, ...]:

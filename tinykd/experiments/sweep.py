@@ -65,15 +65,13 @@ def run_sweep(
     from ..boards import load_board
 
     board = load_board(config.board)
-    experiment = open_experiment(config, out, log=log)
     specs = grid.specs(baselines)
+    experiment = open_experiment(config, out, log=log, methods=[spec.method for spec in specs])
     todo = []
     for spec in specs:
         settings = _point_settings(experiment, spec, board if int8 else None)
         if _finished(experiment, spec, settings, board) is None:
             todo.append({"name": spec.key, **vars(spec), "settings": settings, "board": board.name})
-    for method in dict.fromkeys(spec.method for spec in specs):  # trained here once, not by each trial
-        experiment.prepare_models(method)
     run_trials(experiment, train_point, todo, options=ray, desc="sweep")
     points = [_saved_point(experiment, spec) for spec in specs]
     files = write_summary(experiment, grid, points, board, int8)
